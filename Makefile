@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine with nothing but Python:
+#   make run   the whole service on an embedded default (SQLite, filesystem broker, built-in sandbox)
+#   make test  the whole suite against PostgreSQL and Redis (127.0.0.1 defaults, overridable)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SANDBOX_PORT ?= 8010
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test check bench clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python manage.py devserver --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
+
+test: install
+	DJANGO_SECRET_KEY=test-only-not-secret DJANGO_DEBUG=0 DJANGO_SECURE_SSL_REDIRECT=0 \
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} \
+	$(BIN)/python -m pytest -c tests/pytest.ini --rootdir . tests $(PYTEST_ARGS)
+
+check: install
+	DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	DJANGO_ALLOWED_HOSTS=pay.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+bench: install
+	DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0 \
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	$(BIN)/python benchmarks/reconcile_pass.py
+
+clean:
+	rm -rf $(VENV) .dev staticfiles

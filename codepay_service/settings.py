@@ -1,0 +1,224 @@
+"""
+Settings for the CodePay merchant payment service.
+
+Every value that differs between machines comes from the environment, read here and nowhere else
+(twelve-factor). Defaults are safe for production: DEBUG is off, there is no default secret key, and
+the security middleware settings pass ``manage.py check --deploy``. ``make run`` and ``make test``
+set the few variables a laptop needs.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. Set it to a long random string, for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "payments",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "codepay_service.urls"
+WSGI_APPLICATION = "codepay_service.wsgi.application"
+ASGI_APPLICATION = "codepay_service.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/codepay")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default (make run) shares one SQLite file between the web, worker and sandbox
+    # processes; WAL and a busy timeout keep concurrent writers waiting instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security (check --deploy clean unless DEBUG) -------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe health over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Notification bodies are small; anything large is refused before it is read whole.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- REST API ----------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["payments.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["payments.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_THROTTLE_RATE", default="600/minute")},
+    "EXCEPTION_HANDLER": "codepay_service.errors.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CodePay merchant payment service",
+    "DESCRIPTION": "Orders, refunds, authorizations and batches on CodePay, for store systems.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+
+CACHES = {
+    "default": env.cache_url("CACHE_URL", default="locmemcache://")
+    if env.str("CACHE_URL", default="")
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# --- Celery ------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's Django fixup closes the database connection after every task unless told to reuse it.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Every countdown and retry delay stays below the Redis visibility timeout (see payments/tasks.py).
+CELERY_MAX_TASK_DELAY_SECONDS = 3000
+CELERY_BROKER_FILESYSTEM_FOLDER = env.str("CELERY_BROKER_FILESYSTEM_FOLDER", default="")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _folder = CELERY_BROKER_FILESYSTEM_FOLDER or str(BASE_DIR / ".dev" / "broker")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": _folder,
+        "data_folder_out": _folder,
+        "processed_folder": _folder + "-processed",
+        "store_processed": False,
+    }
+
+# --- CodePay gateway: the default merchant account ----------------------------------------------------
+CODEPAY_BASE_URL = env.str("CODEPAY_BASE_URL", default="https://codepay-open.codepay.me")
+CODEPAY_APP_ID = env.str("CODEPAY_APP_ID", default="")
+CODEPAY_MERCHANT_NO = env.str("CODEPAY_MERCHANT_NO", default="")
+CODEPAY_STORE_NO = env.str("CODEPAY_STORE_NO", default="")
+CODEPAY_SIGN_TYPE = env.str("CODEPAY_SIGN_TYPE", default="RSA2")
+CODEPAY_PRIVATE_KEY = env.str("CODEPAY_PRIVATE_KEY", multiline=True, default="")
+CODEPAY_PRIVATE_KEY_FILE = env.str("CODEPAY_PRIVATE_KEY_FILE", default="")
+CODEPAY_GATEWAY_PUBLIC_KEY = env.str("CODEPAY_GATEWAY_PUBLIC_KEY", multiline=True, default="")
+CODEPAY_GATEWAY_PUBLIC_KEY_FILE = env.str("CODEPAY_GATEWAY_PUBLIC_KEY_FILE", default="")
+CODEPAY_NEXT_GATEWAY_PUBLIC_KEY = env.str("CODEPAY_NEXT_GATEWAY_PUBLIC_KEY", multiline=True, default="")
+CODEPAY_BASIC_AUTH_USER = env.str("CODEPAY_BASIC_AUTH_USER", default="")
+CODEPAY_BASIC_AUTH_PASSWORD = env.str("CODEPAY_BASIC_AUTH_PASSWORD", default="")
+CODEPAY_NOTIFY_URL = env.str("CODEPAY_NOTIFY_URL", default="")
+CODEPAY_CONNECT_TIMEOUT = env.float("CODEPAY_CONNECT_TIMEOUT", default=5.0)
+CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
+CODEPAY_MAX_QPS = env.float("CODEPAY_MAX_QPS", default=20.0)
+# Notifications: confirm money-moving results by a signed query before applying them.
+CODEPAY_CONFIRM_NOTIFICATIONS = env.bool("CODEPAY_CONFIRM_NOTIFICATIONS", default=True)
+CODEPAY_NOTIFICATION_MAX_BYTES = env.int("CODEPAY_NOTIFICATION_MAX_BYTES", default=65536)
+# Empty: accept from any address. CodePay's published sources are 3.135.111.52 and 18.217.220.157.
+CODEPAY_NOTIFICATION_ALLOWED_NETWORKS = env.list("CODEPAY_NOTIFICATION_ALLOWED_NETWORKS", default=[])
+# Reconciliation: an order still waiting this long after it expires is closed at the gateway.
+CODEPAY_EXPIRY_GRACE_SECONDS = env.int("CODEPAY_EXPIRY_GRACE_SECONDS", default=120)
+# An `unknown` create that the gateway still does not know after this long never reached it.
+CODEPAY_UNKNOWN_GRACE_SECONDS = env.int("CODEPAY_UNKNOWN_GRACE_SECONDS", default=900)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
