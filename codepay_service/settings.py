@@ -199,6 +199,9 @@ CODEPAY_PRIVATE_KEY_FILE = env.str("CODEPAY_PRIVATE_KEY_FILE", default="")
 CODEPAY_GATEWAY_PUBLIC_KEY = env.str("CODEPAY_GATEWAY_PUBLIC_KEY", multiline=True, default="")
 CODEPAY_GATEWAY_PUBLIC_KEY_FILE = env.str("CODEPAY_GATEWAY_PUBLIC_KEY_FILE", default="")
 CODEPAY_NEXT_GATEWAY_PUBLIC_KEY = env.str("CODEPAY_NEXT_GATEWAY_PUBLIC_KEY", multiline=True, default="")
+# Accounts beyond the default keep their secrets in the environment too: a JSON object keyed by account
+# code, e.g. {"west": {"private_key_file": "/run/secrets/west.pem", "basic_auth_password": "..."}}.
+CODEPAY_ACCOUNT_SECRETS = env.json("CODEPAY_ACCOUNT_SECRETS", default={})
 CODEPAY_BASIC_AUTH_USER = env.str("CODEPAY_BASIC_AUTH_USER", default="")
 CODEPAY_BASIC_AUTH_PASSWORD = env.str("CODEPAY_BASIC_AUTH_PASSWORD", default="")
 CODEPAY_NOTIFY_URL = env.str("CODEPAY_NOTIFY_URL", default="")

@@ -1,0 +1,118 @@
+"""Shared fixtures: the sandbox gateway over real HTTP, a merchant account wired to it, API keys."""
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+VECTORS = json.loads((Path(__file__).resolve().parent / "fixtures" / "test-vectors.json").read_text())
+APP_ID = "wz6012822ca2f1as78"
+MERCHANT_NO = "302300000926"
+STORE_NO = "4021000008"
+
+# --- The sandbox gateway --------------------------------------------------------------------------
+
+
+# --- A merchant account wired to the sandbox -------------------------------------------------------
+
+
+@pytest.fixture
+def codepay_settings(settings, sandbox):
+    """The default merchant account's settings, pointing at the in-process sandbox with the test keys."""
+    from payments.services.accounts import gateway_clients_reset
+
+    settings.CODEPAY_BASE_URL = sandbox.base_url
+    settings.CODEPAY_APP_ID = APP_ID
+    settings.CODEPAY_MERCHANT_NO = MERCHANT_NO
+    settings.CODEPAY_STORE_NO = STORE_NO
+    settings.CODEPAY_SIGN_TYPE = "RSA2"
+    settings.CODEPAY_PRIVATE_KEY = VECTORS["app_private_key_pem"]
+    settings.CODEPAY_PRIVATE_KEY_FILE = ""
+    settings.CODEPAY_GATEWAY_PUBLIC_KEY = VECTORS["gateway_public_key_b64der"]
+    settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE = ""
+    settings.CODEPAY_NEXT_GATEWAY_PUBLIC_KEY = ""
+    settings.CODEPAY_BASIC_AUTH_USER = "sandbox-user"
+    settings.CODEPAY_BASIC_AUTH_PASSWORD = "sandbox-pass"
+    settings.CODEPAY_NOTIFY_URL = ""
+    settings.CODEPAY_CONNECT_TIMEOUT = 2.0
+    settings.CODEPAY_READ_TIMEOUT = 2.0
+    gateway_clients_reset()
+    yield settings
+    gateway_clients_reset()
+
+
+@pytest.fixture
+def account(db, codepay_settings):
+    from payments.services.accounts import merchant_account_sync_default
+
+    return merchant_account_sync_default()
+
+
+@pytest.fixture
+def api_key(account):
+    """(ApiKey, plain key) for the default account, all stores."""
+    from payments.services.accounts import api_key_create
+
+    return api_key_create(name="pos-1", account=account)
+
+
+class ApiClient:
+    """A store system calling the service over real HTTP."""
+
+    def __init__(self, base_url: str, key: str):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Api-Key {key}"
+
+    def get(self, path, **kwargs):
+        return self.session.get(self.base_url + path, timeout=30, **kwargs)
+
+    def post(self, path, json=None, idempotency_key=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.session.post(self.base_url + path, json=json, headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def api(live_server, api_key):
+    """The REST API over real HTTP, authenticated with a key of the default account."""
+    return ApiClient(live_server.url, api_key[1])
+
+
+@pytest.fixture
+def make_api_client(live_server):
+    def make(key: str) -> ApiClient:
+        return ApiClient(live_server.url, key)
+
+    return make
+
+
+@pytest.fixture
+def sandbox_control(sandbox):
+    """Play the terminal or the customer through the sandbox's control API."""
+
+    class Control:
+        def pay(self, merchant_order_no, **body):
+            response = requests.post(f"{sandbox.base_url}/sandbox/orders/{merchant_order_no}/pay", json=body, timeout=10)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        def post(self, path, body=None):
+            return requests.post(f"{sandbox.base_url}/sandbox/{path.lstrip('/')}", json=body or {}, timeout=10)
+
+        def get(self, path):
+            return requests.get(f"{sandbox.base_url}/sandbox/{path.lstrip('/')}", timeout=10)
+
+        def fault(self, **body):
+            response = requests.post(f"{sandbox.base_url}/sandbox/faults", json=body, timeout=10)
+            assert response.status_code == 200, response.text
+
+        def notification_fault(self, **body):
+            response = requests.post(f"{sandbox.base_url}/sandbox/notification-faults", json=body, timeout=10)
+            assert response.status_code == 200, response.text
+
+    control = Control()
+    yield control
+    requests.delete(f"{sandbox.base_url}/sandbox/faults", timeout=10)

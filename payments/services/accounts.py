@@ -1,0 +1,168 @@
+"""
+Merchant accounts and the gateway client each one speaks through.
+
+The default account is described by the ``CODEPAY_*`` settings; further accounts live in the database
+with their secrets in ``CODEPAY_ACCOUNT_SECRETS`` (both read from the environment by settings.py).
+Keys are parsed once per account version and the client is cached, so a request does not re-read PEM.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from codepay_service.errors import Misconfigured, NotFound
+from payments.gateway import signing
+from payments.gateway.client import CallRecord, CodePayClient
+from payments.gateway.errors import GatewayConfigurationError
+from payments.models import ApiKey, GatewayCall, MerchantAccount
+
+_clients: dict[tuple[int, str], CodePayClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _setting_or_file(value: str, path: str, name: str) -> str:
+    if value:
+        return value
+    if path:
+        try:
+            return Path(path).read_text()
+        except OSError as exc:
+            raise Misconfigured(f"{name}_FILE points at {path}, which cannot be read ({exc.strerror}).") from None
+    return ""
+
+
+def merchant_account_sync_default() -> MerchantAccount:
+    """Create or update the default account from the CODEPAY_* settings."""
+    missing = [name for name in ("CODEPAY_APP_ID", "CODEPAY_MERCHANT_NO") if not getattr(settings, name)]
+    if missing:
+        raise Misconfigured(f"Set {' and '.join(missing)} to describe the default CodePay merchant account.")
+    public_key = _setting_or_file(
+        settings.CODEPAY_GATEWAY_PUBLIC_KEY, settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE, "CODEPAY_GATEWAY_PUBLIC_KEY"
+    )
+    with transaction.atomic():
+        account, _ = MerchantAccount.objects.select_for_update().update_or_create(
+            code=MerchantAccount.DEFAULT_CODE,
+            defaults={
+                "name": "Default",
+                "app_id": settings.CODEPAY_APP_ID,
+                "merchant_no": settings.CODEPAY_MERCHANT_NO,
+                "default_store_no": settings.CODEPAY_STORE_NO,
+                "sign_type": settings.CODEPAY_SIGN_TYPE,
+                "gateway_public_key": public_key,
+                "next_gateway_public_key": settings.CODEPAY_NEXT_GATEWAY_PUBLIC_KEY,
+            },
+        )
+    return account
+
+
+def merchant_account_get(*, code: str) -> MerchantAccount:
+    account = MerchantAccount.objects.filter(code=code, is_active=True).first()
+    if account is None and code == MerchantAccount.DEFAULT_CODE and settings.CODEPAY_APP_ID:
+        account = merchant_account_sync_default()
+    if account is None:
+        raise NotFound(f"No active merchant account '{code}'.")
+    return account
+
+
+def _account_secrets(account: MerchantAccount) -> dict[str, str]:
+    if account.code == MerchantAccount.DEFAULT_CODE:
+        return {
+            "private_key": _setting_or_file(
+                settings.CODEPAY_PRIVATE_KEY, settings.CODEPAY_PRIVATE_KEY_FILE, "CODEPAY_PRIVATE_KEY"
+            ),
+            "basic_auth_user": settings.CODEPAY_BASIC_AUTH_USER,
+            "basic_auth_password": settings.CODEPAY_BASIC_AUTH_PASSWORD,
+        }
+    secrets = settings.CODEPAY_ACCOUNT_SECRETS.get(account.code, {})
+    return {
+        "private_key": _setting_or_file(
+            secrets.get("private_key", ""), secrets.get("private_key_file", ""), f"CODEPAY_ACCOUNT_SECRETS[{account.code}].private_key"
+        ),
+        "basic_auth_user": secrets.get("basic_auth_user", ""),
+        "basic_auth_password": secrets.get("basic_auth_password", ""),
+    }
+
+
+def gateway_public_keys(account: MerchantAccount) -> list:
+    """The account's gateway public key, then the next one during a rotation."""
+    keys = []
+    for text in (account.gateway_public_key, account.next_gateway_public_key):
+        if text:
+            keys.append(signing.load_public_key(text))
+    return keys
+
+
+def _record_gateway_call(account_id: int, record: CallRecord) -> None:
+    GatewayCall.objects.create(
+        account_id=account_id,
+        method=record.method,
+        merchant_order_no=record.merchant_order_no,
+        outcome=record.outcome,
+        http_status=record.http_status,
+        gateway_code=record.gateway_code[:16],
+        gateway_message=record.gateway_message[:255],
+        psn=record.psn,
+        duration_ms=record.duration_ms,
+        request=record.request,
+        response=record.response,
+        created_at=record.started_at,
+    )
+
+
+def gateway_client_for(account: MerchantAccount, *, throttle=None) -> CodePayClient:
+    """The account's client; every call it makes is recorded as a GatewayCall. Raises Misconfigured."""
+    cache_key = (account.pk, account.updated_at.isoformat())
+    with _clients_lock:
+        client = _clients.get(cache_key)
+    if client is None:
+        client = _build_client(account)
+        with _clients_lock:
+            _clients[cache_key] = client
+    if throttle is None:
+        return client
+    return client.with_throttle(throttle)
+
+
+def _build_client(account: MerchantAccount) -> CodePayClient:
+    secrets = _account_secrets(account)
+    try:
+        private_key = signing.load_private_key(secrets["private_key"]) if secrets["private_key"] else None
+        keys = gateway_public_keys(account)
+        return CodePayClient(
+            base_url=settings.CODEPAY_BASE_URL,
+            app_id=account.app_id,
+            merchant_no=account.merchant_no,
+            sign_type=account.sign_type,
+            private_key=private_key,
+            gateway_public_key=keys[0] if keys else None,
+            basic_auth=(secrets["basic_auth_user"], secrets["basic_auth_password"]),
+            notify_url=_notify_url(account),
+            connect_timeout=settings.CODEPAY_CONNECT_TIMEOUT,
+            read_timeout=settings.CODEPAY_READ_TIMEOUT,
+            on_call=lambda record: _record_gateway_call(account.pk, record),
+        )
+    except GatewayConfigurationError as exc:
+        raise Misconfigured(f"Merchant account '{account.code}': {exc.message}") from None
+
+
+def _notify_url(account: MerchantAccount) -> str:
+    base = settings.CODEPAY_NOTIFY_URL
+    if not base or account.code == MerchantAccount.DEFAULT_CODE:
+        return base
+    # Further accounts get their own receiver path so their notifications verify with their own key.
+    return f"{base.rstrip('/')}/{account.code}/"
+
+
+def api_key_create(*, name: str, account: MerchantAccount, store_no: str = "") -> tuple[ApiKey, str]:
+    """A new API key; the plain key is returned once and only its hash is stored."""
+    return ApiKey.objects.create_key(name=name, account=account, store_no=store_no)
+
+
+def gateway_clients_reset() -> None:
+    """Forget cached clients (after the gateway settings change, e.g. in tests)."""
+    with _clients_lock:
+        _clients.clear()

@@ -1,0 +1,508 @@
+"""
+Orders: create on any channel, apply what the gateway says, and the follow-up operations.
+
+Why an order row is written before the gateway is called: if the process dies or the call times out,
+the row is already there as ``unknown`` and the reconciler resolves it by query. A create is never
+lost and never resent. Gateway calls happen outside database transactions, so no row lock is held
+while waiting on the network and the audit record of the call is committed whatever happens next.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from codepay_service.errors import (
+    DuplicateMerchantOrderNo,
+    GatewayRefused,
+    GatewayUnavailable,
+    Misconfigured,
+    StateConflict,
+    ValidationFailed,
+)
+from payments.gateway.client import CardDetails
+from payments.gateway.errors import (
+    GatewayConfigurationError,
+    GatewayDeclined,
+    GatewayError,
+    GatewayOutcomeUnknown,
+    GatewayRequestNotSent,
+)
+from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
+from payments.gateway.methods import TransType as GatewayTransType
+from payments.gateway.results import OrderInfo
+from payments.models import (
+    ApiKey,
+    Channel,
+    MerchantAccount,
+    MerchantOrderNumber,
+    OperationKind,
+    OperationStatus,
+    Order,
+    OrderEvent,
+    OrderOperation,
+    OrderStatus,
+    TransType,
+)
+from payments.services.accounts import gateway_client_for
+from payments.services.checks import next_check_at
+from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
+
+logger = logging.getLogger(__name__)
+
+_GATEWAY_TRANS_TYPE = {
+    TransType.SALE: GatewayTransType.SALE,
+    TransType.AUTH: GatewayTransType.PRE_AUTH,
+    TransType.CASHBACK: GatewayTransType.CASHBACK,
+}
+
+
+class ApplyResult(enum.Enum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class OrderCreateResult:
+    order: Order
+    outcome_unknown: bool
+
+
+def merchant_order_no_generate() -> str:
+    """A fresh number within the gateway's rule (<= 32 of letters, digits and _-|*@)."""
+    return f"CP{timezone.now():%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}"
+
+
+def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: str, kind: str) -> None:
+    """Take a number for this account; raises DuplicateMerchantOrderNo if anything already used it."""
+    try:
+        with transaction.atomic():
+            MerchantOrderNumber.objects.create(account=account, merchant_order_no=merchant_order_no, kind=kind)
+    except IntegrityError:
+        raise DuplicateMerchantOrderNo(
+            f"merchant_order_no '{merchant_order_no}' is already used for this merchant account; send a new one.",
+            details={"merchant_order_no": ["Already used for this merchant account."]},
+        ) from None
+
+
+def order_event(order: Order, *, kind: str, source: str, message: str = "", from_status: str = "", to_status: str = "", data: dict | None = None, refund=None) -> None:
+    OrderEvent.objects.create(
+        order=order,
+        refund=refund,
+        kind=kind,
+        source=source,
+        message=message[:255],
+        from_status=from_status,
+        to_status=to_status,
+        data=data or {},
+    )
+
+
+def order_create(
+    *,
+    account: MerchantAccount,
+    api_key: ApiKey | None,
+    channel: str,
+    amount: Decimal,
+    currency: str,
+    description: str,
+    merchant_order_no: str = "",
+    attach: str = "",
+    expires_in: int = 300,
+    store_no: str = "",
+    trans_type: str = TransType.SALE,
+    tip_amount: Decimal = Decimal("0"),
+    cashback_amount: Decimal = Decimal("0"),
+    terminal_sn: str = "",
+    pay_scenario: str = "",
+    pay_method_id: str = "",
+    options: dict[str, Any] | None = None,
+    card: CardDetails | None = None,
+) -> OrderCreateResult:
+    """Store the order, send it to the gateway, and record the answer; ``unknown`` when there is none."""
+    options = options or {}
+    if api_key is not None and api_key.store_no:
+        if store_no and store_no != api_key.store_no:
+            raise ValidationFailed(
+                details={"store_no": [f"This API key is bound to store {api_key.store_no}; omit store_no or use it."]}
+            )
+        store_no = api_key.store_no
+    store_no = store_no or account.default_store_no
+    merchant_order_no = merchant_order_no or merchant_order_no_generate()
+    now = timezone.now()
+
+    with transaction.atomic():
+        merchant_order_no_reserve(account=account, merchant_order_no=merchant_order_no, kind="order")
+        order = Order.objects.create(
+            account=account,
+            api_key=api_key,
+            merchant_order_no=merchant_order_no,
+            channel=channel,
+            trans_type=trans_type,
+            status=OrderStatus.UNKNOWN,
+            currency=currency,
+            amount=amount,
+            tip_amount=tip_amount,
+            cashback_amount=cashback_amount,
+            description=description,
+            attach=attach,
+            store_no=store_no,
+            terminal_sn=terminal_sn,
+            pay_scenario=pay_scenario,
+            pay_method_id=pay_method_id,
+            options=options,
+            expires_in=expires_in,
+            expires_at=now + timedelta(seconds=expires_in),
+            next_check_at=next_check_at(0, now=now),
+        )
+        order_event(order, kind="created", source="api", to_status=OrderStatus.UNKNOWN, message=f"{channel} order stored before sending")
+
+    try:
+        client = gateway_client_for(account)
+        answer = _send_create(client, order, card=card)
+    except (GatewayError, Misconfigured) as exc:
+        _record_create_failure(order, exc)
+        order.refresh_from_db()
+        return OrderCreateResult(order=order, outcome_unknown=True)
+
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        order.trans_no = answer.get("trans_no", "")
+        order.pay_url = answer.get("pay_url", "")
+        order.redirect_url_3dsecure = answer.get("redirect_url_3dsecure", "")
+        order.terminal_online_status = answer.get("terminal_online_status", "")
+        order.pay_method_id = answer.get("pay_method_id") or order.pay_method_id
+        order.gateway_code, order.gateway_message = "0", "success"
+        order.save()
+        trans_status = answer.get("trans_status") or TransStatus.CREATED.value
+        _move(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
+    return OrderCreateResult(order=order, outcome_unknown=False)
+
+
+def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str, str]:
+    common = {
+        "merchant_order_no": order.merchant_order_no,
+        "amount": order.amount,
+        "currency": order.currency,
+        "description": order.description,
+        "expires": order.expires_in,
+        "store_no": order.store_no,
+        "attach": order.attach,
+    }
+    options = order.options
+    if order.channel == Channel.TERMINAL:
+        result = client.create_cloud_order(
+            **common,
+            terminal_sn=order.terminal_sn,
+            trans_type=_GATEWAY_TRANS_TYPE[order.trans_type].value,
+            tip_amount=order.tip_amount or None,
+            cashback_amount=order.cashback_amount or None,
+            pay_scenario=order.pay_scenario,
+            pay_method_id=order.pay_method_id,
+            card_type=options.get("card_type", ""),
+            on_screen_tip=options.get("on_screen_tip"),
+            on_screen_signature=options.get("on_screen_signature"),
+            confirm_on_terminal=options.get("confirm_on_terminal"),
+            reject_when_terminal_offline=options.get("reject_when_terminal_offline"),
+            receipt_print_mode=options.get("receipt_print_mode"),
+        )
+        return {"trans_no": result.trans_no, "terminal_online_status": result.terminal_online_status}
+    if order.channel == Channel.CHECKOUT:
+        result = client.create_checkout(**common, return_url=options.get("return_url", ""), order_detail=options.get("order_detail"))
+        return {"trans_no": result.trans_no, "pay_url": result.pay_url}
+    result = client.create_card_checkout(
+        **common, card=card, billing_address=options.get("billing_address") or {}, return_url=options.get("return_url", "")
+    )
+    return {
+        "trans_no": result.trans_no,
+        "trans_status": result.trans_status,
+        "pay_method_id": result.pay_method_id,
+        "redirect_url_3dsecure": result.redirect_url_3dsecure,
+    }
+
+
+def _record_create_failure(order: Order, exc: Exception) -> None:
+    """Record why a create did not succeed, then raise the client-facing error (unknown: return quietly)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if isinstance(exc, GatewayOutcomeUnknown):
+            order.gateway_message = exc.message[:255]
+            order.save(update_fields=["gateway_message", "updated_at"])
+            order_event(order, kind="outcome_unknown", source="api", message=exc.message)
+            return
+        if isinstance(exc, GatewayDeclined):
+            order.gateway_code, order.gateway_message = exc.code, exc.message[:255]
+        else:
+            order.gateway_message = (exc.message if hasattr(exc, "message") else str(exc))[:255]
+        order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
+        _move(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
+    if isinstance(exc, GatewayDeclined):
+        raise GatewayRefused(
+            f"CodePay refused the order: [{exc.code}] {exc.message}",
+            details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": order.merchant_order_no},
+        )
+    if isinstance(exc, GatewayRequestNotSent):
+        raise GatewayUnavailable(
+            f"CodePay could not be reached ({exc.message}); the order was not sent and is marked failed.",
+            details={"merchant_order_no": order.merchant_order_no},
+        )
+    if isinstance(exc, GatewayConfigurationError):
+        raise Misconfigured(exc.message)
+    raise exc
+
+
+def _move(order: Order, to_status: str | None, *, source: str, message: str = "", gateway_trans_status: str = "", data: dict | None = None) -> ApplyResult:
+    """The one place an order's status changes. The caller holds the row lock."""
+    if gateway_trans_status:
+        order.gateway_trans_status = gateway_trans_status
+    if to_status is None or to_status == order.status:
+        order.save()
+        return ApplyResult.UNCHANGED
+    if not order_can_move(order.status, to_status):
+        order.save()
+        order_event(order, kind="stale_status_ignored", source=source, from_status=order.status, to_status=to_status, message=message, data=data)
+        return ApplyResult.STALE
+    from_status = order.status
+    order.status = to_status
+    if to_status == OrderStatus.AUTHORIZED and not order.authorized_amount:
+        order.authorized_amount = order.amount
+    if to_status == OrderStatus.SUCCEEDED and not order.paid_amount:
+        order.paid_amount = order.captured_amount or (order.amount + order.tip_amount + order.cashback_amount)
+    if to_status in ORDER_FINAL_STATUSES:
+        order.next_check_at = None
+    order.save()
+    order_event(order, kind="status_changed", source=source, from_status=from_status, to_status=to_status, message=message, data=data)
+    return ApplyResult.APPLIED
+
+
+def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) -> ApplyResult:
+    """
+    Apply what the gateway says about an order (a query answer or a confirmed notification).
+
+    Under the order's row lock; never moves backwards; an amount or currency that differs from ours
+    changes nothing and is recorded as a conflict for an operator.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        mismatch = _amount_mismatch(order, info)
+        if mismatch:
+            order_event(order, kind="conflict", source=source, message=mismatch, data=info.data)
+            logger.warning("gateway amount conflict", extra={"merchant_order_no": order.merchant_order_no, "source": source})
+            return ApplyResult.CONFLICT
+        if info.trans_no and not order.trans_no:
+            order.trans_no = info.trans_no
+        if info.pay_method_id:
+            order.pay_method_id = info.pay_method_id
+        order.not_found_since = None
+        to_status = order_status_from_gateway(info.trans_status, order.trans_type)
+        return _move(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
+
+
+def _amount_mismatch(order: Order, info: OrderInfo) -> str:
+    if info.price_currency and info.price_currency.upper() != order.currency:
+        return f"gateway currency {info.price_currency} differs from ours ({order.currency})"
+    if info.order_amount is not None and info.order_amount != order.amount:
+        return f"gateway order_amount {info.order_amount} differs from ours ({order.amount})"
+    return ""
+
+
+def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
+    """Ask the gateway about the order now and apply the answer; a gateway that does not know it is recorded."""
+    client = gateway_client_for(order.account)
+    try:
+        info = client.query_order(merchant_order_no=order.merchant_order_no)
+    except GatewayDeclined as exc:
+        if exc.code != ORDER_NOT_FOUND_CODE:
+            raise
+        return order_mark_not_found(order_id=order.pk, source=source)
+    return order_apply_gateway_state(order_id=order.pk, info=info, source=source)
+
+
+def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None = None) -> ApplyResult:
+    """
+    The gateway does not know this order. Right after a create this can be transient (PROTOCOL.md,
+    "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
+    """
+    from django.conf import settings
+
+    grace = grace if grace is not None else timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
+    now = timezone.now()
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.not_found_since is None:
+            order.not_found_since = now
+            order.save(update_fields=["not_found_since", "updated_at"])
+        if order.status == OrderStatus.UNKNOWN and now - order.not_found_since >= grace:
+            order.gateway_code = ORDER_NOT_FOUND_CODE
+            order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
+            return _move(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
+        return ApplyResult.UNCHANGED
+
+
+# --- Follow-up operations -----------------------------------------------------------------------------
+
+
+def _locked(order: Order) -> Order:
+    return Order.objects.select_for_update().get(pk=order.pk)
+
+
+def _operation_call(order: Order, operation: OrderOperation, call) -> Any:
+    """Run a gateway call for an operation and record its result; declines become 502, unknown stays recorded."""
+    try:
+        result = call(gateway_client_for(order.account))
+    except GatewayDeclined as exc:
+        _finish_operation(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
+        raise GatewayRefused(
+            f"CodePay refused the {operation.kind}: [{exc.code}] {exc.message}",
+            details={"gateway_code": exc.code, "gateway_message": exc.message},
+        ) from None
+    except GatewayOutcomeUnknown as exc:
+        _finish_operation(operation, OperationStatus.UNKNOWN, message=exc.message)
+        raise GatewayUnavailable(
+            f"CodePay did not answer the {operation.kind} ({exc.message}); it may have happened. "
+            "Sync the order before trying again.",
+            details={"operation": operation.kind},
+        ) from None
+    except GatewayRequestNotSent as exc:
+        _finish_operation(operation, OperationStatus.FAILED, message=exc.message)
+        raise GatewayUnavailable(f"CodePay could not be reached ({exc.message}); nothing was sent.") from None
+    except GatewayConfigurationError as exc:
+        _finish_operation(operation, OperationStatus.FAILED, message=exc.message)
+        raise Misconfigured(exc.message) from None
+    return result
+
+
+def _finish_operation(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
+    operation.status = status
+    operation.gateway_code = code[:16]
+    operation.gateway_message = message[:255]
+    operation.trans_no = trans_no
+    operation.save()
+    order_event(operation.order, kind=f"{operation.kind}_{status}", source=operation.source, message=message)
+
+
+def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api") -> OrderOperation:
+    if merchant_order_no:
+        merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
+    return OrderOperation.objects.create(
+        order=order, kind=kind, amount=amount, merchant_order_no=merchant_order_no, status=OperationStatus.UNKNOWN, source=source
+    )
+
+
+def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
+    return OrderOperation.objects.filter(order=order, kind=kind, status=OperationStatus.UNKNOWN).aggregate(
+        total=Sum("amount")
+    )["total"] or Decimal("0")
+
+
+def order_cancel(*, order: Order, source: str = "api") -> Order:
+    """Close a waiting terminal order, revoke a waiting online order, or void an authorization."""
+    with transaction.atomic():
+        order = _locked(order)
+        if order.status == OrderStatus.AUTHORIZED:
+            operation = _start_operation(order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
+        elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
+            kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
+            operation = _start_operation(order, kind=kind, source=source)
+        elif order.status == OrderStatus.SUCCEEDED:
+            raise StateConflict("The order is paid; refund it instead of cancelling it.")
+        else:
+            raise StateConflict(f"A {order.status} order cannot be cancelled.")
+
+    if operation.kind == OperationKind.VOID:
+        result = _operation_call(
+            order, operation, lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no)
+        )
+    elif operation.kind == OperationKind.CLOSE:
+        result = _operation_call(
+            order,
+            operation,
+            lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
+        )
+    else:
+        result = _operation_call(order, operation, lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
+
+    with transaction.atomic():
+        order = _locked(order)
+        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
+        _move(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
+    return order
+
+
+def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Order:
+    """Capture (part of) an authorization; never more than authorized plus increments."""
+    with transaction.atomic():
+        order = _locked(order)
+        if order.trans_type != TransType.AUTH:
+            raise StateConflict("Only an authorization can be captured; this order is a sale.")
+        if order.status != OrderStatus.AUTHORIZED:
+            raise StateConflict(f"Only an authorized order can be captured; this one is {order.status}.")
+        capturable = order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
+        if amount > capturable:
+            raise ValidationFailed(details={"amount": [f"At most {capturable} {order.currency} can be captured."]})
+        operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
+
+    result = _operation_call(
+        order,
+        operation,
+        lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
+    )
+    with transaction.atomic():
+        order = _locked(order)
+        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
+        order.captured_amount += amount
+        order.paid_amount = order.captured_amount
+        _move(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
+    return order
+
+
+def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Order:
+    """Raise an authorization by ``amount``."""
+    with transaction.atomic():
+        order = _locked(order)
+        if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
+            raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
+        operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
+
+    _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
+    with transaction.atomic():
+        order = _locked(order)
+        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0")
+        order.authorized_amount += amount
+        order.save()
+    return order
+
+
+def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> Order:
+    """Set the tip of a paid sale (before its batch closes)."""
+    with transaction.atomic():
+        order = _locked(order)
+        if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
+            raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
+        new_paid = order.paid_amount - order.tip_amount + tip_amount
+        if new_paid < order.refunded_amount:
+            raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than has already been refunded."]})
+        operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
+
+    if order.trans_no:
+        _operation_call(order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=order.trans_no, tip_amount=tip_amount, currency=order.currency))
+    else:
+        _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))
+    with transaction.atomic():
+        order = _locked(order)
+        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0")
+        order.paid_amount = order.paid_amount - order.tip_amount + tip_amount
+        order.tip_amount = tip_amount
+        order.save()
+    return order

@@ -1,0 +1,198 @@
+"""
+Refunds: reserved under the order's row lock, sent, then applied as the gateway reports them.
+
+What can still be refunded is the paid amount minus every refund that has not failed (succeeded,
+pending or unknown), checked while the order row is locked, so two concurrent refunds can never
+together exceed what was paid. ``refunded_amount`` on the order counts succeeded refunds only, and a
+database constraint keeps it at or below ``paid_amount``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured, StateConflict, ValidationFailed
+from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
+from payments.gateway.methods import ORDER_NOT_FOUND_CODE
+from payments.gateway.results import RefundInfo
+from payments.models import ApiKey, Order, Refund, RefundStatus
+from payments.services.accounts import gateway_client_for
+from payments.services.checks import next_check_at
+from payments.services.orders import (
+    ApplyResult,
+    merchant_order_no_generate,
+    merchant_order_no_reserve,
+    order_event,
+)
+from payments.state_machine import ORDER_PAID_STATUSES, REFUND_OPEN_STATUSES, refund_can_move, refund_status_from_gateway
+
+
+def order_refundable_amount(order: Order) -> Decimal:
+    reserved = (
+        Refund.objects.filter(order=order)
+        .exclude(status=RefundStatus.FAILED)
+        .aggregate(total=Sum("amount"))["total"]
+        or Decimal("0")
+    )
+    return order.paid_amount - reserved
+
+
+def order_refund(
+    *, order: Order, amount: Decimal, reason: str, merchant_order_no: str = "", api_key: ApiKey | None = None, source: str = "api"
+) -> Refund:
+    """Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the refundable amount."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status not in ORDER_PAID_STATUSES:
+            raise StateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
+        refundable = order_refundable_amount(order)
+        if amount > refundable:
+            raise ValidationFailed(
+                details={"amount": [f"At most {refundable} {order.currency} can still be refunded on this order."]}
+            )
+        merchant_order_no = merchant_order_no or merchant_order_no_generate()
+        merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind="refund")
+        refund = Refund.objects.create(
+            account=order.account,
+            order=order,
+            merchant_order_no=merchant_order_no,
+            amount=amount,
+            currency=order.currency,
+            reason=reason,
+            status=RefundStatus.UNKNOWN,
+            api_key=api_key,
+            next_check_at=next_check_at(0),
+        )
+        order_event(order, refund=refund, kind="refund_requested", source=source, message=f"{amount} {order.currency}: {reason}")
+
+    try:
+        result = gateway_client_for(order.account).submit_refund(
+            merchant_order_no=refund.merchant_order_no,
+            orig_merchant_order_no=order.merchant_order_no,
+            amount=amount,
+            currency=order.currency,
+            description=reason,
+        )
+    except GatewayOutcomeUnknown as exc:
+        _refund_note(refund, message=exc.message, source=source)
+        return Refund.objects.get(pk=refund.pk)
+    except (GatewayDeclined, GatewayRequestNotSent, GatewayConfigurationError) as exc:
+        _refund_failed(refund, exc, source=source)
+        if isinstance(exc, GatewayDeclined):
+            raise GatewayRefused(
+                f"CodePay refused the refund: [{exc.code}] {exc.message}",
+                details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": refund.merchant_order_no},
+            ) from None
+        if isinstance(exc, GatewayConfigurationError):
+            raise Misconfigured(exc.message) from None
+        raise GatewayUnavailable(f"CodePay could not be reached ({exc.message}); the refund was not sent.") from None
+
+    refund_apply_gateway_state(
+        refund_id=refund.pk,
+        info=RefundInfo(
+            trans_no=result.trans_no,
+            merchant_order_no=refund.merchant_order_no,
+            trans_status=result.trans_status or "0",
+            price_currency=order.currency,
+            order_amount=result.trans_amount,
+            trans_end_time="",
+            data=result.data,
+            psn=result.psn,
+        ),
+        source=source,
+    )
+    return Refund.objects.get(pk=refund.pk)
+
+
+def _refund_note(refund: Refund, *, message: str, source: str) -> None:
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(gateway_message=message[:255], updated_at=timezone.now())
+        order_event(refund.order, refund=refund, kind="refund_outcome_unknown", source=source, message=message)
+
+
+def _refund_failed(refund: Refund, exc, *, source: str) -> None:
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=refund.order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        refund.gateway_code = getattr(exc, "code", "")[:16]
+        refund.gateway_message = exc.message[:255]
+        _refund_move(refund, RefundStatus.FAILED, source=source)
+
+
+def _refund_move(refund: Refund, to_status: str | None, *, source: str, data: dict | None = None) -> ApplyResult:
+    """The one place a refund's status changes. The caller holds the order's and the refund's row locks."""
+    if to_status is None or to_status == refund.status:
+        refund.save()
+        return ApplyResult.UNCHANGED
+    if not refund_can_move(refund.status, to_status):
+        refund.save()
+        order_event(refund.order, refund=refund, kind="stale_refund_status_ignored", source=source, from_status=refund.status, to_status=to_status, data=data)
+        return ApplyResult.STALE
+    from_status = refund.status
+    refund.status = to_status
+    if to_status not in REFUND_OPEN_STATUSES:
+        refund.next_check_at = None
+    refund.save()
+    if to_status == RefundStatus.SUCCEEDED:
+        order = refund.order
+        order.refunded_amount += refund.amount
+        order.save(update_fields=["refunded_amount", "updated_at"])
+    order_event(refund.order, refund=refund, kind="refund_status_changed", source=source, from_status=from_status, to_status=to_status, data=data)
+    return ApplyResult.APPLIED
+
+
+def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str) -> ApplyResult:
+    """Apply what the gateway says about a refund, under the order's then the refund's row lock."""
+    with transaction.atomic():
+        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
+        order = Order.objects.select_for_update().get(pk=order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        refund.order = order
+        if info.price_currency and info.price_currency.upper() != refund.currency or (
+            info.order_amount is not None and info.order_amount != refund.amount
+        ):
+            order_event(order, refund=refund, kind="conflict", source=source, message="gateway refund amount or currency differs from ours", data=info.data)
+            return ApplyResult.CONFLICT
+        if info.trans_no and not refund.trans_no:
+            refund.trans_no = info.trans_no
+        refund.gateway_trans_status = info.trans_status
+        refund.not_found_since = None
+        return _refund_move(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
+
+
+def refund_sync(*, refund: Refund, source: str = "sync") -> ApplyResult:
+    """Ask the gateway about the refund now and apply the answer."""
+    client = gateway_client_for(refund.account)
+    try:
+        info = client.query_refund(merchant_order_no=refund.merchant_order_no)
+    except GatewayDeclined as exc:
+        if exc.code != ORDER_NOT_FOUND_CODE:
+            raise
+        return refund_mark_not_found(refund_id=refund.pk, source=source)
+    return refund_apply_gateway_state(refund_id=refund.pk, info=info, source=source)
+
+
+def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
+    """A refund the gateway does not know, past the grace period, never reached it: it failed and frees its amount."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    now = timezone.now()
+    with transaction.atomic():
+        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
+        order = Order.objects.select_for_update().get(pk=order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        refund.order = order
+        if refund.not_found_since is None:
+            refund.not_found_since = now
+            refund.save(update_fields=["not_found_since", "updated_at"])
+        if refund.status == RefundStatus.UNKNOWN and now - refund.not_found_since >= timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
+            refund.gateway_code = ORDER_NOT_FOUND_CODE
+            refund.gateway_message = "The gateway never received this refund; request it again."
+            return _refund_move(refund, RefundStatus.FAILED, source=source)
+        return ApplyResult.UNCHANGED
