@@ -37,7 +37,7 @@ check: install
 bench: install
 	DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
-	$(BIN)/python benchmarks/reconcile_pass.py
+	$(BIN)/python tests/benchmarks/bench_reconcile.py
 
 clean:
 	rm -rf $(VENV) .dev staticfiles

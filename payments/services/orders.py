@@ -186,7 +186,7 @@ def order_create(
         order.gateway_code, order.gateway_message = "0", "success"
         order.save()
         trans_status = answer.get("trans_status") or TransStatus.CREATED.value
-        _move(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
+        order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
     return OrderCreateResult(order=order, outcome_unknown=False)
 
 
@@ -246,7 +246,7 @@ def _record_create_failure(order: Order, exc: Exception) -> None:
         else:
             order.gateway_message = (exc.message if hasattr(exc, "message") else str(exc))[:255]
         order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
-        _move(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
+        order_transition(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
     if isinstance(exc, GatewayDeclined):
         raise GatewayRefused(
             f"CodePay refused the order: [{exc.code}] {exc.message}",
@@ -262,7 +262,9 @@ def _record_create_failure(order: Order, exc: Exception) -> None:
     raise exc
 
 
-def _move(order: Order, to_status: str | None, *, source: str, message: str = "", gateway_trans_status: str = "", data: dict | None = None) -> ApplyResult:
+def order_transition(
+    order: Order, to_status: str | None, *, source: str, message: str = "", gateway_trans_status: str = "", data: dict | None = None
+) -> ApplyResult:
     """The one place an order's status changes. The caller holds the row lock."""
     if gateway_trans_status:
         order.gateway_trans_status = gateway_trans_status
@@ -306,7 +308,7 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
             order.pay_method_id = info.pay_method_id
         order.not_found_since = None
         to_status = order_status_from_gateway(info.trans_status, order.trans_type)
-        return _move(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
+        return order_transition(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
 
 
 def _amount_mismatch(order: Order, info: OrderInfo) -> str:
@@ -346,7 +348,7 @@ def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None 
         if order.status == OrderStatus.UNKNOWN and now - order.not_found_since >= grace:
             order.gateway_code = ORDER_NOT_FOUND_CODE
             order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
-            return _move(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
+            return order_transition(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
         return ApplyResult.UNCHANGED
 
 
@@ -436,7 +438,7 @@ def order_cancel(*, order: Order, source: str = "api") -> Order:
     with transaction.atomic():
         order = _locked(order)
         _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
-        _move(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
+        order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
     return order
 
 
@@ -463,7 +465,7 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Orde
         _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
         order.captured_amount += amount
         order.paid_amount = order.captured_amount
-        _move(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
+        order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
     return order
 
 
