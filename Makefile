@@ -10,8 +10,9 @@ SANDBOX_PORT ?= 8010
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?= tests
 
-.PHONY: install run test check bench clean
+.PHONY: install run manage test check bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +22,32 @@ $(BIN)/.installed: requirements.txt
 
 install: $(BIN)/.installed
 
+DEV := $(CURDIR)/.dev
+DEV_ENV = DJANGO_DEBUG=1 DJANGO_SECRET_KEY=$$(cat $(DEV)/secret_key) DJANGO_SECURE_SSL_REDIRECT=0 \
+	DATABASE_URL=sqlite:///$(DEV)/db.sqlite3 CELERY_BROKER_URL=filesystem:// \
+	CELERY_BROKER_FILESYSTEM_FOLDER=$(DEV)/broker \
+	CODEPAY_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT) CODEPAY_APP_ID=wzdev0000000000001 \
+	CODEPAY_MERCHANT_NO=302300000001 CODEPAY_STORE_NO=4021000001 \
+	CODEPAY_PRIVATE_KEY_FILE=$(DEV)/app_private_key.pem \
+	CODEPAY_GATEWAY_PUBLIC_KEY_FILE=$(DEV)/gateway_public_key.txt \
+	CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE=$(DEV)/gateway_private_key.pem \
+	CODEPAY_BASIC_AUTH_USER=dev CODEPAY_BASIC_AUTH_PASSWORD=dev-password \
+	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/
+
 run: install
-	$(BIN)/python manage.py devserver --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
+	mkdir -p $(DEV)
+	test -s $(DEV)/secret_key || $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > $(DEV)/secret_key
+	$(DEV_ENV) $(BIN)/python manage.py devserver --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
+
+# Any manage.py command against the `make run` database, e.g. make manage ARGS=createsuperuser
+manage: install
+	$(DEV_ENV) $(BIN)/python manage.py $(ARGS)
 
 test: install
 	DJANGO_SECRET_KEY=test-only-not-secret DJANGO_DEBUG=0 DJANGO_SECURE_SSL_REDIRECT=0 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} \
-	$(BIN)/python -m pytest -c tests/pytest.ini --rootdir . tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -c tests/pytest.ini --rootdir . $(PYTEST_ARGS)
 
 check: install
 	DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \

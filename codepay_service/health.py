@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
@@ -23,7 +24,7 @@ def readiness(request):
     except Exception as exc:  # any failure means "not ready"; the type is reported, not raised
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
-        with celery_app.connection_for_write() as conn:
+        with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
         checks["broker"] = f"unavailable: {type(exc).__name__}"

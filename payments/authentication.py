@@ -7,6 +7,7 @@ key as ``request.auth``; its account and optional store scope every query the AP
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from payments.models import ApiKey
@@ -23,15 +24,28 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme != KEYWORD or not key.strip():
             raise exceptions.AuthenticationFailed(f"Send the header 'Authorization: {KEYWORD} <key>'.")
         try:
-            api_key = ApiKey.objects.select_related("account").get_from_key(key.strip())
+            api_key = ApiKey.objects.get_from_key(key.strip())
         except ApiKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
-        if not api_key.is_valid(key.strip()) or not api_key.account.is_active:
+        if not api_key.account.is_active:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request):
         return KEYWORD
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "payments.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": f"`{KEYWORD} <key>`; create a key with `python manage.py create_api_key`.",
+        }
 
 
 class ApiKeyUser:

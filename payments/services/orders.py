@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -38,6 +39,7 @@ from payments.gateway.errors import (
     GatewayRequestNotSent,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
+from payments.gateway.money import format_amount
 from payments.gateway.methods import TransType as GatewayTransType
 from payments.gateway.results import OrderInfo
 from payments.models import (
@@ -352,6 +354,22 @@ def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None 
         return ApplyResult.UNCHANGED
 
 
+@contextmanager
+def gateway_errors_as_service_errors(action: str):
+    """Turn a gateway failure during a read-only ``action`` into the error the API shows."""
+    try:
+        yield
+    except GatewayDeclined as exc:
+        raise GatewayRefused(
+            f"CodePay refused the {action}: [{exc.code}] {exc.message}",
+            details={"gateway_code": exc.code, "gateway_message": exc.message},
+        ) from None
+    except (GatewayOutcomeUnknown, GatewayRequestNotSent) as exc:
+        raise GatewayUnavailable(f"CodePay did not answer the {action} ({exc.message}).") from None
+    except GatewayConfigurationError as exc:
+        raise Misconfigured(exc.message) from None
+
+
 # --- Follow-up operations -----------------------------------------------------------------------------
 
 
@@ -452,7 +470,9 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Orde
             raise StateConflict(f"Only an authorized order can be captured; this one is {order.status}.")
         capturable = order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
         if amount > capturable:
-            raise ValidationFailed(details={"amount": [f"At most {capturable} {order.currency} can be captured."]})
+            raise ValidationFailed(
+                details={"amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]}
+            )
         operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
 
     result = _operation_call(

@@ -18,6 +18,7 @@ from django.utils import timezone
 from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured, StateConflict, ValidationFailed
 from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE
+from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
 from payments.models import ApiKey, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
@@ -52,7 +53,9 @@ def order_refund(
         refundable = order_refundable_amount(order)
         if amount > refundable:
             raise ValidationFailed(
-                details={"amount": [f"At most {refundable} {order.currency} can still be refunded on this order."]}
+                details={
+                    "amount": [f"At most {format_amount(refundable, order.currency)} {order.currency} can still be refunded on this order."]
+                }
             )
         merchant_order_no = merchant_order_no or merchant_order_no_generate()
         merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind="refund")

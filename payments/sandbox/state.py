@@ -1,0 +1,574 @@
+"""
+The sandbox gateway's memory: transactions, the rules that move them, and the log of calls.
+
+Decisions:
+- One lock guards all of it. Every public method holds it for its whole read-check-write, so two refunds
+  racing for the same paid amount are decided one after the other, as the row lock in the real gateway
+  (and in our own services) decides them. One lock is easy to reason about and fast enough for a test tool.
+- A refund, capture, void or authorization cancel is a transaction of its own, with its own new
+  merchant_order_no, pointing at its original (PROTOCOL.md, "Rules"). Refunded and captured totals are
+  summed from those transactions, never kept in a counter that could drift; an in-progress refund
+  (status 0) already holds its amount, so a second refund cannot spend it.
+- Every move into a final status (2, 1, 3) goes through ``_finish``, which hands the notification to the
+  notifier; no path can forget one. The notifier only starts a thread, so calling it under the lock is cheap.
+- Orders expire lazily: whoever reads an order past ``expires`` closes it first (status 1). That is what a
+  caller of the real gateway sees, without a timer thread per order.
+- Card numbers never reach this module: the card checkout passes only the last four digits and the brand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import Enum
+
+from payments.gateway.methods import TransStatus, TransType
+from payments.gateway.money import format_amount
+
+from . import errors
+from .errors import require
+
+FINAL_STATUSES = frozenset({TransStatus.SUCCESS, TransStatus.CLOSED, TransStatus.CANCELLED})
+OPEN_STATUSES = frozenset({TransStatus.CREATED, TransStatus.IN_PROGRESS})
+QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
+
+# What a refund, void and settlement may point at (PROTOCOL.md, "Enumerations").
+REFUNDABLE_TYPES = frozenset({TransType.SALE, TransType.PRE_AUTH_COMPLETION, TransType.CASHBACK})
+VOIDABLE_TYPES = frozenset({TransType.SALE, TransType.CASHBACK})
+# A batch settles money that moved; an authorization only holds it, voids and cancels only undo.
+SETTLED_TYPES = frozenset(
+    {TransType.SALE, TransType.PRE_AUTH_COMPLETION, TransType.CASHBACK, TransType.CASH_WITHDRAWAL, TransType.REFUND}
+)
+
+# The fields a notification carries (PROTOCOL.md, "Notifications", inferred), besides app_id,
+# merchant_no and sign_type.
+NOTIFICATION_KEYS = (
+    "trans_no", "merchant_order_no", "orig_merchant_order_no", "trans_type", "trans_status", "price_currency",
+    "order_amount", "tip_amount", "trans_amount", "paid_amount", "cashback_amount", "attach", "pay_method_id",
+    "pay_scenario", "terminal_sn", "trans_end_time",
+)  # fmt: skip
+
+
+def gateway_time(epoch_seconds: float) -> str:
+    """The gateway's time format, e.g. "2024-02-28 08:51:51" (UTC)."""
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Channel(str, Enum):
+    """How the customer pays; decides whether ``order.revoker`` may refund a paid order."""
+
+    TERMINAL = "terminal"  # wisehub.cloud.pay.order, card present on a CodePay Register terminal
+    HOSTED_CHECKOUT = "hosted_checkout"  # pay.checkout, CodePay's payment page
+    MERCHANT_CHECKOUT = "merchant_checkout"  # pay.merchant.checkout, card data sent by the merchant
+
+
+@dataclass(eq=False)
+class Transaction:
+    trans_no: str
+    app_id: str
+    merchant_no: str
+    merchant_order_no: str
+    trans_type: TransType
+    channel: Channel
+    price_currency: str
+    order_amount: Decimal
+    created_at: float
+    expires: int | None = None  # seconds; follow-ups (refunds, captures...) do not expire
+    status: TransStatus = TransStatus.CREATED
+    tip_amount: Decimal = Decimal(0)
+    cashback_amount: Decimal = Decimal(0)
+    incremented_amount: Decimal = Decimal(0)  # incremental authorizations on a pre-auth
+    original: Transaction | None = None
+    follow_ups: list[Transaction] = field(default_factory=list)
+    store_no: str = ""
+    terminal_sn: str = ""
+    pay_scenario: str = ""
+    pay_method_id: str = ""
+    attach: str = ""
+    description: str = ""
+    notify_url: str = ""
+    return_url: str = ""
+    card_last4: str = ""
+    end_time: float | None = None
+    batched: bool = False
+    close_reason: str = ""
+    notification_attempts: list[dict] = field(default_factory=list)
+
+    @property
+    def trans_amount(self) -> Decimal:
+        return self.order_amount + self.tip_amount + self.cashback_amount + self.incremented_amount
+
+    @property
+    def paid_amount(self) -> Decimal:
+        return self.trans_amount if self.status is TransStatus.SUCCESS else Decimal(0)
+
+    def followed_amount(self, trans_type: TransType, statuses: Iterable[TransStatus]) -> Decimal:
+        statuses = frozenset(statuses)
+        return sum(
+            (t.trans_amount for t in self.follow_ups if t.trans_type is trans_type and t.status in statuses),
+            Decimal(0),
+        )
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        held = self.followed_amount(TransType.REFUND, {TransStatus.IN_PROGRESS, TransStatus.SUCCESS})
+        return self.paid_amount - held
+
+    @property
+    def capturable_amount(self) -> Decimal:
+        return self.paid_amount - self.followed_amount(TransType.PRE_AUTH_COMPLETION, {TransStatus.SUCCESS})
+
+    def money(self, amount: Decimal) -> str:
+        return format_amount(amount, self.price_currency)
+
+    def public_fields(self) -> dict[str, str]:
+        """Everything a query or notification may show, as the strings the gateway sends."""
+        return {
+            "app_id": self.app_id,
+            "merchant_no": self.merchant_no,
+            "trans_no": self.trans_no,
+            "merchant_order_no": self.merchant_order_no,
+            "orig_merchant_order_no": self.original.merchant_order_no if self.original else "",
+            "trans_type": self.trans_type.value,
+            "trans_status": self.status.value,
+            "price_currency": self.price_currency,
+            "order_amount": self.money(self.order_amount),
+            "tip_amount": self.money(self.tip_amount),
+            "cashback_amount": self.money(self.cashback_amount),
+            "trans_amount": self.money(self.trans_amount),
+            "paid_amount": self.money(self.paid_amount),
+            "attach": self.attach,
+            "pay_method_id": self.pay_method_id,
+            "pay_scenario": self.pay_scenario,
+            "terminal_sn": self.terminal_sn,
+            "store_no": self.store_no,
+            "trans_end_time": gateway_time(self.end_time) if self.end_time else "",
+        }
+
+    def notification_fields(self) -> dict[str, str]:
+        fields = {"app_id": self.app_id, "merchant_no": self.merchant_no, "sign_type": "RSA2"}
+        public = self.public_fields()
+        fields.update((key, public[key]) for key in NOTIFICATION_KEYS)
+        return fields
+
+    def control_view(self) -> dict:
+        """The full state for the control API: public fields plus what only the sandbox knows."""
+        return {
+            **self.public_fields(),
+            "channel": self.channel.value,
+            "description": self.description,
+            "notify_url": self.notify_url,
+            "return_url": self.return_url,
+            "created_time": gateway_time(self.created_at),
+            "expires": self.expires,
+            "batched": self.batched,
+            "card_last4": self.card_last4,
+            "close_reason": self.close_reason,
+            "follow_ups": [t.merchant_order_no for t in self.follow_ups],
+            "notification_attempts": list(self.notification_attempts),
+        }
+
+
+class SandboxState:
+    def __init__(self, *, notify: Callable[[str, dict[str, str]], None], clock: Callable[[], float] = time.time):
+        self._notify = notify
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Serial numbers keep counting across resets so a trans_no is never handed out twice in a process.
+        self._serials = itertools.count(1)
+        self._by_trans_no: dict[str, Transaction] = {}
+        self._by_order_no: dict[tuple[str, str], Transaction] = {}
+        self._calls: list[dict] = []
+
+    def reset(self) -> None:
+        with self._lock:
+            self._by_trans_no.clear()
+            self._by_order_no.clear()
+            self._calls.clear()
+
+    def next_serial(self) -> int:
+        with self._lock:
+            return next(self._serials)
+
+    # --- creation ----------------------------------------------------------------------------------
+
+    def add(
+        self,
+        *,
+        app_id: str,
+        merchant_no: str,
+        merchant_order_no: str,
+        trans_type: TransType,
+        channel: Channel,
+        price_currency: str,
+        order_amount: Decimal,
+        expires: int | None,
+        status: TransStatus = TransStatus.CREATED,
+        orig_merchant_order_no: str = "",
+        **details,
+    ) -> dict:
+        """Record a new order; a terminal void, refund or completion is checked against its original now
+        and again when the terminal completes it."""
+        with self._lock:
+            original = None
+            if orig_merchant_order_no:
+                original = self._find(merchant_no, merchant_order_no=orig_merchant_order_no)
+                require(original.price_currency == price_currency, errors.CURRENCY_MISMATCH)
+                self._check_follow_up(trans_type, original, order_amount)
+            txn = self._create(
+                app_id=app_id,
+                merchant_no=merchant_no,
+                merchant_order_no=merchant_order_no,
+                trans_type=trans_type,
+                channel=channel,
+                price_currency=price_currency,
+                order_amount=order_amount,
+                expires=expires,
+                original=original,
+                **details,
+            )
+            if status in FINAL_STATUSES:
+                self._finish(txn, status)
+            else:
+                txn.status = status
+            return txn.public_fields()
+
+    def _create(self, *, merchant_no: str, merchant_order_no: str, original: Transaction | None, **values) -> Transaction:
+        require((merchant_no, merchant_order_no) not in self._by_order_no, errors.DUPLICATE_MERCHANT_ORDER_NO)
+        now = self._clock()
+        trans_no = f"5{gateway_time(now)[2:10].replace('-', '')}{next(self._serials):016d}"
+        txn = Transaction(
+            trans_no=trans_no,
+            merchant_no=merchant_no,
+            merchant_order_no=merchant_order_no,
+            created_at=now,
+            original=original,
+            **values,
+        )
+        if original is not None:
+            original.follow_ups.append(txn)
+        self._by_trans_no[trans_no] = txn
+        self._by_order_no[(merchant_no, merchant_order_no)] = txn
+        return txn
+
+    def _create_follow_up(
+        self, original: Transaction, *, merchant_order_no: str, trans_type: TransType, order_amount: Decimal, **values
+    ) -> Transaction:
+        """A capture, refund or cancel made by an API call: it inherits where and how the original was paid."""
+        inherited = {
+            "app_id": original.app_id,
+            "channel": original.channel,
+            "price_currency": original.price_currency,
+            "store_no": original.store_no,
+            "terminal_sn": original.terminal_sn,
+            "pay_scenario": original.pay_scenario,
+            "pay_method_id": original.pay_method_id,
+            "attach": original.attach,
+            "notify_url": original.notify_url,
+        }
+        inherited.update((key, value) for key, value in values.items() if value)
+        return self._create(
+            merchant_no=original.merchant_no,
+            merchant_order_no=merchant_order_no,
+            original=original,
+            trans_type=trans_type,
+            order_amount=order_amount,
+            expires=None,
+            **inherited,
+        )
+
+    # --- lookups -----------------------------------------------------------------------------------
+
+    def get(self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "", refund: bool = False) -> dict:
+        """A transaction's public fields, by trans_no when given, else by merchant_order_no (order.query rule)."""
+        with self._lock:
+            txn = self._find(merchant_no, trans_no=trans_no, merchant_order_no=merchant_order_no)
+            require(not refund or txn.trans_type is TransType.REFUND, errors.ORDER_NOT_FOUND)
+            return txn.public_fields()
+
+    def control_view(self, merchant_order_no: str, merchant_no: str = "") -> dict:
+        with self._lock:
+            return self._find_for_control(merchant_order_no, merchant_no).control_view()
+
+    def _find(self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "") -> Transaction:
+        if trans_no:
+            txn = self._by_trans_no.get(trans_no)
+            txn = txn if txn is not None and txn.merchant_no == merchant_no else None
+        else:
+            txn = self._by_order_no.get((merchant_no, merchant_order_no))
+        require(txn is not None, errors.ORDER_NOT_FOUND)
+        self._expire_if_due(txn)
+        return txn
+
+    def _find_for_control(self, merchant_order_no: str, merchant_no: str) -> Transaction:
+        """The control API names orders by merchant_order_no alone; merchant_no settles a clash between merchants."""
+        matches = [
+            txn
+            for (owner, order_no), txn in self._by_order_no.items()
+            if order_no == merchant_order_no and merchant_no in ("", owner)
+        ]
+        require(bool(matches), errors.ORDER_NOT_FOUND)
+        require(len(matches) == 1, errors.INVALID_PARAMETER, "several merchants use this number; add ?merchant_no=")
+        self._expire_if_due(matches[0])
+        return matches[0]
+
+    def _expire_if_due(self, txn: Transaction) -> None:
+        if txn.status in OPEN_STATUSES and txn.expires and self._clock() > txn.created_at + txn.expires:
+            self._finish(txn, TransStatus.CLOSED, "expired")
+
+    # --- transitions -------------------------------------------------------------------------------
+
+    def _finish(self, txn: Transaction, status: TransStatus, reason: str = "") -> None:
+        txn.status = status
+        txn.end_time = self._clock()
+        txn.close_reason = reason
+        if txn.notify_url:
+            self._notify(txn.notify_url, txn.notification_fields())
+
+    def _check_follow_up(self, trans_type: TransType, original: Transaction, amount: Decimal) -> None:
+        """The rules a void, refund or completion must meet against its original, wherever it comes from."""
+        if trans_type is TransType.VOID:
+            self._check_voidable(original)
+        elif trans_type is TransType.REFUND:
+            self._check_refundable(original, amount)
+        elif trans_type is TransType.PRE_AUTH_COMPLETION:
+            self._check_capturable(original, amount)
+
+    @staticmethod
+    def _check_refundable(original: Transaction, amount: Decimal) -> None:
+        require(original.trans_type in REFUNDABLE_TYPES, errors.TRANS_TYPE_NOT_ALLOWED)
+        require(original.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+        require(
+            amount <= original.refundable_amount,
+            errors.REFUND_EXCEEDS_PAID,
+            f"at most {original.money(original.refundable_amount)} {original.price_currency} is refundable",
+        )
+
+    @staticmethod
+    def _check_voidable(original: Transaction) -> None:
+        require(original.trans_type in VOIDABLE_TYPES, errors.TRANS_TYPE_NOT_ALLOWED)
+        require(original.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+        require(not original.batched, errors.BATCH_CLOSED)
+
+    @staticmethod
+    def _check_capturable(authorization: Transaction, amount: Decimal) -> None:
+        require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
+        require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+        require(
+            amount <= authorization.capturable_amount,
+            errors.CAPTURE_EXCEEDS_AUTHORIZED,
+            f"at most {authorization.money(authorization.capturable_amount)} can be captured",
+        )
+
+    # --- the terminal and the customer (control API) ----------------------------------------------
+
+    def pay(self, merchant_order_no: str, *, merchant_no: str = "", pay_method_id: str = "", tip_amount: Decimal | None = None) -> dict:
+        """The customer pays (or the card is authorized, for a pre-auth); a terminal follow-up takes effect."""
+        with self._lock:
+            txn = self._find_for_control(merchant_order_no, merchant_no)
+            require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
+            if tip_amount is not None:
+                txn.tip_amount = tip_amount
+            if txn.original is not None:
+                self._check_follow_up(txn.trans_type, txn.original, txn.trans_amount)
+                if txn.trans_type is TransType.VOID:
+                    self._finish(txn.original, TransStatus.CANCELLED, "voided")
+            txn.pay_method_id = pay_method_id or txn.pay_method_id or "Visa"
+            self._finish(txn, TransStatus.SUCCESS)
+            return txn.control_view()
+
+    def close_unpaid(self, merchant_order_no: str, *, reason: str, merchant_no: str = "") -> dict:
+        """The customer declines or walks away, or the order runs out of time: status 1."""
+        with self._lock:
+            txn = self._find_for_control(merchant_order_no, merchant_no)
+            require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
+            self._finish(txn, TransStatus.CLOSED, reason)
+            return txn.control_view()
+
+    def finish_3ds(self, merchant_order_no: str, *, authenticated: bool, merchant_no: str = "") -> dict:
+        with self._lock:
+            txn = self._find_for_control(merchant_order_no, merchant_no)
+            require(txn.channel is Channel.MERCHANT_CHECKOUT, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(txn.status is TransStatus.IN_PROGRESS, errors.ORDER_STATUS_INVALID)
+            if authenticated:
+                self._finish(txn, TransStatus.SUCCESS)
+            else:
+                self._finish(txn, TransStatus.CLOSED, "3ds_failed")
+            return txn.control_view()
+
+    def finish_refund(self, merchant_order_no: str, *, succeeded: bool, merchant_no: str = "") -> dict:
+        with self._lock:
+            txn = self._find_for_control(merchant_order_no, merchant_no)
+            require(txn.trans_type is TransType.REFUND, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(txn.status is TransStatus.IN_PROGRESS, errors.ORDER_STATUS_INVALID)
+            if succeeded:
+                self._finish(txn, TransStatus.SUCCESS)
+            else:
+                self._finish(txn, TransStatus.CLOSED, "refund_failed")
+            return txn.control_view()
+
+    # --- merchant operations on existing transactions ----------------------------------------------
+
+    def close_by_merchant(self, merchant_no: str, merchant_order_no: str) -> dict:
+        """wisehub.cloud.pay.close: only an order still waiting on the terminal (status 9) can be closed."""
+        with self._lock:
+            txn = self._find(merchant_no, merchant_order_no=merchant_order_no)
+            require(txn.status is TransStatus.CREATED, errors.ORDER_STATUS_INVALID)
+            self._finish(txn, TransStatus.CLOSED, "closed_by_merchant")
+            return txn.public_fields()
+
+    def revoke(self, merchant_no: str, merchant_order_no: str) -> dict:
+        """order.revoker: close an unpaid order, refund a paid QR or online one; a card-present sale is refused.
+
+        Revoking an order that is already closed or cancelled succeeds again without change: the reference
+        tells merchants to repeat the call when the outcome is unclear.
+        """
+        with self._lock:
+            txn = self._find(merchant_no, merchant_order_no=merchant_order_no)
+            if txn.status in OPEN_STATUSES:
+                self._finish(txn, TransStatus.CLOSED, "revoked")
+            elif txn.status is TransStatus.SUCCESS:
+                require(txn.trans_type is TransType.SALE, errors.TRANS_TYPE_NOT_ALLOWED)
+                online = txn.channel is not Channel.TERMINAL or txn.pay_scenario in QR_PAY_SCENARIOS
+                require(online, errors.REVOKE_NOT_SUPPORTED)
+                self._finish(txn, TransStatus.CANCELLED, "revoked")
+            return txn.public_fields()
+
+    def capture(self, merchant_no: str, *, trans_no: str, merchant_order_no: str, amount: Decimal) -> dict:
+        with self._lock:
+            authorization = self._find(merchant_no, trans_no=trans_no)
+            self._check_capturable(authorization, amount)
+            capture = self._create_follow_up(
+                authorization,
+                merchant_order_no=merchant_order_no,
+                trans_type=TransType.PRE_AUTH_COMPLETION,
+                order_amount=amount,
+            )
+            self._finish(capture, TransStatus.SUCCESS)
+            return capture.public_fields()
+
+    def increment_authorization(self, merchant_no: str, *, trans_no: str, amount: Decimal) -> dict:
+        with self._lock:
+            authorization = self._find(merchant_no, trans_no=trans_no)
+            require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+            authorization.incremented_amount += amount
+            return authorization.public_fields()
+
+    def cancel_authorization(self, merchant_no: str, *, trans_no: str, merchant_order_no: str) -> dict:
+        with self._lock:
+            authorization = self._find(merchant_no, trans_no=trans_no)
+            require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+            captured = authorization.followed_amount(TransType.PRE_AUTH_COMPLETION, {TransStatus.SUCCESS})
+            require(captured == 0, errors.ORDER_STATUS_INVALID, "the authorization is already captured")
+            cancel = self._create_follow_up(
+                authorization,
+                merchant_order_no=merchant_order_no,
+                trans_type=TransType.PRE_AUTH_CANCEL,
+                order_amount=authorization.trans_amount,
+            )
+            self._finish(cancel, TransStatus.SUCCESS)
+            self._finish(authorization, TransStatus.CANCELLED, "authorization_cancelled")
+            return cancel.public_fields()
+
+    def refund(
+        self,
+        merchant_no: str,
+        *,
+        orig_trans_no: str = "",
+        orig_merchant_order_no: str = "",
+        merchant_order_no: str,
+        order_amount: Decimal,
+        tip_amount: Decimal = Decimal(0),
+        price_currency: str = "",
+        description: str = "",
+        notify_url: str = "",
+        completes_later: bool = False,
+    ) -> dict:
+        """A refund of a paid sale or capture; it completes now, or stays in progress (status 0) when
+        ``completes_later``, holding its amount until the control API completes or fails it."""
+        with self._lock:
+            original = self._find(merchant_no, trans_no=orig_trans_no, merchant_order_no=orig_merchant_order_no)
+            require(price_currency in ("", original.price_currency), errors.CURRENCY_MISMATCH)
+            self._check_refundable(original, order_amount + tip_amount)
+            refund = self._create_follow_up(
+                original,
+                merchant_order_no=merchant_order_no,
+                trans_type=TransType.REFUND,
+                order_amount=order_amount,
+                tip_amount=tip_amount,
+                description=description,
+                notify_url=notify_url,
+            )
+            if completes_later:
+                refund.status = TransStatus.IN_PROGRESS
+            else:
+                self._finish(refund, TransStatus.SUCCESS)
+            return refund.public_fields()
+
+    def adjust_tip(self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "", tip_amount: Decimal) -> dict:
+        """Set the tip of a successful sale that is not yet in a closed batch."""
+        with self._lock:
+            txn = self._find(merchant_no, trans_no=trans_no, merchant_order_no=merchant_order_no)
+            require(txn.trans_type is TransType.SALE, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(txn.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+            require(not txn.batched, errors.BATCH_CLOSED)
+            refunded = txn.paid_amount - txn.refundable_amount
+            require(txn.trans_amount - txn.tip_amount + tip_amount >= refunded, errors.REFUND_EXCEEDS_PAID)
+            txn.tip_amount = tip_amount
+            return txn.public_fields()
+
+    # --- batches -----------------------------------------------------------------------------------
+
+    def batch(self, merchant_no: str, *, store_no: str = "", terminal_sns: Iterable[str] = (), close: bool) -> dict:
+        """Count and total the successful, not yet batched card-present transactions of the selected
+        terminals (all terminals of the merchant, or of ``store_no``, when none is named); close them
+        into a batch when ``close``. Refunds count against the total. One merchant settles in one
+        currency, so the total is formatted in the currency of the first transaction."""
+        terminal_sns = frozenset(terminal_sns)
+        with self._lock:
+            selected = [
+                txn
+                for txn in self._by_trans_no.values()
+                if txn.merchant_no == merchant_no
+                and txn.terminal_sn
+                and txn.status is TransStatus.SUCCESS
+                and txn.trans_type in SETTLED_TYPES
+                and not txn.batched
+                and store_no in ("", txn.store_no)
+                and (not terminal_sns or txn.terminal_sn in terminal_sns)
+            ]
+            total = sum(
+                (-txn.trans_amount if txn.trans_type is TransType.REFUND else txn.trans_amount for txn in selected),
+                Decimal(0),
+            )
+            if close:
+                for txn in selected:
+                    txn.batched = True
+            return {
+                "count": str(len(selected)),
+                "total_amount": selected[0].money(total) if selected else "0",
+            }
+
+    # --- records -----------------------------------------------------------------------------------
+
+    def record_call(self, call: dict) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def calls(self) -> list[dict]:
+        with self._lock:
+            return list(self._calls)
+
+    def record_notification_attempt(self, trans_no: str, attempt: dict) -> None:
+        with self._lock:
+            txn = self._by_trans_no.get(trans_no)
+            # A delivery that outlived a reset has nothing left to report to.
+            if txn is not None:
+                txn.notification_attempts.append(attempt)

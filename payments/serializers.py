@@ -1,0 +1,315 @@
+"""
+Input and output shapes of the REST API. Validation of form only (types, lengths, the currency's decimal
+places, what each channel needs); the rules of the business live in the services.
+
+Card data: the ``card`` object is validated here and handed to the service as a ``CardDetails`` that
+lives in memory only. It is never part of a representation, an error message or a stored record.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from payments.gateway.client import CardDetails
+from payments.gateway.money import AmountError, CurrencyError, format_amount, parse_amount, validate_currency
+from payments.models import (
+    BatchClose,
+    Channel,
+    Order,
+    OrderOperation,
+    Refund,
+    TransType,
+)
+
+MERCHANT_ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_\-|*@]{1,32}$")
+MERCHANT_ORDER_NO_HELP = "Up to 32 letters, digits and _ - | * @; unique per merchant account. Generated when absent."
+MAX_EXPIRES_IN = 7 * 24 * 3600
+
+# Fields of the order representation that only the service writes.
+READ_ONLY_ORDER_FIELDS = (
+    "status",
+    "trans_no",
+    "refunded_amount",
+    "captured_amount",
+    "pay_url",
+    "redirect_url_3dsecure",
+    "terminal_online_status",
+    "gateway_code",
+    "gateway_message",
+    "expires_at",
+    "created_at",
+    "updated_at",
+    "refunds",
+)
+
+
+def validate_merchant_order_no(value: str) -> str:
+    if not MERCHANT_ORDER_NO_RE.match(value):
+        raise serializers.ValidationError(
+            "Use 1 to 32 characters: letters, digits and _ - | * @ only (the gateway's rule)."
+        )
+    return value
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class AmountInput(serializers.Field):
+    """An amount sent as a string ("12.34"); parsed to Decimal once the currency is known."""
+
+    default_error_messages = {"float": "Send amounts as strings such as \"12.34\", not JSON numbers."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, float):
+            self.fail("float")
+        if not isinstance(data, (str, int)) or isinstance(data, bool):
+            raise serializers.ValidationError("Send the amount as a string such as \"12.34\".")
+        return str(data).strip()
+
+    def to_representation(self, value):
+        return str(value)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MoneyField(serializers.Field):
+    """An amount rendered as a string with the row's currency digits ("34.50", "200" for JPY)."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance):
+        return getattr(instance, self.source), instance.currency
+
+    def to_representation(self, value):
+        amount, currency = value
+        return None if amount is None else format_amount(Decimal(amount), currency)
+
+
+def parse_money_fields(attrs: dict, currency: str, names: tuple[str, ...], *, allow_zero: bool = False) -> dict:
+    """Turn the named raw amounts into Decimals for ``currency``; errors are reported per field."""
+    errors = {}
+    for name in names:
+        if name not in attrs or attrs[name] is None:
+            continue
+        try:
+            amount = parse_amount(attrs[name], currency)
+        except AmountError as exc:
+            errors[name] = [str(exc)]
+            continue
+        if amount < 0 or (amount == 0 and not allow_zero):
+            errors[name] = ["Must be greater than zero." if not allow_zero else "Must not be negative."]
+            continue
+        attrs[name] = amount
+    if errors:
+        raise serializers.ValidationError(errors)
+    return attrs
+
+
+class CardInputSerializer(serializers.Serializer):
+    pan = serializers.RegexField(r"^\d{12,19}$", error_messages={"invalid": "12 to 19 digits, no spaces."}, write_only=True)
+    holder = serializers.CharField(max_length=64, write_only=True)
+    cvv = serializers.RegexField(r"^\d{3,4}$", error_messages={"invalid": "3 or 4 digits."}, write_only=True)
+    expiry = serializers.RegexField(r"^(0[1-9]|1[0-2])\d{2}$", error_messages={"invalid": "MMYY, e.g. 1230."}, write_only=True)
+    card_type = serializers.ChoiceField(choices=["CREDIT", "DEBIT"], default="CREDIT", write_only=True)
+
+    def validate_pan(self, value: str) -> str:
+        digits = [int(d) for d in value]
+        checksum = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+        if checksum % 10:
+            raise serializers.ValidationError("Not a valid card number (check digit).")
+        return value
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    amount = AmountInput(help_text="Major units as a string, e.g. \"12.34\"; at most the currency's decimal places.")
+    currency = serializers.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
+    description = serializers.CharField(max_length=128)
+    merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
+    attach = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    expires_in = serializers.IntegerField(min_value=30, max_value=MAX_EXPIRES_IN, default=300)
+    store_no = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    # channel "terminal"
+    terminal_sn = serializers.CharField(max_length=32, required=False)
+    trans_type = serializers.ChoiceField(choices=TransType.choices, default=TransType.SALE)
+    tip_amount = AmountInput(required=False)
+    cashback_amount = AmountInput(required=False)
+    pay_scenario = serializers.ChoiceField(choices=["SWIPE_CARD", "BSCANQR_PAY", "SCANQR_PAY"], required=False)
+    pay_method_id = serializers.ChoiceField(
+        choices=["Visa", "MasterCard", "Amex", "Discover", "JCB", "DinnersClub", "MyDebit", "UnionPay", "Alipay+", "Alipay", "WeChatPay"],
+        required=False,
+    )
+    card_type = serializers.ChoiceField(choices=[1, 2, 3, 4], required=False, help_text="1 debit, 2 credit, 3 EBT, 4 gift.")
+    on_screen_tip = serializers.BooleanField(required=False)
+    on_screen_signature = serializers.BooleanField(required=False)
+    confirm_on_terminal = serializers.BooleanField(required=False)
+    reject_when_terminal_offline = serializers.BooleanField(required=False)
+    receipt_print_mode = serializers.ChoiceField(choices=[0, 1, 2, 3], required=False, help_text="0 none, 1 merchant, 2 customer, 3 both.")
+    # channel "checkout" and "card"
+    return_url = serializers.URLField(max_length=256, required=False)
+    order_detail = serializers.DictField(required=False, help_text="Items, shipping, billing, payment options, theme.")
+    # channel "card"
+    card = CardInputSerializer(required=False, write_only=True)
+    billing_address = serializers.DictField(required=False)
+
+    TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", "card_type",
+                     "on_screen_tip", "on_screen_signature", "confirm_on_terminal", "reject_when_terminal_offline",
+                     "receipt_print_mode")
+    CHANNEL_FIELDS = {
+        Channel.TERMINAL: set(TERMINAL_ONLY) | {"trans_type"},
+        Channel.CHECKOUT: {"return_url", "order_detail"},
+        Channel.CARD: {"card", "billing_address", "return_url"},
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            read_only = sorted(set(data) & set(READ_ONLY_ORDER_FIELDS))
+            if read_only:
+                raise serializers.ValidationError({name: ["Read-only: set by the service, not by clients."] for name in read_only})
+        return super().to_internal_value(data)
+
+    def validate_merchant_order_no(self, value):
+        return validate_merchant_order_no(value)
+
+    def validate_currency(self, value):
+        try:
+            return validate_currency(value)
+        except CurrencyError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        channel = attrs["channel"]
+        other_channels = set().union(*(fields for ch, fields in self.CHANNEL_FIELDS.items() if ch != channel))
+        misplaced = sorted((set(self.initial_data) & other_channels) - self.CHANNEL_FIELDS[channel])
+        if misplaced:
+            raise serializers.ValidationError({name: [f"Not used by channel '{channel}'."] for name in misplaced})
+        if channel == Channel.TERMINAL and not attrs.get("terminal_sn"):
+            raise serializers.ValidationError({"terminal_sn": ["Required for channel 'terminal'."]})
+        if channel == Channel.CARD and not attrs.get("card"):
+            raise serializers.ValidationError({"card": ["Required for channel 'card': pan, holder, cvv, expiry."]})
+        if channel != Channel.TERMINAL and attrs.get("trans_type", TransType.SALE) != TransType.SALE:
+            raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
+        if attrs.get("trans_type") == TransType.CASHBACK and not attrs.get("cashback_amount"):
+            raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback'."]})
+        if channel == Channel.CHECKOUT and attrs.get("expires_in", 300) > MAX_EXPIRES_IN:
+            raise serializers.ValidationError({"expires_in": ["At most 7 days for a hosted checkout."]})
+        parse_money_fields(attrs, attrs["currency"], ("amount",))
+        return parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
+
+    def card_details(self) -> CardDetails | None:
+        card = self.validated_data.get("card")
+        return CardDetails(**card) if card else None
+
+
+class RefundCreateSerializer(serializers.Serializer):
+    amount = AmountInput()
+    reason = serializers.CharField(max_length=64)
+    merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
+
+    def validate_merchant_order_no(self, value):
+        return validate_merchant_order_no(value)
+
+    def validate(self, attrs):
+        return parse_money_fields(attrs, self.context["currency"], ("amount",))
+
+
+class AmountSerializer(serializers.Serializer):
+    amount = AmountInput()
+
+    def validate(self, attrs):
+        return parse_money_fields(attrs, self.context["currency"], ("amount",))
+
+
+class TipSerializer(serializers.Serializer):
+    tip_amount = AmountInput()
+
+    def validate(self, attrs):
+        return parse_money_fields(attrs, self.context["currency"], ("tip_amount",), allow_zero=True)
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    orig_merchant_order_no = serializers.CharField(source="order.merchant_order_no", read_only=True)
+    amount = MoneyField()
+
+    class Meta:
+        model = Refund
+        fields = ["merchant_order_no", "orig_merchant_order_no", "trans_no", "status", "amount", "currency", "reason",
+                  "gateway_code", "gateway_message", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OrderOperation
+        fields = ["kind", "merchant_order_no", "amount", "status", "trans_no", "gateway_code", "gateway_message", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_amount(self, operation) -> str | None:
+        return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    amount = MoneyField()
+    tip_amount = MoneyField()
+    cashback_amount = MoneyField()
+    refunded_amount = MoneyField()
+    captured_amount = MoneyField()
+    authorized_amount = MoneyField()
+    refunds = RefundSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = ["merchant_order_no", "trans_no", "channel", "trans_type", "status", "amount", "tip_amount",
+                  "cashback_amount", "currency", "refunded_amount", "captured_amount", "authorized_amount",
+                  "description", "attach", "store_no", "terminal_sn", "pay_url", "redirect_url_3dsecure",
+                  "terminal_online_status", "pay_method_id", "gateway_code", "gateway_message", "expires_at",
+                  "created_at", "updated_at", "refunds"]
+        read_only_fields = fields
+
+
+class OrderDetailSerializer(OrderSerializer):
+    operations = OperationSerializer(many=True, read_only=True)
+
+    class Meta(OrderSerializer.Meta):
+        fields = OrderSerializer.Meta.fields + ["operations"]
+        read_only_fields = fields
+
+
+class BatchCloseInputSerializer(serializers.Serializer):
+    store_no = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    terminal_sn_list = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=100)
+
+
+class BatchCloseSerializer(serializers.ModelSerializer):
+    total_amount = serializers.DecimalField(max_digits=18, decimal_places=3, read_only=True, coerce_to_string=True)
+
+    class Meta:
+        model = BatchClose
+        fields = ["id", "trigger", "store_no", "terminal_sn_list", "status", "attempts", "count", "total_amount",
+                  "gateway_code", "gateway_message", "business_date", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class OpenBatchSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    total_amount = serializers.DecimalField(max_digits=18, decimal_places=3, coerce_to_string=True)
+    store_no = serializers.CharField(allow_blank=True)
+    terminal_sn = serializers.CharField(allow_blank=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """``{"error": {"code", "message", "details"}}``: every error the API answers has this shape."""
+
+    class ErrorBody(serializers.Serializer):
+        code = serializers.CharField()
+        message = serializers.CharField()
+        details = serializers.DictField()
+
+    error = ErrorBody()

@@ -1,0 +1,75 @@
+"""The OpenAPI schema, the docs page, health checks and the API key command."""
+
+import io
+
+import requests
+import yaml
+from django.core.management import call_command
+from openapi_spec_validator import validate
+
+API_PATHS = {
+    "/api/v1/orders/": {"get", "post"},
+    "/api/v1/orders/{merchant_order_no}/": {"get"},
+    "/api/v1/orders/{merchant_order_no}/refunds/": {"post"},
+    "/api/v1/orders/{merchant_order_no}/cancel/": {"post"},
+    "/api/v1/orders/{merchant_order_no}/capture/": {"post"},
+    "/api/v1/orders/{merchant_order_no}/increment/": {"post"},
+    "/api/v1/orders/{merchant_order_no}/tip/": {"post"},
+    "/api/v1/orders/{merchant_order_no}/sync/": {"post"},
+    "/api/v1/refunds/{merchant_order_no}/": {"get"},
+    "/api/v1/batches/": {"get"},
+    "/api/v1/batches/open/": {"get"},
+    "/api/v1/batches/close/": {"post"},
+}
+
+
+def test_schema_is_valid_openapi_and_documents_every_endpoint_and_error(live_server):
+    """The generated schema validates and lists every endpoint with its error answers."""
+    response = requests.get(live_server.url + "/api/schema/", timeout=30)
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.text)
+    validate(schema)
+    assert {path: set(ops) - {"parameters"} for path, ops in schema["paths"].items() if path.startswith("/api/v1/")} == API_PATHS
+    create = schema["paths"]["/api/v1/orders/"]["post"]
+    assert set(create["responses"]) == {"201", "202", "400", "401", "409", "422", "429", "502", "503"}
+    assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
+    assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "Authorization"
+    order_fields = set(schema["components"]["schemas"]["Order"]["properties"])
+    assert {"merchant_order_no", "trans_no", "status", "amount", "refunded_amount", "pay_url", "refunds"} <= order_fields
+
+
+def test_docs_page_is_served(live_server):
+    response = requests.get(live_server.url + "/api/docs/", timeout=30)
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+def test_liveness_and_readiness(live_server, settings):
+    """healthz always answers; readyz checks the database and the broker (the real Redis)."""
+    assert requests.get(live_server.url + "/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(live_server.url + "/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_readiness_fails_when_the_broker_is_down(live_server, settings):
+    """With the broker unreachable, readyz answers 503 and says which dependency failed."""
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    ready = requests.get(live_server.url + "/readyz", timeout=30)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["broker"].startswith("unavailable")
+
+
+def test_create_api_key_prints_only_the_key_on_the_last_line(account, live_server):
+    """The command stores a hash and prints a key that authenticates, alone on the last line."""
+    out = io.StringIO()
+    call_command("create_api_key", "--name", "till-3", "--store", "4021000008", stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    from payments.models import ApiKey
+
+    stored = ApiKey.objects.get(name="till-3")
+    assert stored.store_no == "4021000008"
+    assert key not in stored.hashed_key
+    response = requests.get(live_server.url + "/api/v1/orders/", headers={"Authorization": f"Api-Key {key}"}, timeout=10)
+    assert response.status_code == 200
