@@ -8,7 +8,7 @@ Amounts are ``Decimal`` (the client decodes JSON numbers as Decimal, never float
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,16 +33,27 @@ class GatewayResult:
     psn: str = ""
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def from_data(cls, data: dict[str, Any], psn: str = ""):
+        """Read each typed attribute from the field of the same name: amounts as Decimal, counts as int, else text."""
+        values: dict[str, Any] = {}
+        for attribute in fields(cls):
+            if attribute.name in ("psn", "data"):
+                continue
+            if "Decimal" in str(attribute.type):
+                values[attribute.name] = _amount(data, attribute.name)
+            elif str(attribute.type) == "int":
+                values[attribute.name] = int(data.get(attribute.name) or 0)
+            else:
+                values[attribute.name] = _text(data, attribute.name)
+        return cls(psn=psn, data=data, **values)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Acknowledged(GatewayResult):
     """A call whose answer carries nothing we act on (close, revoke, tip.adjustment, batch.close)."""
 
     trans_no: str = ""
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> Acknowledged:
-        return cls(psn=psn, data=data, trans_no=_text(data, "trans_no"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,25 +62,11 @@ class CloudOrderCreated(GatewayResult):
     message_id: str
     terminal_online_status: str
 
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> CloudOrderCreated:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            message_id=_text(data, "message_id"),
-            terminal_online_status=_text(data, "terminal_online_status"),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class CheckoutCreated(GatewayResult):
     pay_url: str
     trans_no: str
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> CheckoutCreated:
-        return cls(psn=psn, data=data, pay_url=_text(data, "pay_url"), trans_no=_text(data, "trans_no"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,18 +76,6 @@ class CardCheckoutResult(GatewayResult):
     pay_method_id: str
     redirect_url_3dsecure: str
     trans_end_time: str
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> CardCheckoutResult:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            trans_status=_text(data, "trans_status"),
-            pay_method_id=_text(data, "pay_method_id"),
-            redirect_url_3dsecure=_text(data, "redirect_url_3dsecure"),
-            trans_end_time=_text(data, "trans_end_time"),
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,19 +88,6 @@ class TransactionResult(GatewayResult):
     resp_code: str
     resp_msg: str
     trans_time: str
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> TransactionResult:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            trans_status=_text(data, "trans_status"),
-            auth_no=_text(data, "auth_no"),
-            resp_code=_text(data, "resp_code"),
-            resp_msg=_text(data, "resp_msg"),
-            trans_time=_text(data, "trans_time"),
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,26 +108,6 @@ class OrderInfo(GatewayResult):
     terminal_sn: str
     trans_end_time: str
 
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str = "") -> OrderInfo:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            merchant_order_no=_text(data, "merchant_order_no"),
-            trans_type=_text(data, "trans_type"),
-            trans_status=_text(data, "trans_status"),
-            price_currency=_text(data, "price_currency"),
-            order_amount=_amount(data, "order_amount"),
-            tip_amount=_amount(data, "tip_amount"),
-            cashback_amount=_amount(data, "cashback_amount"),
-            trans_amount=_amount(data, "trans_amount"),
-            paid_amount=_amount(data, "paid_amount"),
-            pay_method_id=_text(data, "pay_method_id"),
-            terminal_sn=_text(data, "terminal_sn"),
-            trans_end_time=_text(data, "trans_end_time"),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class RefundInfo(GatewayResult):
@@ -168,16 +120,11 @@ class RefundInfo(GatewayResult):
 
     @classmethod
     def from_data(cls, data: dict[str, Any], psn: str = "") -> RefundInfo:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            merchant_order_no=_text(data, "merchant_order_no"),
-            trans_status=_text(data, "trans_status"),
-            price_currency=_text(data, "price_currency"),
-            order_amount=_amount(data, "order_amount") or _amount(data, "trans_amount"),
-            trans_end_time=_text(data, "trans_end_time"),
-        )
+        # Refund answers name the refunded amount order_amount in some methods and trans_amount in others.
+        result = super().from_data(data, psn)
+        if result.order_amount is None:
+            return replace(result, order_amount=_amount(data, "trans_amount"))
+        return result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,27 +133,8 @@ class RefundSubmitted(GatewayResult):
     trans_amount: Decimal | None
     trans_status: str
 
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> RefundSubmitted:
-        return cls(
-            psn=psn,
-            data=data,
-            trans_no=_text(data, "trans_no"),
-            trans_amount=_amount(data, "trans_amount"),
-            trans_status=_text(data, "trans_status"),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSummary(GatewayResult):
     count: int
     total_amount: Decimal
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any], psn: str) -> BatchSummary:
-        return cls(
-            psn=psn,
-            data=data,
-            count=int(data.get("count") or 0),
-            total_amount=_amount(data, "total_amount") or Decimal("0"),
-        )
