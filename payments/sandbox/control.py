@@ -158,12 +158,13 @@ def _page(title: str, view: dict, actions: tuple[tuple[str, str], ...]) -> Respo
     )
     # json.dumps makes safe JavaScript literals; "</" is escaped so a value cannot close the script.
     script_values = json.dumps({"base": action_base, "returnUrl": view["return_url"]}).replace("</", "<\\/")
+    amount = f'{view["trans_amount"]} {view["price_currency"]}'
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(view["description"])}</p>
-<p>Order {html.escape(view["merchant_order_no"])}: {html.escape(view["trans_amount"])} {html.escape(view["price_currency"])}</p>
+<p>Order {html.escape(view["merchant_order_no"])}: {html.escape(amount)}</p>
 <p>Status: {html.escape(view["trans_status"])}</p>
 {buttons if is_open else ""}
 <script>

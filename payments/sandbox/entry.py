@@ -122,17 +122,26 @@ class Entry:
             require(bool(fields.get("sign")), errors.MISSING_PARAMETER, "sign")
             require(signing.verify(fields, fields["sign"], app.public_key), errors.SIGNATURE_INVALID)
         else:
-            require(app.basic_auth is not None and _basic_auth_matches(authorization, app.basic_auth), errors.BASIC_AUTH_INVALID)
+            require(
+                app.basic_auth is not None and _basic_auth_matches(authorization, app.basic_auth),
+                errors.BASIC_AUTH_INVALID,
+            )
         return app
 
     def _check_timestamp(self, timestamp: str) -> None:
-        require(re.fullmatch(r"\d{13}", timestamp) is not None, errors.INVALID_PARAMETER, "timestamp must be 13-digit epoch milliseconds")
+        require(
+            re.fullmatch(r"\d{13}", timestamp) is not None,
+            errors.INVALID_PARAMETER,
+            "timestamp must be 13-digit epoch milliseconds",
+        )
         require(abs(int(timestamp) - self._clock() * 1000) <= TIMESTAMP_TOLERANCE_MS, errors.TIMESTAMP_OUT_OF_RANGE)
 
     def _refuse(self, fields: Mapping[str, str], error: SandboxError, *, fault_name: str) -> Response:
         return self._answer(fields, error.code, error.msg, None, fault_name=fault_name)
 
-    def _answer(self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str) -> Response:
+    def _answer(
+        self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str
+    ) -> Response:
         self._record_call(fields, code=code, fault_name=fault_name)
         now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
         envelope = {"code": code, "msg": msg, "psn": f"{now:%m%d%H%M%S}{self._state.next_serial():010d}"}

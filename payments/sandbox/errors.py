@@ -32,9 +32,7 @@ MERCHANT_MISMATCH = ErrorCode("E00202", "merchant_no does not belong to this app
 SIGNATURE_INVALID = ErrorCode("E00203", "Signature verification failed")
 BASIC_AUTH_INVALID = ErrorCode("E00204", "Basic authentication failed")
 
-INVALID_MERCHANT_ORDER_NO = ErrorCode(
-    "E04101", "Merchant order number must be 1-32 letters, digits or _ - | * @"
-)
+INVALID_MERCHANT_ORDER_NO = ErrorCode("E04101", "Merchant order number must be 1-32 letters, digits or _ - | * @")
 DUPLICATE_MERCHANT_ORDER_NO = ErrorCode("E04102", "Merchant order number already exists")
 ORDER_NOT_FOUND = ErrorCode(ORDER_NOT_FOUND_CODE, "Merchant order number is invalid")
 INVALID_AMOUNT = ErrorCode("E04120", "Invalid amount")

@@ -33,53 +33,74 @@ from payments.gateway.money import AmountError, CurrencyError, parse_amount, val
 from . import errors
 from .errors import SandboxError, require
 from .faults import FaultPlan
-from .state import Channel, SandboxState, gateway_time
+from .state import SandboxState
+from .transactions import Channel, gateway_time
 
 MERCHANT_ORDER_NO = re.compile(r"[A-Za-z0-9_\-|*@]{1,32}")
 CHECKOUT_MAX_EXPIRES_SECONDS = 7 * 24 * 3600
 REGISTER_APPLICATION = "CodePay Register"
 OFFLINE_TERMINAL_PREFIX = "OFFLINE"
 PAY_SCENARIOS = ("SWIPE_CARD", "BSCANQR_PAY", "SCANQR_PAY")
+# Every trans_type a terminal order may carry; the rest (5, 7, 8) only arise from other calls.
 CLOUD_TRANS_TYPES = tuple(
-    t.value
-    for t in (
-        TransType.SALE, TransType.VOID, TransType.REFUND, TransType.PRE_AUTH, TransType.PRE_AUTH_COMPLETION,
-        TransType.CASHBACK, TransType.CASH_WITHDRAWAL,
-    )
-)  # fmt: skip
+    trans_type.value
+    for trans_type in TransType
+    if trans_type not in {TransType.PRE_AUTH_CANCEL, TransType.COMPLETION_CANCEL, TransType.COMPLETION_REFUND}
+)
 # A terminal void, refund or completion acts on an earlier order (reference, wisehub.cloud.pay.order).
 CLOUD_FOLLOW_UP_TYPES = frozenset({TransType.VOID, TransType.REFUND, TransType.PRE_AUTH_COMPLETION})
 
 DECLINED_PAN = "4000000000000002"
 THREE_DS_PAN = "4000000000003220"
-# Brand by PAN prefix, longest prefixes first.
+# Brand by PAN prefix range (first and last prefix of the range), longest prefixes first.
 CARD_BRANDS = (
-    (("2221", "2720"), "MasterCard"), (("6011", "6011"), "Discover"), (("51", "55"), "MasterCard"),
-    (("34", "34"), "Amex"), (("37", "37"), "Amex"), (("35", "35"), "JCB"), (("36", "36"), "DinnersClub"),
-    (("38", "38"), "DinnersClub"), (("62", "62"), "UnionPay"), (("65", "65"), "Discover"), (("4", "4"), "Visa"),
-)  # fmt: skip
+    ("2221", "2720", "MasterCard"),
+    ("6011", "6011", "Discover"),
+    ("51", "55", "MasterCard"),
+    ("34", "34", "Amex"),
+    ("37", "37", "Amex"),
+    ("35", "35", "JCB"),
+    ("36", "36", "DinnersClub"),
+    ("38", "38", "DinnersClub"),
+    ("62", "62", "UnionPay"),
+    ("65", "65", "Discover"),
+    ("4", "4", "Visa"),
+)
 
+# The fields of the query answers (reference, "Query Order" and "Query Refund", and PROTOCOL.md).
 ORDER_QUERY_KEYS = (
-    "trans_no", "merchant_order_no", "trans_type", "trans_status", "price_currency", "order_amount",
-    "tip_amount", "cashback_amount", "trans_amount", "paid_amount", "attach", "pay_method_id", "pay_scenario",
-    "terminal_sn", "store_no", "trans_end_time",
-)  # fmt: skip
+    "trans_no merchant_order_no trans_type trans_status price_currency order_amount tip_amount cashback_amount "
+    "trans_amount paid_amount attach pay_method_id pay_scenario terminal_sn store_no trans_end_time"
+).split()
 REFUND_QUERY_KEYS = (
-    "trans_no", "merchant_order_no", "orig_merchant_order_no", "trans_type", "trans_status", "price_currency",
-    "order_amount", "trans_end_time",
-)  # fmt: skip
+    "trans_no merchant_order_no orig_merchant_order_no trans_type trans_status price_currency order_amount "
+    "trans_end_time"
+).split()
 APPROVAL = {"resp_code": "000", "resp_msg": "[000]APPROVAL"}
 
 # Business fields each method requires, checked in this order after the common ones.
 REQUIRED_FIELDS: dict[Method, tuple[str, ...]] = {
     Method.CLOUD_PAY_ORDER: (
-        "terminal_sn", "message_receiving_application", "price_currency", "order_amount", "trans_type",
-        "merchant_order_no", "description", "expires", "api_version",
+        "terminal_sn",
+        "message_receiving_application",
+        "price_currency",
+        "order_amount",
+        "trans_type",
+        "merchant_order_no",
+        "description",
+        "expires",
+        "api_version",
     ),
     Method.CLOUD_PAY_CLOSE: ("terminal_sn", "merchant_order_no", "message_receiving_application"),
     Method.CHECKOUT: ("merchant_order_no", "price_currency", "order_amount", "expires", "description"),
     Method.MERCHANT_CHECKOUT: (
-        "card", "billing_address", "merchant_order_no", "price_currency", "order_amount", "expires", "description",
+        "card",
+        "billing_address",
+        "merchant_order_no",
+        "price_currency",
+        "order_amount",
+        "expires",
+        "description",
     ),
     Method.CAPTURE: ("merchant_order_no", "trans_no", "trans_amount"),
     Method.INCREMENTAL_AUTH: ("trans_no", "trans_amount"),
@@ -95,7 +116,7 @@ REQUIRED_FIELDS: dict[Method, tuple[str, ...]] = {
     Method.REFUND_QUERY: (),
     Method.ORDER_REVOKE: ("merchant_order_no",),
     Method.REFUND_SUBMIT: ("merchant_order_no", "price_currency", "order_amount", "description"),
-}  # fmt: skip
+}
 
 
 class Fields:
@@ -116,7 +137,11 @@ class Fields:
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str = "") -> str:
         value = self.text(name) or default
-        require(value in allowed or value == default, errors.INVALID_PARAMETER, f"{name} must be one of {', '.join(allowed)}")
+        require(
+            value in allowed or value == default,
+            errors.INVALID_PARAMETER,
+            f"{name} must be one of {', '.join(allowed)}",
+        )
         return value
 
     def flag(self, name: str) -> bool:
@@ -142,7 +167,9 @@ class Fields:
 
     def seconds(self, name: str, maximum: int | None = None) -> int:
         raw = self.text(name)
-        require(raw.isdigit() and int(raw) > 0, errors.INVALID_PARAMETER, f"{name} must be a positive number of seconds")
+        require(
+            raw.isdigit() and int(raw) > 0, errors.INVALID_PARAMETER, f"{name} must be a positive number of seconds"
+        )
         require(maximum is None or int(raw) <= maximum, errors.INVALID_PARAMETER, f"{name} is at most {maximum}")
         return int(raw)
 
@@ -155,7 +182,8 @@ class Fields:
             value = json.loads(raw)
         except ValueError:
             value = None
-        require(isinstance(value, kind), errors.INVALID_PARAMETER, f"{name} must be a JSON {kind.__name__} string")
+        shape = "object" if kind is dict else "array"
+        require(isinstance(value, kind), errors.INVALID_PARAMETER, f"{name} must be a JSON {shape} sent as a string")
         return value
 
     def new_merchant_order_no(self, name: str = "merchant_order_no") -> str:
@@ -213,10 +241,11 @@ class Operations:
         # Checked although the sandbox has no screen or printer, so a malformed value fails here too.
         for name in ("on_screen_tip", "required_terminal_authentication", "on_screen_signature", "confirm_on_terminal"):
             f.flag(name)
+        reject_when_offline = f.flag("reject_trade_when_terminal_offline")
         f.choice("receipt_print_mode", ("0", "1", "2", "3"))
         f.choice("card_type", ("1", "2", "3", "4"))
         terminal_online = not f.text("terminal_sn").startswith(OFFLINE_TERMINAL_PREFIX)
-        require(terminal_online or not f.flag("reject_trade_when_terminal_offline"), errors.TERMINAL_OFFLINE)
+        require(terminal_online or not reject_when_offline, errors.TERMINAL_OFFLINE)
         currency = f.currency()
         order = self._state.add(
             app_id=app_id,
@@ -282,8 +311,7 @@ class Operations:
             pay_method_id=brand,
             **self._order_details(f, "store_no", "attach", "description", "notify_url", "return_url"),
         )
-        data = {key: order[key] for key in ("trans_no", "pay_method_id", "trans_end_time")}
-        data["trans_status"] = order["trans_status"]
+        data = {key: order[key] for key in ("trans_no", "trans_status", "pay_method_id", "trans_end_time")}
         if status is TransStatus.IN_PROGRESS:
             data["redirect_url_3dsecure"] = self._page_url("3ds", merchant_order_no)
         return data
@@ -299,7 +327,7 @@ class Operations:
         require(12 <= len(pan) <= 19 and pan.isdigit() and _luhn_valid(pan), errors.CARD_INVALID, "pan")
         require(re.fullmatch(r"\d{3,4}", cvv) is not None, errors.CARD_INVALID, "cvv")
         require(_expiry_valid(expiry), errors.CARD_INVALID, "expiry")
-        brand = next((name for (low, high), name in CARD_BRANDS if low <= pan[: len(low)] <= high), "")
+        brand = next((name for low, high, name in CARD_BRANDS if low <= pan[: len(low)] <= high), "")
         require(bool(brand), errors.CARD_INVALID, "unsupported card brand")
         if pan == DECLINED_PAN:
             return TransStatus.CLOSED, pan[-4:], brand

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 8010
 MAX_BODY_BYTES = 1_048_576
 # Hosts that mean "every interface": fine to listen on, useless in a URL handed to a browser.
-WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+WILDCARD_HOSTS = ("", "0.0.0.0")
 
 
 class SandboxGateway:

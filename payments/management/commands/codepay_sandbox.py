@@ -87,7 +87,9 @@ def _app_private_key():
     if settings.CODEPAY_PRIVATE_KEY:
         return _load_key(settings.CODEPAY_PRIVATE_KEY, "CODEPAY_PRIVATE_KEY")
     if settings.CODEPAY_PRIVATE_KEY_FILE:
-        return _load_key(_read(settings.CODEPAY_PRIVATE_KEY_FILE, "CODEPAY_PRIVATE_KEY_FILE"), "CODEPAY_PRIVATE_KEY_FILE")
+        return _load_key(
+            _read(settings.CODEPAY_PRIVATE_KEY_FILE, "CODEPAY_PRIVATE_KEY_FILE"), "CODEPAY_PRIVATE_KEY_FILE"
+        )
     raise CommandError(
         "CODEPAY_PRIVATE_KEY (PEM text) or CODEPAY_PRIVATE_KEY_FILE (a PEM file) is not set; "
         "the sandbox derives the app's public key from it."

@@ -22,4 +22,3 @@ def receiver():
     yield make
     for one in made:
         one.close()
-

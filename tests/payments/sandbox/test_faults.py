@@ -62,6 +62,7 @@ def test_method_specific_fault_leaves_other_methods_alone(codepay):
 
 def test_fault_with_times_fires_that_often_and_rate_fires_until_cleared(codepay):
     """times=2 fails two calls then stops; rate=1 fails every call until DELETE /sandbox/faults."""
+
     def query_status() -> int:
         return codepay.send_signed(Method.ORDER_QUERY, merchant_order_no="X").status_code
 

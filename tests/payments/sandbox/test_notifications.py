@@ -53,7 +53,11 @@ def test_refund_notification_names_the_original_order(codepay, receiver):
     codepay.refund("NOTE-2", "NOTE-2-R", "4.00", notify_url=merchant.url)
 
     [body] = merchant.wait_for(1)
-    assert (body["merchant_order_no"], body["orig_merchant_order_no"], body["trans_type"]) == ("NOTE-2-R", "NOTE-2", "3")
+    assert (body["merchant_order_no"], body["orig_merchant_order_no"], body["trans_type"]) == (
+        "NOTE-2-R",
+        "NOTE-2",
+        "3",
+    )
     assert (body["trans_status"], body["order_amount"]) == ("2", "4.00")
     assert signing.verify(body, body["sign"], codepay.gateway_public_key) is True
 

@@ -58,7 +58,7 @@ def test_amounts_follow_the_currency_digits(codepay):
 
 
 def test_booleans_must_be_lowercase_text(codepay):
-    """"True" (Python's str(True)) is not a protocol boolean."""
+    """ "True" (Python's str(True)) is not a protocol boolean."""
     answer = codepay.terminal_order("BOOL-1", on_screen_tip="True")
 
     assert answer.msg == "[E00101]Invalid parameter: on_screen_tip must be one of true, false"
@@ -108,7 +108,9 @@ def test_terminal_void_cancels_the_original_sale(codepay):
     assert codepay.query("VOIDED-1")["trans_status"] == "3"
 
 
-@pytest.mark.parametrize(("action", "reason"), [("decline", "declined"), ("abandon", "abandoned"), ("expire", "expired")])
+@pytest.mark.parametrize(
+    ("action", "reason"), [("decline", "declined"), ("abandon", "abandoned"), ("expire", "expired")]
+)
 def test_customer_declining_or_leaving_closes_the_order(codepay, action, reason):
     """The control API's decline, abandon and expire all end an open order in status 1."""
     codepay.terminal_order("GONE-1")
@@ -169,7 +171,7 @@ def test_hosted_checkout_answers_a_pay_url_that_serves_the_payment_page(codepay)
     ("field", "value", "message"),
     [
         ("expires", "604801", "[E00101]Invalid parameter: expires is at most 604800"),
-        ("order_detail", "{not json", "[E00101]Invalid parameter: order_detail must be a JSON dict string"),
+        ("order_detail", "{not json", "[E00101]Invalid parameter: order_detail must be a JSON object sent as a string"),
         ("price_currency", "XYZ", "[E04121]Invalid currency: price_currency"),
     ],
 )

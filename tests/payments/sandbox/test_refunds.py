@@ -1,6 +1,7 @@
 """Refunds on the sandbox: never more than was paid, even when requests race; asynchronous completion."""
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from payments.gateway.methods import Method
 
@@ -43,25 +44,24 @@ def test_refund_query_answers_the_refund_and_its_original(codepay):
     assert codepay.call(Method.REFUND_QUERY, merchant_order_no="RQ-1").code == "E04111"
 
 
+def _two_refunds_at_once(codepay, merchant_order_no: str, amount: str) -> list[str]:
+    """Submit two refunds released by a barrier at the same instant; their answer codes, sorted."""
+    barrier = threading.Barrier(2)
+
+    def refund(suffix: str) -> str:
+        barrier.wait()
+        return codepay.refund(merchant_order_no, f"{merchant_order_no}-{suffix}", amount).code
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return sorted(pool.map(refund, ("A", "B")))
+
+
 def test_concurrent_refunds_cannot_both_spend_the_same_paid_amount(codepay):
     """Two refunds of 6.00 on a 10.00 sale, released at the same instant: exactly one succeeds, every time."""
     for round_no in range(5):
-        order = f"RACE-{round_no}"
-        codepay.paid_sale(order, "10.00")
-        barrier = threading.Barrier(2)
-        codes = []
+        codepay.paid_sale(f"RACE-{round_no}", "10.00")
 
-        def refund(suffix):
-            barrier.wait()
-            codes.append(codepay.refund(order, f"{order}-{suffix}", "6.00").code)
-
-        threads = [threading.Thread(target=refund, args=(suffix,)) for suffix in ("A", "B")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-        assert sorted(codes) == ["0", "E04132"]
+        assert _two_refunds_at_once(codepay, f"RACE-{round_no}", "6.00") == ["0", "E04132"]
 
 
 def test_refund_in_another_currency_is_refused(codepay):
