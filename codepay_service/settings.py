@@ -219,6 +219,22 @@ CODEPAY_CONFIRM_NOTIFICATIONS = env.bool("CODEPAY_CONFIRM_NOTIFICATIONS", defaul
 CODEPAY_NOTIFICATION_MAX_BYTES = env.int("CODEPAY_NOTIFICATION_MAX_BYTES", default=65536)
 # Empty: accept from any address. CodePay's published sources are 3.135.111.52 and 18.217.220.157.
 CODEPAY_NOTIFICATION_ALLOWED_NETWORKS = env.list("CODEPAY_NOTIFICATION_ALLOWED_NETWORKS", default=[])
+# A notification may arrive before its order is committed: look again on this schedule, then park it
+# as "unmatched" for an operator.
+CODEPAY_NOTIFICATION_UNMATCHED_RETRY_DELAYS = env.list(
+    "CODEPAY_NOTIFICATION_UNMATCHED_RETRY_DELAYS", cast=int, default=[5, 15, 30, 60, 120, 300, 600, 900]
+)
+# A failure while applying (gateway unreachable while confirming): back off about two hours, then park as
+# "dead". The gateway re-posts for ~12 h and the reconciler queries open orders anyway.
+CODEPAY_NOTIFICATION_RETRY_DELAYS = env.list(
+    "CODEPAY_NOTIFICATION_RETRY_DELAYS", cast=int, default=[10, 30, 60, 120, 300, 600, 900, 1800, 1800, 1800]
+)
+# How long a stored delivery is left to its queued task before the sweep takes it over.
+CODEPAY_NOTIFICATION_SWEEP_GRACE_SECONDS = env.int("CODEPAY_NOTIFICATION_SWEEP_GRACE_SECONDS", default=120)
+# How long a sweep holds a delivery it claimed before another sweep may take it.
+CODEPAY_NOTIFICATION_SWEEP_LEASE_SECONDS = env.int("CODEPAY_NOTIFICATION_SWEEP_LEASE_SECONDS", default=300)
+# The longest the receiver waits on the broker before answering anyway (the sweep applies it later).
+CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS = env.float("CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS", default=1.0)
 # Reconciliation: an order still waiting this long after it expires is closed at the gateway.
 CODEPAY_EXPIRY_GRACE_SECONDS = env.int("CODEPAY_EXPIRY_GRACE_SECONDS", default=120)
 # An `unknown` create that the gateway still does not know after this long never reached it.

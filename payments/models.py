@@ -9,6 +9,7 @@ captures never above what was authorized. Services change these rows under ``sel
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
@@ -294,21 +295,45 @@ class IdempotencyRecord(models.Model):
         constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key")]
 
 
+def all_weekdays() -> list[int]:
+    return [1, 2, 3, 4, 5, 6, 7]
+
+
 class BatchCloseSchedule(models.Model):
-    """When a store's terminal batches close: a local time of day on chosen weekdays."""
+    """
+    When a store's terminal batches close: a local time of day on chosen weekdays, in the store's time
+    zone. It fires once per business day (the local date), at or after the local time, even when that
+    time does not exist on a daylight-saving day (02:30 on a spring-forward day fires at 03:00).
+    """
 
     account = models.ForeignKey(MerchantAccount, on_delete=models.PROTECT, related_name="batch_schedules")
     store_no = models.CharField(max_length=32)
     terminal_sn_list = models.JSONField(default=list, blank=True, help_text="Empty: every terminal of the store.", encoder=DjangoJSONEncoder)
     local_time = models.TimeField()
     time_zone = TimeZoneField(default="UTC")
-    weekdays = models.JSONField(default=list, help_text="ISO weekdays 1 (Monday) to 7 (Sunday).", encoder=DjangoJSONEncoder)
+    weekdays = models.JSONField(default=all_weekdays, help_text="ISO weekdays 1 (Monday) to 7 (Sunday).", encoder=DjangoJSONEncoder)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.store_no} at {self.local_time:%H:%M} {self.time_zone}"
+
+    def clean(self) -> None:
+        errors = {}
+        if (
+            not isinstance(self.weekdays, list)
+            or not self.weekdays
+            or any(type(day) is not int or not 1 <= day <= 7 for day in self.weekdays)
+            or len(set(self.weekdays)) != len(self.weekdays)
+        ):
+            errors["weekdays"] = "A list of distinct ISO weekdays, 1 (Monday) to 7 (Sunday), at least one."
+        if not isinstance(self.terminal_sn_list, list) or any(
+            not isinstance(sn, str) or not sn or len(sn) > 32 for sn in self.terminal_sn_list
+        ):
+            errors["terminal_sn_list"] = "A list of terminal serial numbers (text, at most 32 characters each)."
+        if errors:
+            raise ValidationError(errors)
 
 
 class BatchCloseStatus(models.TextChoices):
@@ -353,5 +378,13 @@ class BatchClose(models.Model):
                 fields=["schedule", "business_date"],
                 condition=Q(schedule__isnull=False),
                 name="batch_close_once_per_schedule_day",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(schedule__isnull=True) | Q(business_date__isnull=False),
+                name="batch_close_scheduled_has_business_date",
+            ),
+        ]
+        indexes = [
+            # The retry sweep: failed closes whose next attempt is due.
+            models.Index(fields=["next_attempt_at"], name="batch_close_due_retry", condition=Q(next_attempt_at__isnull=False)),
         ]

@@ -111,30 +111,6 @@ def _wire_value(value: Any) -> str:
     return str(value)
 
 
-def _raw_top_level_values(body: str) -> dict[str, str]:
-    """
-    The raw JSON text of each top-level value of ``body``.
-
-    When ``data`` arrives as an object rather than a string, the signature covers its text as sent, so it
-    is taken from the body rather than re-serialised (PROTOCOL.md, "Responses").
-    """
-    decoder = json.JSONDecoder()
-    raw: dict[str, str] = {}
-    index = body.index("{") + 1
-    length = len(body)
-    while index < length:
-        while index < length and body[index] in " \t\r\n,":
-            index += 1
-        if index >= length or body[index] == "}":
-            break
-        key, index = decoder.raw_decode(body, index)
-        while body[index] in " \t\r\n:":
-            index += 1
-        start = index
-        _, index = decoder.raw_decode(body, index)
-        raw[key] = body[start:index]
-    return raw
-
 
 class CodePayClient:
     """A CodePay gateway client for one merchant account (one app id and merchant number)."""
@@ -586,7 +562,7 @@ class CodePayClient:
             envelope = json.loads(text, parse_float=Decimal)
             if not isinstance(envelope, dict):
                 raise ValueError("not an object")
-            raw = _raw_top_level_values(text)
+            raw = signing.raw_top_level_values(text)
         except ValueError:
             raise GatewayOutcomeUnknown("the gateway answered a body that is not a JSON object", method=method.value) from None
         # The signature covers `data` as the text that was sent (a JSON string, or an object's raw text).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,31 @@ def sign_string(fields: Mapping[str, Any]) -> str:
             continue
         pairs.append(f"{key}={value}")
     return "&".join(pairs)
+
+
+def raw_top_level_values(body: str) -> dict[str, str]:
+    """
+    The raw JSON text of each top-level value of ``body``.
+
+    When ``data`` arrives as an object rather than a string, the signature covers its text as sent, so it
+    is taken from the body rather than re-serialised (PROTOCOL.md, "Responses").
+    """
+    decoder = json.JSONDecoder()
+    raw: dict[str, str] = {}
+    index = body.index("{") + 1
+    length = len(body)
+    while index < length:
+        while index < length and body[index] in " \t\r\n,":
+            index += 1
+        if index >= length or body[index] == "}":
+            break
+        key, index = decoder.raw_decode(body, index)
+        while body[index] in " \t\r\n:":
+            index += 1
+        start = index
+        _, index = decoder.raw_decode(body, index)
+        raw[key] = body[start:index]
+    return raw
 
 
 def sign(fields: Mapping[str, Any], private_key: rsa.RSAPrivateKey) -> str:

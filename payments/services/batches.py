@@ -1,16 +1,47 @@
-"""Batch closes: on demand (API, command, admin) and by schedule, each recorded with the gateway's answer."""
+"""
+Batch closes: on demand (API, command, admin) and by schedule, each recorded with the gateway's answer.
+
+Decisions:
+
+- **Once per business day.** A schedule's business day is the date in the store's time zone. The row
+  for (schedule, business day) is inserted before anything is sent, and the database's unique
+  constraint decides between racing beat or worker processes: the insert that loses is the proof that
+  the close is already done or under way. Time zones come from zoneinfo, and local wall-clock time is
+  compared, so a close set at a time that a daylight-saving change skips fires right after the jump
+  and a time that happens twice fires the first time only.
+- **A schedule starts the day after it is created** when today's time has already passed, so saving a
+  new 09:00 schedule at 15:00 does not close the batch mid-afternoon.
+- **Retries.** A close that fails or whose outcome is unknown is tried again with back-off
+  (``RETRY_DELAYS``) up to ``MAX_ATTEMPTS`` times by the retry sweep; after that it stays ``failed``
+  with its attempts for an operator (the admin can retry by hand). Closing again is harmless at the
+  gateway: it closes the then-open batch, which is empty if the earlier close went through. Retry
+  times live in the row (``next_attempt_at``), not in broker countdowns, so they survive restarts.
+- **In flight.** An attempt moves ``next_attempt_at`` forward by ``ATTEMPT_LEASE`` before calling the
+  gateway, so the sweep does not pick up a close that another process is sending.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured
 from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
 from payments.gateway.results import BatchSummary
 from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount
 from payments.services.accounts import gateway_client_for
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# The wait after failed attempt n (1-based) before attempt n + 1.
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30))
+ATTEMPT_LEASE = timedelta(minutes=6)
+RETRYABLE_STATUSES = (BatchCloseStatus.PENDING, BatchCloseStatus.FAILED, BatchCloseStatus.UNKNOWN)
 
 
 def batch_open_summary(*, account: MerchantAccount, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
@@ -47,27 +78,127 @@ def batch_close(
     return batch_close_attempt(batch=batch)
 
 
+def batch_close_retry_delay(*, attempts: int) -> timedelta | None:
+    """The wait before the next automatic attempt after ``attempts`` failed ones; None: no more."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+
+
 def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
-    """Send (or resend) a recorded batch close. Closing an already closed batch is harmless at the gateway."""
+    """
+    Send (or resend) a recorded batch close and record the answer. Closing an already closed batch is
+    harmless at the gateway. A failure schedules the next automatic attempt while attempts remain.
+    """
     with transaction.atomic():
-        batch = BatchClose.objects.select_for_update().get(pk=batch.pk)
+        batch = BatchClose.objects.select_for_update().select_related("account").get(pk=batch.pk)
         if batch.status == BatchCloseStatus.SUCCEEDED:
             return batch
         batch.attempts += 1
-        batch.save(update_fields=["attempts", "updated_at"])
+        batch.next_attempt_at = timezone.now() + ATTEMPT_LEASE
+        batch.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
     try:
         summary = gateway_client_for(batch.account).close_batch_for_terminals(
             store_no=batch.store_no, terminal_sn_list=batch.terminal_sn_list or None
         )
     except GatewayDeclined as exc:
-        batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.FAILED, exc.code, exc.message[:255]
-    except (GatewayOutcomeUnknown, GatewayRequestNotSent, GatewayConfigurationError) as exc:
-        batch.status, batch.gateway_message = (
-            BatchCloseStatus.UNKNOWN if isinstance(exc, GatewayOutcomeUnknown) else BatchCloseStatus.FAILED,
-            exc.message[:255],
-        )
+        batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.FAILED, exc.code[:16], exc.message[:255]
+        batch.response = exc.data or None
+    except (GatewayOutcomeUnknown, GatewayRequestNotSent, GatewayConfigurationError, Misconfigured) as exc:
+        batch.status = BatchCloseStatus.UNKNOWN if isinstance(exc, GatewayOutcomeUnknown) else BatchCloseStatus.FAILED
+        batch.gateway_code, batch.gateway_message = "", exc.message[:255]
     else:
         batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.SUCCEEDED, "0", "success"
         batch.count, batch.total_amount, batch.response = summary.count, summary.total_amount, summary.data
+    if batch.status == BatchCloseStatus.SUCCEEDED:
+        batch.next_attempt_at = None
+    else:
+        delay = batch_close_retry_delay(attempts=batch.attempts)
+        batch.next_attempt_at = None if delay is None else timezone.now() + delay
+        logger.warning(
+            "batch close failed",
+            extra={
+                "batch_close_id": batch.pk,
+                "store_no": batch.store_no,
+                "attempts": batch.attempts,
+                "gateway_code": batch.gateway_code,
+                "retry": delay is not None,
+            },
+        )
     batch.save()
     return batch
+
+
+def batch_closes_claim_due(*, now: datetime | None = None, limit: int = 20) -> list[int]:
+    """Lock the closes whose next automatic attempt is due, lease them, and answer their ids."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            BatchClose.objects.select_for_update(skip_locked=True)
+            .filter(status__in=RETRYABLE_STATUSES, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            BatchClose.objects.filter(pk__in=ids).update(next_attempt_at=now + ATTEMPT_LEASE)
+    return ids
+
+
+# --- Schedules ----------------------------------------------------------------------------------------
+
+
+def batch_schedule_business_date(*, schedule: BatchCloseSchedule, now: datetime) -> date | None:
+    """The local business date whose close is due at ``now``, or None when nothing is due today."""
+    zone = ZoneInfo(str(schedule.time_zone))
+    local_now = now.astimezone(zone)
+    if local_now.isoweekday() not in schedule.weekdays:
+        return None
+    # Wall-clock comparison: a time skipped by daylight saving is passed as soon as the clock jumps.
+    if local_now.time() < schedule.local_time:
+        return None
+    scheduled_at = datetime.combine(local_now.date(), schedule.local_time, tzinfo=zone)
+    if schedule.created_at is not None and schedule.created_at > scheduled_at:
+        return None
+    return local_now.date()
+
+
+def batch_schedules_open_due(*, now: datetime | None = None) -> list[BatchClose]:
+    """
+    Record today's close for every enabled schedule that is due and not yet recorded, and answer the new
+    records (pending; the caller sends them). Safe in any number of processes: each (schedule, business
+    day) is inserted once; the other inserts fail on the unique constraint and are skipped.
+    """
+    now = now or timezone.now()
+    schedules = list(BatchCloseSchedule.objects.filter(enabled=True, account__is_active=True).select_related("account"))
+    due = [(schedule, business_date) for schedule in schedules if (business_date := batch_schedule_business_date(schedule=schedule, now=now))]
+    if not due:
+        return []
+    done = set(
+        BatchClose.objects.filter(
+            schedule_id__in=[schedule.pk for schedule, _ in due], business_date__in={business_date for _, business_date in due}
+        ).values_list("schedule_id", "business_date")
+    )
+    created = []
+    for schedule, business_date in due:
+        if (schedule.pk, business_date) in done:
+            continue
+        try:
+            with transaction.atomic():
+                batch = BatchClose.objects.create(
+                    account=schedule.account,
+                    schedule=schedule,
+                    business_date=business_date,
+                    trigger=BatchClose.Trigger.SCHEDULE,
+                    store_no=schedule.store_no,
+                    terminal_sn_list=list(schedule.terminal_sn_list or []),
+                    # If the task that sends it is lost, the retry sweep sends it after the lease.
+                    next_attempt_at=now + ATTEMPT_LEASE,
+                )
+        except IntegrityError:
+            continue  # another process recorded this day's close first
+        logger.info(
+            "batch close scheduled",
+            extra={"batch_close_id": batch.pk, "schedule_id": schedule.pk, "business_date": business_date.isoformat()},
+        )
+        created.append(batch)
+    return created

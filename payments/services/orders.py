@@ -39,8 +39,8 @@ from payments.gateway.errors import (
     GatewayRequestNotSent,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
-from payments.gateway.money import format_amount
 from payments.gateway.methods import TransType as GatewayTransType
+from payments.gateway.money import format_amount
 from payments.gateway.results import OrderInfo
 from payments.models import (
     ApiKey,
@@ -382,28 +382,29 @@ def _operation_call(order: Order, operation: OrderOperation, call) -> Any:
     try:
         result = call(gateway_client_for(order.account))
     except GatewayDeclined as exc:
-        _finish_operation(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
+        operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
         raise GatewayRefused(
             f"CodePay refused the {operation.kind}: [{exc.code}] {exc.message}",
             details={"gateway_code": exc.code, "gateway_message": exc.message},
         ) from None
     except GatewayOutcomeUnknown as exc:
-        _finish_operation(operation, OperationStatus.UNKNOWN, message=exc.message)
+        operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
         raise GatewayUnavailable(
             f"CodePay did not answer the {operation.kind} ({exc.message}); it may have happened. "
             "Sync the order before trying again.",
             details={"operation": operation.kind},
         ) from None
     except GatewayRequestNotSent as exc:
-        _finish_operation(operation, OperationStatus.FAILED, message=exc.message)
+        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
         raise GatewayUnavailable(f"CodePay could not be reached ({exc.message}); nothing was sent.") from None
     except GatewayConfigurationError as exc:
-        _finish_operation(operation, OperationStatus.FAILED, message=exc.message)
+        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
         raise Misconfigured(exc.message) from None
     return result
 
 
-def _finish_operation(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
+def operation_finish(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
+    """Record an operation's outcome and add it to the order's story."""
     operation.status = status
     operation.gateway_code = code[:16]
     operation.gateway_message = message[:255]
@@ -455,7 +456,7 @@ def order_cancel(*, order: Order, source: str = "api") -> Order:
 
     with transaction.atomic():
         order = _locked(order)
-        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
+        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
         order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
     return order
 
@@ -482,7 +483,7 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Orde
     )
     with transaction.atomic():
         order = _locked(order)
-        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
+        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
         order.captured_amount += amount
         order.paid_amount = order.captured_amount
         order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
@@ -500,7 +501,7 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Or
     _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
     with transaction.atomic():
         order = _locked(order)
-        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0")
+        operation_finish(operation, OperationStatus.SUCCEEDED, code="0")
         order.authorized_amount += amount
         order.save()
     return order
@@ -523,7 +524,7 @@ def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") 
         _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))
     with transaction.atomic():
         order = _locked(order)
-        _finish_operation(operation, OperationStatus.SUCCEEDED, code="0")
+        operation_finish(operation, OperationStatus.SUCCEEDED, code="0")
         order.paid_amount = order.paid_amount - order.tip_amount + tip_amount
         order.tip_amount = tip_amount
         order.save()

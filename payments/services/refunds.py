@@ -167,9 +167,9 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
         return _refund_move(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
 
 
-def refund_sync(*, refund: Refund, source: str = "sync") -> ApplyResult:
-    """Ask the gateway about the refund now and apply the answer."""
-    client = gateway_client_for(refund.account)
+def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyResult:
+    """Ask the gateway about the refund now and apply the answer (``client``: e.g. a rate-limited one)."""
+    client = client or gateway_client_for(refund.account)
     try:
         info = client.query_refund(merchant_order_no=refund.merchant_order_no)
     except GatewayDeclined as exc:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from payments.models import GatewayCall, Order, OrderStatus, Refund
+from payments.models import GatewayCall, Order, Refund
 
 TERMINAL_ORDER = {"channel": "terminal", "amount": "20.00", "currency": "USD", "description": "Dinner", "terminal_sn": "WPYB002248000865"}
 

@@ -1,0 +1,438 @@
+"""
+Reconciliation: every order and refund that is not final reaches the gateway's truth on its own.
+
+Notifications get lost and calls time out, so nothing waits on them. Each open order (``pending``,
+``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is
+due, the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same
+services, and so the same state machine, as a confirmed notification. Checks back off (seconds, then
+minutes: ``payments.services.checks``); a final state clears ``next_check_at``.
+
+Decisions:
+
+- **Claiming.** Any number of workers run passes at once. A worker claims a small chunk of due rows with
+  ``SELECT ... FOR UPDATE SKIP LOCKED`` and, in the same short transaction, moves their ``next_check_at``
+  forward by a lease (``LEASE``). Once that commits, no other worker sees the rows as due; the gateway is
+  then called outside any transaction, so no row lock is held over the network. A worker that dies leaves
+  its rows to be picked up when the lease runs out; a pass that runs out of time hands its unprocessed
+  rows back at once.
+- **Pace.** Every gateway request waits on the shared limiter (``payments.ratelimit``), so all workers
+  together stay under ``CODEPAY_MAX_QPS``.
+- **Unknown creates** are only ever queried, never resent. Found: the gateway's state is adopted.
+  "Not found" (E04111) is transient right after a create (PROTOCOL.md, "Responses"), so the order only
+  fails once the gateway has kept not knowing it for ``CODEPAY_UNKNOWN_GRACE_SECONDS`` counted from the
+  first "not found" (``order_mark_not_found`` keeps that first time; any answer that finds the order
+  clears it).
+- **Expiry.** An order still waiting ``CODEPAY_EXPIRY_GRACE_SECONDS`` after ``expires_at`` is queried
+  first. Paid (or otherwise moved on): that state is applied and wins. Still open at the gateway: it is
+  closed there (``wisehub.cloud.pay.close`` for a terminal order in status 9, ``order.revoker`` for
+  checkout, card and QR orders) and marked ``expired``. A close refused by the gateway (typically because
+  the payment landed in between) is followed by a query whose answer is applied, so the payment wins; a
+  paid notification after ``expired`` wins too (the state machine allows expired -> succeeded).
+  ``order.revoker`` refunds an order that is already paid, so after a revoke the order is queried again
+  and a paid-then-revoked order ends as the gateway reports it rather than ``expired``. A card payment
+  in progress on a terminal (status 0) cannot be closed: it is left to finish. A close whose outcome is
+  unknown is never sent again; the next query settles it (closed: our close acted, the order expires).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from codepay_service.errors import Misconfigured
+from payments.gateway.errors import (
+    GatewayConfigurationError,
+    GatewayDeclined,
+    GatewayError,
+    GatewayOutcomeUnknown,
+    GatewayRequestNotSent,
+)
+from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
+from payments.models import (
+    Channel,
+    OperationKind,
+    OperationStatus,
+    Order,
+    OrderOperation,
+    OrderStatus,
+    Refund,
+)
+from payments.services.accounts import gateway_client_for
+from payments.services.checks import next_check_at
+from payments.services.orders import (
+    ApplyResult,
+    operation_finish,
+    order_apply_gateway_state,
+    order_mark_not_found,
+    order_transition,
+)
+from payments.services.refunds import refund_sync
+from payments.state_machine import (
+    ORDER_OPEN_STATUSES,
+    REFUND_OPEN_STATUSES,
+    order_status_from_gateway,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "reconcile"
+# Longer than any task may run (CELERY_TASK_TIME_LIMIT), so a live worker never loses a claimed row.
+LEASE = timedelta(minutes=6)
+CHUNK_SIZE = 25
+# Orders waiting for the customer; only these expire.
+WAITING_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
+GATEWAY_OPEN_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
+# Terminal orders paid by wallet QR are closed like online orders (order.revoker supports QR).
+QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
+
+Throttle = Callable[[], None]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    kind: str  # "order" or "refund"
+    merchant_order_no: str
+    from_status: str
+    to_status: str
+
+
+@dataclass
+class ReconcileReport:
+    orders_checked: int = 0
+    refunds_checked: int = 0
+    errors: int = 0
+    changes: list[StatusChange] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "orders_checked": self.orders_checked,
+            "refunds_checked": self.refunds_checked,
+            "errors": self.errors,
+            "changed": len(self.changes),
+        }
+
+
+# --- Claiming -----------------------------------------------------------------------------------------
+
+
+def _claim(
+    model,
+    open_statuses,
+    *,
+    now: datetime,
+    due_before: datetime | None,
+    limit: int,
+    after_pk: int,
+    created_since: datetime | None,
+) -> tuple[list[int], datetime]:
+    """
+    Lock up to ``limit`` open rows that no other worker holds, lease them, and answer their ids: rows due
+    by ``due_before``, or every open row (walking up from ``after_pk``) when it is None.
+    """
+    lease_until = now + LEASE
+    with transaction.atomic():
+        rows = model.objects.select_for_update(skip_locked=True).filter(status__in=open_statuses)
+        if due_before is not None:
+            rows = rows.filter(next_check_at__lte=due_before).order_by("next_check_at", "pk")
+        else:
+            # Every open row once: walk by id, since leased rows stay open.
+            rows = rows.filter(pk__gt=after_pk).order_by("pk")
+        if created_since is not None:
+            rows = rows.filter(created_at__gte=created_since)
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        if ids:
+            model.objects.filter(pk__in=ids).update(next_check_at=lease_until)
+    return ids, lease_until
+
+
+def orders_claim_due(
+    *,
+    now: datetime,
+    due_before: datetime | None,
+    limit: int = CHUNK_SIZE,
+    after_pk: int = 0,
+    created_since: datetime | None = None,
+) -> tuple[list[int], datetime]:
+    return _claim(
+        Order, ORDER_OPEN_STATUSES, now=now, due_before=due_before, limit=limit, after_pk=after_pk, created_since=created_since
+    )
+
+
+def refunds_claim_due(
+    *,
+    now: datetime,
+    due_before: datetime | None,
+    limit: int = CHUNK_SIZE,
+    after_pk: int = 0,
+    created_since: datetime | None = None,
+) -> tuple[list[int], datetime]:
+    return _claim(
+        Refund, REFUND_OPEN_STATUSES, now=now, due_before=due_before, limit=limit, after_pk=after_pk, created_since=created_since
+    )
+
+
+def _release(model, ids: list[int], *, lease_until: datetime, now: datetime) -> None:
+    """Hand back claimed rows this pass will not reach, so the next pass takes them at once."""
+    if ids:
+        model.objects.filter(pk__in=ids, next_check_at=lease_until).update(next_check_at=now)
+
+
+def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetime) -> None:
+    """Count the check and set the next one; a row that became final keeps no next check."""
+    model.objects.filter(pk=pk).update(
+        check_attempts=F("check_attempts") + 1,
+        next_check_at=Case(
+            When(status__in=list(open_statuses), then=Value(next_check_at(attempts + 1, now=now))),
+            default=Value(None),
+        ),
+    )
+
+
+# --- Orders -------------------------------------------------------------------------------------------
+
+
+def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+    """
+    Check one claimed order with the gateway, apply the answer, close it if it expired, and schedule the
+    next check. Gateway failures are logged and retried later; answers the status change it made.
+    """
+    to_status = None
+    try:
+        client = gateway_client_for(order.account, throttle=throttle)
+        to_status = _order_check(order, client, now=clock())
+    except (GatewayError, Misconfigured) as exc:
+        logger.warning(
+            "reconcile: order check failed",
+            extra={"merchant_order_no": order.merchant_order_no, "error": getattr(exc, "message", str(exc))},
+        )
+        raise
+    finally:
+        _schedule_next(Order, ORDER_OPEN_STATUSES, order.pk, attempts=order.check_attempts, now=clock())
+    if to_status is None or to_status == order.status:
+        return None
+    return StatusChange("order", order.merchant_order_no, order.status, to_status)
+
+
+def _order_expired(order: Order, now: datetime) -> bool:
+    return now >= order.expires_at + timedelta(seconds=settings.CODEPAY_EXPIRY_GRACE_SECONDS)
+
+
+def _order_check(order: Order, client, *, now: datetime) -> str | None:
+    """The order's status after the check (None: unchanged)."""
+    try:
+        info = client.query_order(merchant_order_no=order.merchant_order_no)
+    except GatewayDeclined as exc:
+        if exc.code != ORDER_NOT_FOUND_CODE:
+            raise
+        if order_mark_not_found(order_id=order.pk, source=SOURCE) is ApplyResult.APPLIED:
+            return OrderStatus.FAILED
+        if order.status in WAITING_STATUSES and _order_expired(order, now):
+            # The gateway accepted it once but no longer knows it: nothing can be paid on it.
+            return _order_mark_expired(order, message="expired; the gateway does not know the order", gateway_trans_status="")
+        return None
+
+    if order.status in WAITING_STATUSES and info.trans_status not in GATEWAY_OPEN_STATUSES and _order_expired(order, now):
+        # An earlier close of ours (its answer lost, or the query after it failed) is settled by this answer.
+        earlier_close = _earlier_close(order)
+        if earlier_close is not None:
+            if earlier_close.status == OperationStatus.UNKNOWN:
+                closed = info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
+                operation_finish(
+                    earlier_close, OperationStatus.SUCCEEDED if closed else OperationStatus.FAILED, message="settled by order.query"
+                )
+            if info.trans_status == TransStatus.CLOSED.value:
+                return _order_mark_expired(
+                    order, message=f"expired; {earlier_close.kind} confirmed by order.query", gateway_trans_status=info.trans_status
+                )
+
+    result = order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE)
+    status = order_status_from_gateway(info.trans_status, order.trans_type) if result is ApplyResult.APPLIED else order.status
+    if (
+        result is not ApplyResult.CONFLICT
+        and status in WAITING_STATUSES
+        and info.trans_status in GATEWAY_OPEN_STATUSES
+        and _order_expired(order, now)
+    ):
+        return _order_close_expired(order, client, gateway_trans_status=info.trans_status) or status
+    return status if result is ApplyResult.APPLIED else None
+
+
+def _order_close_expired(order: Order, client, *, gateway_trans_status: str) -> str | None:
+    """Close an expired order at the gateway and mark it expired; the gateway's answer wins if it was paid."""
+    terminal_card = order.channel == Channel.TERMINAL and order.pay_scenario not in QR_PAY_SCENARIOS
+    if terminal_card and gateway_trans_status != TransStatus.CREATED.value:
+        # A card payment in progress on the terminal cannot be withdrawn (wisehub.cloud.pay.close takes
+        # status 9 only); it finishes or fails on its own and a later check applies it.
+        return None
+    earlier_close = _earlier_close(order)
+    if earlier_close is not None and earlier_close.status == OperationStatus.UNKNOWN:
+        # An earlier close may have acted: it is never sent again; queries settle the order.
+        return None
+    kind = OperationKind.CLOSE if terminal_card else OperationKind.REVOKE
+    operation = OrderOperation.objects.create(order=order, kind=kind, status=OperationStatus.UNKNOWN, source=SOURCE)
+    try:
+        if kind == OperationKind.CLOSE:
+            answer = client.close_cloud_order(
+                merchant_order_no=order.merchant_order_no,
+                terminal_sn=order.terminal_sn,
+                store_no=order.store_no,
+                description="expired",
+            )
+        else:
+            answer = client.revoke_order(merchant_order_no=order.merchant_order_no)
+    except GatewayDeclined as exc:
+        operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
+        # Usually refused because the order moved on (the customer paid just now): the query decides.
+        info = _order_query_quietly(order, client)
+        return None if info is None else _order_apply(order, info)
+    except GatewayOutcomeUnknown as exc:
+        operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
+        return None
+    except (GatewayRequestNotSent, GatewayConfigurationError) as exc:
+        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
+        return None
+    operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=answer.trans_no)
+    if kind == OperationKind.REVOKE:
+        # order.revoker refunds an order that was paid in the meantime: ask what it did.
+        info = _order_query_quietly(order, client)
+        if info is None:
+            return None  # the next check settles it
+        if info.trans_status != TransStatus.CLOSED.value:
+            return _order_apply(order, info)
+    return _order_mark_expired(order, message=f"expired; {kind} accepted by the gateway", gateway_trans_status=TransStatus.CLOSED.value)
+
+
+def _earlier_close(order: Order) -> OrderOperation | None:
+    """The latest close or revoke reconciliation sent for this order that did or may have acted, if any."""
+    return (
+        OrderOperation.objects.filter(
+            order_id=order.pk,
+            kind__in=(OperationKind.CLOSE, OperationKind.REVOKE),
+            source=SOURCE,
+            status__in=(OperationStatus.UNKNOWN, OperationStatus.SUCCEEDED),
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def _order_query_quietly(order: Order, client):
+    try:
+        return client.query_order(merchant_order_no=order.merchant_order_no)
+    except GatewayError as exc:
+        logger.warning("reconcile: query after close failed", extra={"merchant_order_no": order.merchant_order_no, "error": exc.message})
+        return None
+
+
+def _order_apply(order: Order, info) -> str | None:
+    if order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE) is ApplyResult.APPLIED:
+        return order_status_from_gateway(info.trans_status, order.trans_type)
+    return None
+
+
+def _order_mark_expired(order: Order, *, message: str, gateway_trans_status: str) -> str | None:
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        result = order_transition(locked, OrderStatus.EXPIRED, source=SOURCE, message=message, gateway_trans_status=gateway_trans_status)
+    return OrderStatus.EXPIRED if result is ApplyResult.APPLIED else None
+
+
+# --- Refunds ------------------------------------------------------------------------------------------
+
+
+def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+    """Check one claimed refund with the gateway, apply the answer and schedule the next check."""
+    to_status = None
+    try:
+        client = gateway_client_for(refund.account, throttle=throttle)
+        if refund_sync(refund=refund, source=SOURCE, client=client) is ApplyResult.APPLIED:
+            to_status = Refund.objects.values_list("status", flat=True).get(pk=refund.pk)
+    except (GatewayError, Misconfigured) as exc:
+        logger.warning(
+            "reconcile: refund check failed",
+            extra={"merchant_order_no": refund.merchant_order_no, "error": getattr(exc, "message", str(exc))},
+        )
+        raise
+    finally:
+        _schedule_next(Refund, REFUND_OPEN_STATUSES, refund.pk, attempts=refund.check_attempts, now=clock())
+    if to_status is None or to_status == refund.status:
+        return None
+    return StatusChange("refund", refund.merchant_order_no, refund.status, to_status)
+
+
+# --- A pass -------------------------------------------------------------------------------------------
+
+
+def reconciliation_run(
+    *,
+    throttle: Throttle | None = None,
+    clock: Clock = timezone.now,
+    due_only: bool = True,
+    created_since: datetime | None = None,
+    max_seconds: float | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    on_change: Callable[[StatusChange], None] | None = None,
+) -> ReconcileReport:
+    """
+    Check the orders and refunds due when the pass starts (every open one with ``due_only=False``), a
+    chunk at a time, until none is left or ``max_seconds`` have passed. Safe to run in any number of
+    processes at once: each row is claimed by one of them.
+    """
+    report = ReconcileReport()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    # Rows rescheduled during this pass are due later than its start, so a pass always ends.
+    due_before = clock() if due_only else None
+    cursors = {Order: 0, Refund: 0}
+    exhausted = set()
+    while len(exhausted) < 2:
+        for model in (Order, Refund):
+            if model in exhausted:
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return report
+            claim = orders_claim_due if model is Order else refunds_claim_due
+            ids, lease_until = claim(
+                now=clock(), due_before=due_before, limit=chunk_size, after_pk=cursors[model], created_since=created_since
+            )
+            if not ids:
+                exhausted.add(model)
+                continue
+            cursors[model] = max(ids)
+            _run_chunk(model, ids, lease_until, report, throttle=throttle, clock=clock, deadline=deadline, on_change=on_change)
+    return report
+
+
+def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change) -> None:
+    rows = list(model.objects.select_related("account").filter(pk__in=ids).order_by("pk"))
+    for index, row in enumerate(rows):
+        if deadline is not None and time.monotonic() >= deadline:
+            _release(model, [r.pk for r in rows[index:]], lease_until=lease_until, now=clock())
+            return
+        try:
+            if model is Order:
+                report.orders_checked += 1
+                change = order_reconcile(order=row, throttle=throttle, clock=clock)
+            else:
+                report.refunds_checked += 1
+                change = refund_reconcile(refund=row, throttle=throttle, clock=clock)
+        except (GatewayError, Misconfigured):
+            report.errors += 1
+            continue
+        except Exception:
+            # One bad row must not stop the others; it was rescheduled and is retried after its back-off.
+            logger.exception("reconcile: unexpected error", extra={"merchant_order_no": row.merchant_order_no})
+            report.errors += 1
+            continue
+        if change is not None:
+            report.changes.append(change)
+            if on_change is not None:
+                on_change(change)
