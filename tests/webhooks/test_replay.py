@@ -1,0 +1,135 @@
+"""Replaying stored deliveries (command and service): re-applies through the same service, always safe."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from payments.models import Order, OrderEvent, OrderStatus
+from tests.factories import OrderFactory
+from tests.webhooks.conftest import notification_fields
+from webhooks.management.commands.replay_notifications import parse_since
+from webhooks.models import NotificationDelivery, NotificationReplay, ProcessingStatus
+from webhooks.services import notification_apply, notification_replay
+
+
+def _replay(*args: str) -> list[str]:
+    out = StringIO()
+    call_command("replay_notifications", *args, stdout=out)
+    return out.getvalue().splitlines()
+
+
+def _status_changes(order: Order) -> int:
+    return OrderEvent.objects.filter(order=order, kind="status_changed").count()
+
+
+def test_replay_command_applies_a_conflict_once_the_order_is_corrected(gateway, notify_account):
+    """
+    A delivery parked as "conflict" (amount 12.00 against an order of 10.00) is applied by
+    `replay_notifications --status conflict` once an operator has corrected the order; replaying it again
+    by id changes nothing. Each replay prints the change and leaves an audit row.
+    """
+    order = OrderFactory(account=notify_account, merchant_order_no="RPL-1", amount=Decimal("10.00"))
+    gateway.notify(notification_fields("RPL-1", amount="12.00"))
+    [delivery] = NotificationDelivery.objects.all()
+    assert notification_apply(delivery_id=delivery.pk).status == ProcessingStatus.CONFLICT
+    Order.objects.filter(pk=order.pk).update(amount=Decimal("12.00"))
+
+    first = _replay("--status", "conflict")
+    second = _replay("--id", str(delivery.pk))
+
+    assert first == [
+        f"#{delivery.pk} RPL-1: conflict -> applied [applied] applied: trans_status 2 from the notification",
+        "Replayed 1 deliveries; 1 changed status.",
+    ]
+    assert second == [
+        f"#{delivery.pk} RPL-1: applied (unchanged) [unchanged] replayed: unchanged: trans_status 2 from the notification",
+        "Replayed 1 deliveries; 0 changed status.",
+    ]
+    order.refresh_from_db()
+    assert (order.status, _status_changes(order)) == (OrderStatus.SUCCEEDED, 1)
+    assert list(NotificationReplay.objects.values_list("actor", "status_before", "status_after")) == [
+        ("command", "conflict", "applied"),
+        ("command", "applied", "applied"),
+    ]
+
+
+def test_replaying_every_kind_of_delivery_changes_nothing_twice(gateway, notify_account):
+    """
+    Replaying an applied delivery, its duplicate, a stale one and a rejected one through the service leaves
+    each status as it was and the order with its single status change.
+    """
+    order = OrderFactory(account=notify_account, merchant_order_no="RPL-2")
+    gateway.notify(notification_fields("RPL-2"))
+    gateway.notify(notification_fields("RPL-2"))
+    gateway.notify(notification_fields("RPL-2", trans_status="0"))
+    gateway.post('{"merchant_order_no": "RPL-2", "trans_status": "2", "sign": "AAAA"}')
+    ids = list(NotificationDelivery.objects.order_by("id").values_list("pk", flat=True))
+    for delivery_id in ids:
+        notification_apply(delivery_id=delivery_id)
+    before = list(NotificationDelivery.objects.order_by("id").values_list("status", flat=True))
+
+    outcomes = notification_replay(actor="test", delivery_ids=ids)
+
+    assert before == ["applied", "duplicate", "stale", "rejected"]
+    assert [(o.status_before, o.status_after) for o in outcomes] == [(status, status) for status in before]
+    assert outcomes[3].message == "not verified; never applied"
+    assert list(NotificationDelivery.objects.order_by("id").values_list("status", flat=True)) == before
+    assert _status_changes(order) == 1
+
+
+def test_replay_applies_a_parked_unmatched_delivery_once_its_order_exists(gateway, notify_account):
+    """A notification parked as "unmatched" is applied by a default replay after its order has been stored."""
+    gateway.notify(notification_fields("RPL-3"))
+    [delivery] = NotificationDelivery.objects.all()
+    for _ in range(3):
+        notification_apply(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at) == (ProcessingStatus.UNMATCHED, None)
+    still_missing = _replay()
+    order = OrderFactory(account=notify_account, merchant_order_no="RPL-3")
+
+    found = _replay("--status", "unmatched", "--since", "1h")
+
+    assert still_missing[0] == (
+        f"#{delivery.pk} RPL-3: unmatched (unchanged) replayed: no order or refund with this merchant_order_no yet"
+    )
+    assert found[0] == f"#{delivery.pk} RPL-3: unmatched -> applied [applied] applied: trans_status 2 from the notification"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SUCCEEDED
+
+
+def test_replay_selects_by_since(gateway, notify_account):
+    """--since keeps deliveries received since that moment: none since a future date."""
+    assert _replay("--status", "received", "--since", "2999-01-01") == ["No deliveries to replay."]
+
+
+def test_replay_refuses_an_unknown_status_or_since():
+    """An unknown --status or an unreadable --since is a command error naming the problem."""
+    with pytest.raises(CommandError, match="unknown status 'lost'"):
+        _replay("--status", "lost")
+    with pytest.raises(CommandError, match="'yesterday' is neither"):
+        _replay("--since", "yesterday")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90m", datetime(2024, 5, 2, 10, 30, tzinfo=dt_timezone.utc)),
+        ("2h", datetime(2024, 5, 2, 10, 0, tzinfo=dt_timezone.utc)),
+        ("1w2d", datetime(2024, 4, 23, 12, 0, tzinfo=dt_timezone.utc)),
+        ("P1DT2H", datetime(2024, 5, 1, 10, 0, tzinfo=dt_timezone.utc)),
+        ("2024-05-01", datetime(2024, 5, 1, 0, 0, tzinfo=dt_timezone.utc)),
+        ("2024-05-01T08:00:00+02:00", datetime(2024, 5, 1, 6, 0, tzinfo=dt_timezone.utc)),
+    ],
+)
+def test_since_accepts_iso_dates_and_durations(text, expected):
+    """--since reads a duration back from now (90m, 2h, 1w2d, ISO P1DT2H) or an ISO date or datetime."""
+    now = datetime(2024, 5, 2, 12, 0, tzinfo=dt_timezone.utc)
+
+    assert parse_since(text, now=now) == expected

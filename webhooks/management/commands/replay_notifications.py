@@ -1,0 +1,85 @@
+"""
+Apply stored notification deliveries again, synchronously, through the same service as the apply task.
+
+    python manage.py replay_notifications                          # retrying, dead, unmatched, conflict
+    python manage.py replay_notifications --status dead --status unmatched --since 2d
+    python manage.py replay_notifications --status failed --since 2024-05-01T00:00:00Z
+    python manage.py replay_notifications --id 42 --id 43
+
+Replaying is always safe: the service is idempotent and the state machine never moves backwards.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime, parse_duration
+
+from webhooks.services import notification_replay, notification_statuses_expand
+
+_COMPACT_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> datetime:
+    """An ISO date or datetime, or a duration back from now ("90m", "2h", "3d", "1w2d", "P1DT2H")."""
+    now = now or timezone.now()
+    text = value.strip()
+    match = _COMPACT_DURATION.match(text)
+    if text and match and any(match.groups()):
+        weeks, days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+        return now - timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    moment = parse_datetime(text)
+    if moment is None and (day := parse_date(text)) is not None:
+        moment = datetime.combine(day, time.min)
+    if moment is not None:
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone.get_default_timezone())
+    duration = parse_duration(text)
+    if duration is not None:
+        return now - duration
+    raise ValueError(f"'{value}' is neither an ISO date or datetime nor a duration like 90m, 2h, 3d")
+
+
+class Command(BaseCommand):
+    help = "Replay stored CodePay notification deliveries (safe to repeat)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--status",
+            action="append",
+            default=[],
+            help="Processing status to replay (repeatable): failed (= retrying and dead), dead, unmatched, "
+            "conflict, or any other status. Default: retrying, dead, unmatched, conflict.",
+        )
+        parser.add_argument(
+            "--since", help="Only deliveries received since: an ISO date or datetime, or a duration (90m, 2h, 3d)."
+        )
+        parser.add_argument(
+            "--id", dest="ids", action="append", type=int, default=[], help="A delivery id (repeatable)."
+        )
+
+    def handle(self, *args, status, since, ids, **options):
+        try:
+            statuses = notification_statuses_expand(status)
+            since_at = parse_since(since) if since else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+        outcomes = notification_replay(actor="command", delivery_ids=ids or None, statuses=statuses, since=since_at)
+        if not outcomes:
+            self.stdout.write("No deliveries to replay.")
+            return
+        for outcome in outcomes:
+            if outcome.changed:
+                change = f"{outcome.status_before} -> {outcome.status_after}"
+            else:
+                change = f"{outcome.status_after} (unchanged)"
+            self.stdout.write(
+                f"#{outcome.delivery_id} {outcome.merchant_order_no or '-'}: {change}"
+                + (f" [{outcome.result}]" if outcome.result else "")
+                + (f" {outcome.message}" if outcome.message else "")
+            )
+        changed = sum(1 for outcome in outcomes if outcome.changed)
+        self.stdout.write(self.style.SUCCESS(f"Replayed {len(outcomes)} deliveries; {changed} changed status."))

@@ -1,0 +1,677 @@
+"""
+Notification intake: verify, store, acknowledge, then apply (HOUSE_STYLE.md, "Webhooks").
+
+Why store before acknowledging: CodePay stops re-posting once it reads ``success`` (PROTOCOL.md,
+"Notifications to notify_url"). Whatever is acknowledged must already be committed, or a crash between
+the answer and the write would lose the payment's news for good. So every delivery, valid or not, is a
+committed row before the view answers, and storing depends on nothing but the database: the apply task
+is queued after the commit, the broker gets at most ``PUBLISH_TIMEOUT_SECONDS`` to take it, and a
+delivery whose task was not queued (or got lost) is picked up by the periodic sweep
+(``apply_due_notifications``) through ``next_attempt_at``. Nothing is deleted; failures are retried with
+backoff and then parked ("unmatched", "dead") for an operator, who can replay them.
+
+Why confirm by query: a notification is a hint. Its signature proves the gateway sent it, not that it
+is the latest word (deliveries are duplicated, late and out of order), and a result that moves money
+(trans_status 2, success; 3, cancelled, which can undo a payment) is only applied as answered by a signed
+``order.query`` / ``order.refund.query`` at the time of applying (PROTOCOL.md: "Treat a notification as a
+hint"). Statuses that move no money (9 created, 0 in progress, 1 closed) are applied from the
+notification itself. ``CODEPAY_CONFIRM_NOTIFICATIONS`` turns confirmation off (tests, or a gateway
+without queries); never in production.
+
+Applying goes through the payments services only (``order_apply_gateway_state`` /
+``refund_apply_gateway_state``), which check amount and currency against the order and never move a
+status backwards. Here the order's row is locked around the service call and the delivery's own status,
+so deliveries about one order are decided one at a time and a delivery is marked applied in the same
+transaction as the change it made: exactly once, however many copies arrive or workers run.
+
+A copy is recognised by its fingerprint (sha256 of the canonical sign string) within the account: once
+one copy is settled (applied or stale with the status it announced), later copies are "duplicate" and
+change nothing. Logs carry ids and statuses, never bodies (``attach`` and other fields are the merchant's).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from codepay_service.errors import ServiceError
+from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayError
+from payments.gateway.methods import TransStatus
+from payments.gateway.results import OrderInfo, RefundInfo
+from payments.models import Order, OrderOperation, Refund
+from payments.services.accounts import gateway_client_for, gateway_public_keys, merchant_account_get
+from payments.services.orders import ApplyResult, order_apply_gateway_state
+from payments.services.refunds import refund_apply_gateway_state
+
+from . import conf
+from .models import (
+    PENDING_STATUSES,
+    SETTLED_STATUSES,
+    NotificationDelivery,
+    NotificationReplay,
+    ProcessingStatus,
+    Verification,
+)
+from .verification import (
+    MalformedBody,
+    ParsedNotification,
+    Verdict,
+    notification_fingerprint,
+    notification_parse,
+    notification_verify,
+    source_allowed,
+)
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "notification"
+SUCCESS_BODY = "success"
+# Results that move money, or can undo it: applied only as a signed query answers them.
+MONEY_MOVING_STATUSES = frozenset({TransStatus.SUCCESS.value, TransStatus.CANCELLED.value})
+# A query answering one of these has not caught up with a final notification yet: look again later.
+OPEN_GATEWAY_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
+UNMATCHED_ERROR = "no order or refund with this merchant_order_no yet"
+# Headers never stored: credentials a proxy or a misconfigured sender could attach.
+DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+# Processed for good: a replay that fails does not write an error onto them.
+_DONE_STATUSES = frozenset({*SETTLED_STATUSES, ProcessingStatus.DUPLICATE, ProcessingStatus.IGNORED})
+_HTTP_STATUS = {
+    Verification.VALID: 200,
+    Verification.TOO_LARGE: 413,
+    Verification.SOURCE_NOT_ALLOWED: 403,
+    Verification.KEY_UNAVAILABLE: 503,
+}
+_RESULT_STATUS = {
+    ApplyResult.APPLIED: ProcessingStatus.APPLIED,
+    ApplyResult.UNCHANGED: ProcessingStatus.APPLIED,
+    ApplyResult.STALE: ProcessingStatus.STALE,
+    ApplyResult.CONFLICT: ProcessingStatus.CONFLICT,
+}
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    delivery_id: int
+    verification: str
+    http_status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    delivery_id: int
+    status: str
+    result: str = ""
+    message: str = ""
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    delivery_id: int
+    merchant_order_no: str
+    status_before: str
+    status_after: str
+    result: str
+    message: str
+
+    @property
+    def changed(self) -> bool:
+        return self.status_before != self.status_after
+
+
+class _ConfirmationMismatch(GatewayError):
+    kind = "mismatch"
+
+
+# --- Receive --------------------------------------------------------------------------------------------
+
+
+def notification_receive(
+    *,
+    account_code: str,
+    body: bytes,
+    body_size: int,
+    body_truncated: bool,
+    content_type: str,
+    headers: dict[str, str],
+    source_address: str | None,
+) -> ReceiveResult:
+    """
+    Verify and store one delivery, then say what to answer: 200 ``success`` only for a valid one.
+
+    The row is committed before this returns; the apply task is queued after the commit and a broker
+    outage neither raises here nor delays the answer beyond the publish timeout.
+    """
+    now = timezone.now()
+    parsed: ParsedNotification | None = None
+    malformed = ""
+    if not body_truncated:
+        try:
+            parsed = notification_parse(body, content_type)
+        except MalformedBody as exc:
+            malformed = str(exc)
+    try:
+        account = merchant_account_get(code=account_code)
+    except ServiceError:
+        account = None
+
+    verdict: Verdict
+    if body_truncated:
+        verdict = Verdict(Verification.TOO_LARGE, f"body of {body_size} bytes exceeds CODEPAY_NOTIFICATION_MAX_BYTES")
+    elif not source_allowed(source_address, conf.allowed_network_entries()):
+        verdict = Verdict(
+            Verification.SOURCE_NOT_ALLOWED, f"{source_address} is outside CODEPAY_NOTIFICATION_ALLOWED_NETWORKS"
+        )
+    else:
+        verdict = _verdict(account, parsed, malformed)
+
+    fields = parsed.fields if parsed is not None else {}
+    delivery = NotificationDelivery(
+        account=account,
+        account_code=account_code[:64],
+        received_at=now,
+        source_address=_ip_or_none(source_address),
+        headers={name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS},
+        content_type=content_type[:255],
+        raw_body=body,
+        body_size=body_size,
+        body_truncated=body_truncated,
+        payload=fields if parsed is not None else None,
+        verification=verdict.verification,
+        verified_with=verdict.verified_with,
+        verification_detail=verdict.detail[:255],
+        fingerprint=notification_fingerprint(fields) if parsed is not None else "",
+        merchant_order_no=_text(fields, "merchant_order_no", 64),
+        trans_no=_text(fields, "trans_no", 64),
+        trans_type=_text(fields, "trans_type", 8),
+        trans_status=_text(fields, "trans_status", 8),
+    )
+    if verdict.valid:
+        delivery.status = ProcessingStatus.RECEIVED
+        # The queued task should have run by then; if not, the sweep takes over.
+        delivery.next_attempt_at = now + timedelta(seconds=conf.sweep_grace_seconds())
+    else:
+        delivery.status = ProcessingStatus.REJECTED
+        delivery.status_message = f"not verified: {verdict.verification}"[:255]
+    with transaction.atomic():
+        delivery.save()
+        if verdict.valid:
+            delivery_id = delivery.pk
+            transaction.on_commit(lambda: _queue_after_receive(delivery_id), robust=True)
+
+    log = logger.info if verdict.valid else logger.warning
+    log(
+        "notification received",
+        extra={
+            "delivery_id": delivery.pk,
+            "account_code": account_code,
+            "verification": verdict.verification,
+            "merchant_order_no": delivery.merchant_order_no,
+            "trans_status": delivery.trans_status,
+        },
+    )
+    http_status = _HTTP_STATUS.get(verdict.verification, 400)
+    return ReceiveResult(
+        delivery_id=delivery.pk,
+        verification=verdict.verification,
+        http_status=http_status,
+        body=SUCCESS_BODY if verdict.valid else f"rejected: {verdict.verification}",
+    )
+
+
+def _verdict(account, parsed: ParsedNotification | None, malformed: str) -> Verdict:
+    if account is None:
+        return Verdict(Verification.UNKNOWN_ACCOUNT, "no active merchant account with this code")
+    if parsed is None:
+        return Verdict(Verification.MALFORMED, malformed)
+    try:
+        keys = gateway_public_keys(account)
+    except GatewayConfigurationError as exc:
+        return Verdict(Verification.KEY_UNAVAILABLE, exc.message)
+    return notification_verify(parsed, public_keys=keys, merchant_no=account.merchant_no, app_id=account.app_id)
+
+
+def _text(fields: dict, name: str, length: int) -> str:
+    value = fields.get(name)
+    return "" if value is None else str(value)[:length]
+
+
+def _ip_or_none(address: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address or ""))
+    except ValueError:
+        return None
+
+
+def _queue_after_receive(delivery_id: int) -> None:
+    if not _apply_task_publish(delivery_id):
+        # Due now: the next sweep applies it.
+        NotificationDelivery.objects.filter(pk=delivery_id, status=ProcessingStatus.RECEIVED).update(
+            next_attempt_at=timezone.now()
+        )
+
+
+# Publishes may outlive the caller's wait on a hung broker; at most this many at once (below the
+# producer pool's limit, so a stuck publish never blocks the pool for everyone).
+_publishes_in_flight = threading.BoundedSemaphore(8)
+
+
+def _apply_task_publish(delivery_id: int, *, countdown: float = 0) -> bool:
+    """
+    Queue ``apply_notification`` and wait for the broker at most ``PUBLISH_TIMEOUT_SECONDS``.
+
+    Celery retries a publish, and kombu re-connects, for several seconds by default, and a broker host
+    that drops packets blocks a connect for as long as the OS allows. So the publish makes one connection
+    attempt and no publish retry, on a helper thread the caller stops waiting for. False (logged) means
+    the task may not be queued; the caller leaves the delivery due for the sweep. A late publish that
+    still succeeds only makes the apply run twice, which changes nothing the second time.
+    """
+    from .tasks import apply_notification
+
+    app = apply_notification.app
+    if app.conf.task_always_eager:
+        apply_notification.apply_async(args=[delivery_id], countdown=countdown or None)
+        return True
+
+    if not _publishes_in_flight.acquire(blocking=False):
+        # Earlier publishes are still stuck on a hung broker: do not pile up more threads behind them.
+        logger.warning("notification task not queued: broker publishes stuck", extra={"delivery_id": delivery_id})
+        return False
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            with app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=0)
+                apply_notification.apply_async(
+                    args=[delivery_id], countdown=countdown or None, producer=producer, retry=False
+                )
+        except Exception as exc:  # kombu, redis, socket errors: any failure means "not queued"
+            errors.append(exc)
+        finally:
+            _publishes_in_flight.release()
+            done.set()
+
+    threading.Thread(target=publish, name=f"notification-publish-{delivery_id}", daemon=True).start()
+    if not done.wait(conf.publish_timeout_seconds()):
+        logger.warning("notification task not queued: broker too slow", extra={"delivery_id": delivery_id})
+        return False
+    if errors:
+        logger.warning(
+            "notification task not queued: broker unavailable",
+            extra={"delivery_id": delivery_id, "error_type": type(errors[0]).__name__},
+        )
+        return False
+    return True
+
+
+# --- Apply ----------------------------------------------------------------------------------------------
+
+
+def notification_apply(*, delivery_id: int, replay: bool = False) -> ApplyOutcome:
+    """
+    Apply one stored, verified delivery through the payments services; idempotent.
+
+    A delivery already processed is left alone unless ``replay``. On a missing order or refund, or a
+    failure, it is scheduled again (``retry_in``, ``next_attempt_at``) and parked once its retries are
+    spent; a replay never schedules, it only records what one more attempt found.
+    """
+    delivery = NotificationDelivery.objects.select_related("account").get(pk=delivery_id)
+    if delivery.verification != Verification.VALID:
+        return ApplyOutcome(delivery_id, delivery.status, message="not verified; never applied")
+    if not replay and not _is_pending(delivery):
+        return ApplyOutcome(delivery_id, delivery.status, delivery.result, "already processed")
+
+    now = timezone.now()
+    NotificationDelivery.objects.filter(pk=delivery_id).update(attempts=F("attempts") + 1, last_attempt_at=now)
+    delivery.attempts += 1
+    try:
+        target = _target_find(delivery)
+        if target is None:
+            return _record_retry(delivery, unmatched=True, replay=replay, error=UNMATCHED_ERROR)
+        if isinstance(target, OrderOperation):
+            return _record_ignored(delivery, target, replay=replay)
+        info, confirmed = (None, False) if _settled_copy_exists(delivery) else _gateway_state(delivery, target)
+        return _apply_locked(delivery, target, info, confirmed=confirmed, replay=replay)
+    except Exception as exc:  # every failure is retried, then parked as "dead"; nothing is lost
+        if not isinstance(exc, (GatewayError, ServiceError)):
+            logger.exception("notification apply failed unexpectedly", extra={"delivery_id": delivery_id})
+        return _record_retry(delivery, unmatched=False, replay=replay, error=_error_text(exc))
+
+
+def _is_pending(delivery: NotificationDelivery) -> bool:
+    if delivery.status == ProcessingStatus.UNMATCHED:
+        return delivery.next_attempt_at is not None
+    return delivery.status in PENDING_STATUSES
+
+
+def _target_find(delivery: NotificationDelivery) -> Order | Refund | OrderOperation | None:
+    """What the delivery is about, by merchant_order_no within its account (trans_no when it has none)."""
+    account_id = delivery.account_id
+    if delivery.merchant_order_no:
+        key = {"merchant_order_no": delivery.merchant_order_no}
+    elif delivery.trans_no:
+        key = {"trans_no": delivery.trans_no}
+    else:
+        return None
+    refund = Refund.objects.filter(account_id=account_id, **key).first()
+    if refund is not None:
+        return refund
+    order = Order.objects.filter(account_id=account_id, **key).first()
+    if order is not None:
+        return order
+    # A capture or void carries its own merchant_order_no; its outcome is recorded by the call that made it.
+    return OrderOperation.objects.filter(order__account_id=account_id, **key).select_related("order").first()
+
+
+def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
+    """Another copy of the same message (same account and fingerprint) was already applied or found stale."""
+    return (
+        NotificationDelivery.objects.filter(
+            account_id=delivery.account_id, fingerprint=delivery.fingerprint, status__in=SETTLED_STATUSES
+        )
+        .exclude(pk=delivery.pk)
+        .exists()
+    )
+
+
+def _gateway_state(delivery: NotificationDelivery, target: Order | Refund) -> tuple[OrderInfo | RefundInfo, bool]:
+    """What to apply: a signed query's answer for money-moving results, else the notification itself."""
+    payload = delivery.payload or {}
+    is_refund = isinstance(target, Refund)
+    if delivery.trans_status in MONEY_MOVING_STATUSES and conf.confirm_notifications():
+        client = gateway_client_for(delivery.account)
+        if is_refund:
+            info = client.query_refund(merchant_order_no=target.merchant_order_no)
+            method = "order.refund.query"
+        else:
+            info = client.query_order(merchant_order_no=target.merchant_order_no)
+            method = "order.query"
+        if info.merchant_order_no and info.merchant_order_no != target.merchant_order_no:
+            raise _ConfirmationMismatch(f"answered about {info.merchant_order_no}", method=method)
+        return info, True
+    return (RefundInfo if is_refund else OrderInfo).from_data(payload), False
+
+
+def _apply_locked(
+    delivery: NotificationDelivery,
+    target: Order | Refund,
+    info: OrderInfo | RefundInfo | None,
+    *,
+    confirmed: bool,
+    replay: bool,
+) -> ApplyOutcome:
+    is_refund = isinstance(target, Refund)
+    order_id = target.order_id if is_refund else target.pk
+    now = timezone.now()
+    with transaction.atomic():
+        # The order's row lock orders every delivery about this order (and its refunds) one after another.
+        Order.objects.select_for_update().get(pk=order_id)
+        locked = NotificationDelivery.objects.select_for_update().get(pk=delivery.pk)
+        if not replay and not _is_pending(locked):
+            return ApplyOutcome(locked.pk, locked.status, locked.result, "already processed")
+        locked.order_id = order_id
+        locked.refund_id = target.pk if is_refund else None
+        if info is None or _settled_copy_exists(locked):
+            if replay and locked.status in SETTLED_STATUSES:
+                message = "replayed: another copy was settled first; unchanged"
+                return ApplyOutcome(locked.pk, locked.status, locked.result, message)
+            message = "another copy of this notification was already applied"
+            return _finish(locked, ProcessingStatus.DUPLICATE, now=now, message=message)
+
+        if is_refund:
+            result = refund_apply_gateway_state(refund_id=target.pk, info=info, source=SOURCE)
+        else:
+            result = order_apply_gateway_state(order_id=order_id, info=info, source=SOURCE)
+        status = _RESULT_STATUS[result]
+        message = _result_message(delivery, info, result, confirmed=confirmed)
+        notified, answered = delivery.trans_status, info.trans_status
+        if confirmed and answered != notified and answered in OPEN_GATEWAY_STATUSES:
+            # The query has not caught up with the final result the gateway notified: ask again later.
+            # Whatever the answer changed stays applied; the delivery itself is not settled.
+            locked.result = result.value
+            locked.save(update_fields=["order", "refund", "result"])
+            method = "order.refund.query" if is_refund else "order.query"
+            error = f"unconfirmed: {method} answered trans_status {answered}, the notification said {notified}"
+            return _record_retry(locked, unmatched=False, replay=replay, error=error)
+        if replay and locked.status in SETTLED_STATUSES and result is not ApplyResult.APPLIED:
+            # Replaying a settled delivery keeps its record of what it did the first time.
+            return ApplyOutcome(locked.pk, locked.status, result.value, f"replayed: {message}")
+        locked.result = result.value
+        outcome = _finish(locked, status, now=now, message=message)
+    logger.info(
+        "notification applied",
+        extra={"delivery_id": delivery.pk, "order_id": order_id, "result": result.value, "status": status},
+    )
+    return outcome
+
+
+def _result_message(delivery, info, result: ApplyResult, *, confirmed: bool) -> str:
+    source = "confirmed by query" if confirmed else "from the notification"
+    text = f"{result.value}: trans_status {info.trans_status} {source}"
+    if confirmed and info.trans_status != delivery.trans_status:
+        text += f" (the notification said {delivery.trans_status})"
+    if result is ApplyResult.CONFLICT:
+        text += "; amount or currency differs from ours, nothing changed"
+    return text
+
+
+def _finish(locked: NotificationDelivery, status: str, *, now: datetime, message: str) -> ApplyOutcome:
+    locked.status = status
+    locked.status_message = message[:255]
+    locked.processed_at = now
+    locked.next_attempt_at = None
+    locked.last_error = ""
+    locked.save(
+        update_fields=[
+            "status",
+            "status_message",
+            "processed_at",
+            "next_attempt_at",
+            "last_error",
+            "result",
+            "order",
+            "refund",
+        ]
+    )
+    return ApplyOutcome(locked.pk, status, locked.result, locked.status_message)
+
+
+def _record_ignored(delivery: NotificationDelivery, operation: OrderOperation, *, replay: bool) -> ApplyOutcome:
+    with transaction.atomic():
+        locked = NotificationDelivery.objects.select_for_update().get(pk=delivery.pk)
+        if not replay and not _is_pending(locked):
+            return ApplyOutcome(locked.pk, locked.status, locked.result, "already processed")
+        locked.order_id = operation.order_id
+        return _finish(
+            locked,
+            ProcessingStatus.IGNORED,
+            now=timezone.now(),
+            message=f"about the order's {operation.kind} operation, recorded by the call that made it",
+        )
+
+
+def _record_retry(delivery: NotificationDelivery, *, unmatched: bool, replay: bool, error: str) -> ApplyOutcome:
+    """Schedule the next attempt, or park the delivery once its retries are spent. A replay only notes the error."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = NotificationDelivery.objects.select_for_update().get(pk=delivery.pk)
+        if not replay and not _is_pending(locked):
+            return ApplyOutcome(locked.pk, locked.status, locked.result, "already processed")
+        if replay:
+            # A replay is one extra look: it leaves the status and the schedule as they were.
+            if locked.status not in _DONE_STATUSES:
+                locked.last_error = error
+                locked.save(update_fields=["last_error"])
+            return ApplyOutcome(locked.pk, locked.status, locked.result, f"replayed: {error}")
+        delays = conf.unmatched_retry_delays() if unmatched else conf.failure_retry_delays()
+        retry_in: float | None = None
+        if locked.attempts <= len(delays):
+            retry_in = delays[locked.attempts - 1]
+            locked.status = ProcessingStatus.UNMATCHED if unmatched else ProcessingStatus.RETRYING
+            locked.next_attempt_at = now + timedelta(seconds=retry_in)
+            locked.status_message = f"attempt {locked.attempts} of {len(delays) + 1}: next in {retry_in:g}s"
+        else:
+            locked.status = ProcessingStatus.UNMATCHED if unmatched else ProcessingStatus.DEAD
+            locked.next_attempt_at = None
+            locked.processed_at = now
+            locked.status_message = f"parked after {locked.attempts} attempts; replay it once the cause is fixed"
+        locked.last_error = error
+        locked.save(update_fields=["status", "next_attempt_at", "status_message", "last_error", "processed_at"])
+    logger.warning(
+        "notification not applied",
+        extra={"delivery_id": locked.pk, "status": locked.status, "attempts": locked.attempts, "retry_in": retry_in},
+    )
+    return ApplyOutcome(locked.pk, locked.status, locked.result, error, retry_in)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, GatewayDeclined):
+        return f"{type(exc).__name__}: [{exc.code}] {exc.message}"
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}"[:2000]
+
+
+def notification_apply_later(*, delivery_id: int, countdown: float) -> bool:
+    """Queue the next attempt as a countdown task; when it is queued the sweep waits a grace period past it."""
+    countdown = min(countdown, conf.max_task_delay_seconds())
+    queued = _apply_task_publish(delivery_id, countdown=countdown)
+    if queued:
+        NotificationDelivery.objects.filter(
+            pk=delivery_id, status__in=PENDING_STATUSES, next_attempt_at__isnull=False
+        ).update(next_attempt_at=timezone.now() + timedelta(seconds=countdown + conf.sweep_grace_seconds()))
+    return queued
+
+
+# --- Sweep ----------------------------------------------------------------------------------------------
+
+
+def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[int]:
+    """Take up to ``limit`` due deliveries for this process: their next attempt moves a lease ahead."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            NotificationDelivery.objects.select_for_update(skip_locked=True)
+            .filter(verification=Verification.VALID, status__in=PENDING_STATUSES, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "id")
+            .values_list("pk", flat=True)[:limit]
+        )
+        NotificationDelivery.objects.filter(pk__in=ids).update(
+            next_attempt_at=now + timedelta(seconds=conf.sweep_lease_seconds())
+        )
+    return ids
+
+
+def notifications_apply_due(*, batch_size: int = 20, time_budget_seconds: float = 25.0) -> list[ApplyOutcome]:
+    """
+    Apply every delivery that is due (its task was never queued, got lost, or its retry is due), batch by
+    batch, until none is due or the time budget is spent (the beat runs it every 30 s; what is left stays
+    due). Retries found here wait for a later sweep.
+    """
+    started = timezone.now()
+    outcomes: list[ApplyOutcome] = []
+    while (timezone.now() - started).total_seconds() < time_budget_seconds:
+        ids = notifications_claim_due(limit=batch_size)
+        if not ids:
+            break
+        for delivery_id in ids:
+            outcome = notification_apply(delivery_id=delivery_id)
+            outcomes.append(outcome)
+    return outcomes
+
+
+# --- Replay ---------------------------------------------------------------------------------------------
+
+# "failed" on the command line: every delivery an error kept from being applied.
+STATUS_ALIASES = {"failed": (ProcessingStatus.RETRYING, ProcessingStatus.DEAD)}
+DEFAULT_REPLAY_STATUSES = (
+    ProcessingStatus.RETRYING,
+    ProcessingStatus.DEAD,
+    ProcessingStatus.UNMATCHED,
+    ProcessingStatus.CONFLICT,
+)
+
+
+def notification_statuses_expand(names: Iterable[str]) -> list[str]:
+    """Status names as given by an operator, with aliases expanded; raises ValueError for an unknown one."""
+    statuses: list[str] = []
+    for name in names:
+        if name in STATUS_ALIASES:
+            statuses.extend(STATUS_ALIASES[name])
+        elif name in ProcessingStatus.values:
+            statuses.append(name)
+        else:
+            choices = ", ".join([*STATUS_ALIASES, *ProcessingStatus.values])
+            raise ValueError(f"unknown status '{name}'; use one of: {choices}")
+    return list(dict.fromkeys(statuses))
+
+
+def notification_replay(
+    *,
+    actor: str,
+    delivery_ids: Iterable[int] | None = None,
+    statuses: Iterable[str] | None = None,
+    since: datetime | None = None,
+) -> list[ReplayOutcome]:
+    """
+    Apply stored deliveries again, synchronously, through the same service; always safe.
+
+    Selects by ids and/or processing status (with neither: retrying, dead, unmatched, conflict), received
+    since ``since``. A delivery that never verified is reported (when named by id) and never applied.
+    Each replay leaves a NotificationReplay audit row.
+    """
+    deliveries = NotificationDelivery.objects.all()
+    statuses = list(statuses or [])
+    if delivery_ids is not None:
+        deliveries = deliveries.filter(pk__in=list(delivery_ids))
+    else:
+        deliveries = deliveries.filter(verification=Verification.VALID)
+        statuses = statuses or list(DEFAULT_REPLAY_STATUSES)
+    if statuses:
+        deliveries = deliveries.filter(status__in=statuses)
+    if since is not None:
+        deliveries = deliveries.filter(received_at__gte=since)
+    outcomes = []
+    for delivery_id, status_before, merchant_order_no in deliveries.order_by("id").values_list(
+        "pk", "status", "merchant_order_no"
+    ):
+        outcome = notification_apply(delivery_id=delivery_id, replay=True)
+        NotificationReplay.objects.create(
+            delivery_id=delivery_id,
+            actor=actor[:150],
+            status_before=status_before,
+            status_after=outcome.status,
+            result=outcome.result,
+            message=outcome.message[:255],
+        )
+        outcomes.append(
+            ReplayOutcome(
+                delivery_id=delivery_id,
+                merchant_order_no=merchant_order_no,
+                status_before=status_before,
+                status_after=outcome.status,
+                result=outcome.result,
+                message=outcome.message,
+            )
+        )
+        logger.info(
+            "notification replayed",
+            extra={
+                "delivery_id": delivery_id,
+                "actor": actor,
+                "status_before": status_before,
+                "status_after": outcome.status,
+            },
+        )
+    return outcomes

@@ -1,0 +1,42 @@
+"""
+Celery tasks of the notification receiver: thin wrappers around webhooks.services.
+
+Both take ids (JSON arguments), are acknowledged late and are idempotent: running one twice, or at the
+same time as the sweep, changes nothing the second time. Retries of a delivery are scheduled by the
+service's own schedule (recorded in ``next_attempt_at``, so the sweep takes over if a countdown task is
+lost). ``CodePayTask`` (payments.tasks) adds late acknowledgement, Celery retries only while the database
+is unreachable (where nothing could be recorded), and refuses any countdown not below
+``CELERY_MAX_TASK_DELAY_SECONDS`` (the Redis visibility timeout margin); the schedules here stay below it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from payments.tasks import CodePayTask
+
+from .models import NotificationDelivery
+from .services import notification_apply, notification_apply_later, notifications_apply_due
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(base=CodePayTask, name="webhooks.tasks.apply_notification", soft_time_limit=120, time_limit=150)
+def apply_notification(delivery_id: int) -> str:
+    """Apply one stored delivery; schedule its next attempt when it could not be applied yet."""
+    try:
+        outcome = notification_apply(delivery_id=delivery_id)
+    except NotificationDelivery.DoesNotExist:
+        logger.warning("notification task for a delivery that does not exist", extra={"delivery_id": delivery_id})
+        return "missing"
+    if outcome.retry_in is not None:
+        notification_apply_later(delivery_id=delivery_id, countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(base=CodePayTask, name="webhooks.tasks.apply_due_notifications", soft_time_limit=240, time_limit=300)
+def apply_due_notifications() -> int:
+    """The periodic sweep: apply deliveries whose task was never queued or got lost, and due retries."""
+    return len(notifications_apply_due())
