@@ -8,6 +8,7 @@ shape: ``{"error": {"code": "...", "message": "...", "details": {...}}}``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -16,6 +17,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -76,9 +79,22 @@ class GatewayUnavailable(ServiceError):
 
 
 class Misconfigured(ServiceError):
+    """
+    Our own CodePay settings are wrong. ``detail`` names the setting to fix and is for operators (logs,
+    commands, the order's gateway_message); API clients get the generic message, since a setting's value or
+    a secret file's path is none of theirs.
+    """
+
     code = "gateway_misconfigured"
     http_status = status.HTTP_500_INTERNAL_SERVER_ERROR
-    message = "The CodePay merchant account is misconfigured."
+    message = "The service's CodePay configuration is incomplete or wrong; the operator finds the details in its log."
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__()
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -100,6 +116,8 @@ _DRF_CODES = {
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Misconfigured):
+        logger.error("CodePay misconfigured: %s", exc.detail)
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, Http404):

@@ -116,7 +116,13 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def _audited(self, request, order, kind):
         order_event(order, kind=kind, source="admin", message=f"by {request.user.get_username()}")
 
-    @admin.action(description="Sync selected orders with CodePay (query now)", permissions=["view"])
+    def has_sync_permission(self, request):
+        return request.user.has_perm("payments.sync_order")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("payments.cancel_order")
+
+    @admin.action(description="Sync selected orders with CodePay (query now)", permissions=["sync"])
     def sync_with_gateway(self, request, queryset):
         def sync(order):
             self._audited(request, order, "admin_sync")
@@ -124,7 +130,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
         _run_action(self, request, queryset.select_related("account"), sync, "Sync")
 
-    @admin.action(description="Cancel selected orders (close, revoke or void, whichever applies)", permissions=["view"])
+    @admin.action(description="Cancel selected orders (close, revoke or void, whichever applies)", permissions=["cancel"])
     def cancel_orders(self, request, queryset):
         def cancel(order):
             self._audited(request, order, "admin_cancel")
@@ -142,7 +148,10 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in Refund._meta.fields]
     actions = ("sync_with_gateway",)
 
-    @admin.action(description="Sync selected refunds with CodePay (query now)", permissions=["view"])
+    def has_sync_permission(self, request):
+        return request.user.has_perm("payments.sync_refund")
+
+    @admin.action(description="Sync selected refunds with CodePay (query now)", permissions=["sync"])
     def sync_with_gateway(self, request, queryset):
         def sync(refund):
             order_event(refund.order, refund=refund, kind="admin_sync", source="admin", message=f"by {request.user.get_username()}")
@@ -175,6 +184,9 @@ class BatchCloseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in BatchClose._meta.fields]
     actions = ("retry",)
 
-    @admin.action(description="Retry selected failed batch closes", permissions=["view"])
+    def has_retry_permission(self, request):
+        return request.user.has_perm("payments.retry_batchclose")
+
+    @admin.action(description="Retry selected failed batch closes", permissions=["retry"])
     def retry(self, request, queryset):
         _run_action(self, request, queryset.select_related("account"), lambda batch: batch_close_attempt(batch=batch), "Retry")

@@ -81,6 +81,10 @@ class IdempotentPostApi(APIView):
         except Exception:
             idempotency_release(record=claim)
             raise
+        if response.status_code >= 500:
+            # Nothing was done (gateway unreachable, our configuration): the same key may try again.
+            idempotency_release(record=claim)
+            return response
         body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
         idempotency_complete(record=claim, status=response.status_code, body=body)
         return response
@@ -194,9 +198,10 @@ class _OrderActionApi(IdempotentPostApi):
         data = {}
         if self.input_serializer is not None:
             data = _validated(self.input_serializer, request, currency=order.currency).validated_data
-        self.act(order, data)
+        result = self.act(order, data)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-        return Response(serializers.OrderDetailSerializer(order).data)
+        unknown = result is not None and result.outcome_unknown
+        return Response(serializers.OrderDetailSerializer(order).data, status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK)
 
 
 def _action_schema(request_serializer=None, description=""):
@@ -204,7 +209,11 @@ def _action_schema(request_serializer=None, description=""):
         parameters=[IDEMPOTENCY_HEADER],
         request=request_serializer,
         description=description,
-        responses={200: serializers.OrderDetailSerializer, **_errors(400, 404, 409, 422, 502, 503, *COMMON_ERRORS)},
+        responses={
+            200: serializers.OrderDetailSerializer,
+            202: OpenApiResponse(serializers.OrderDetailSerializer, description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."),
+            **_errors(400, 404, 409, 422, 502, 503, *COMMON_ERRORS),
+        },
     )
 
 
@@ -214,7 +223,7 @@ class OrderCancelApi(_OrderActionApi):
         return super().post(request, *args, **kwargs)
 
     def act(self, order, data):
-        order_cancel(order=order)
+        return order_cancel(order=order)
 
 
 class OrderCaptureApi(_OrderActionApi):
@@ -225,7 +234,7 @@ class OrderCaptureApi(_OrderActionApi):
         return super().post(request, *args, **kwargs)
 
     def act(self, order, data):
-        order_capture(order=order, amount=data["amount"])
+        return order_capture(order=order, amount=data["amount"])
 
 
 class OrderIncrementApi(_OrderActionApi):
@@ -236,7 +245,7 @@ class OrderIncrementApi(_OrderActionApi):
         return super().post(request, *args, **kwargs)
 
     def act(self, order, data):
-        order_increment(order=order, amount=data["amount"])
+        return order_increment(order=order, amount=data["amount"])
 
 
 class OrderTipApi(_OrderActionApi):
@@ -247,7 +256,7 @@ class OrderTipApi(_OrderActionApi):
         return super().post(request, *args, **kwargs)
 
     def act(self, order, data):
-        order_tip_adjust(order=order, tip_amount=data["tip_amount"])
+        return order_tip_adjust(order=order, tip_amount=data["tip_amount"])
 
 
 class OrderSyncApi(_OrderActionApi):

@@ -145,6 +145,10 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("sync_order", "Can sync orders with CodePay"),
+            ("cancel_order", "Can cancel orders at CodePay"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["account", "merchant_order_no"], name="order_merchant_order_no_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="order_amount_positive"),
@@ -188,6 +192,7 @@ class Refund(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("sync_refund", "Can sync refunds with CodePay")]
         constraints = [
             models.UniqueConstraint(fields=["account", "merchant_order_no"], name="refund_merchant_order_no_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
@@ -227,12 +232,18 @@ class OrderOperation(models.Model):
     gateway_code = models.CharField(max_length=16, blank=True)
     gateway_message = models.CharField(max_length=255, blank=True)
     source = models.CharField(max_length=16, default="api")
+    # An operation whose outcome is unknown and that has its own number is looked up by the reconciler.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    check_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0), name="operation_amount_not_negative")
+        ]
+        indexes = [
+            models.Index(fields=["next_check_at"], name="operation_due_check", condition=Q(next_check_at__isnull=False)),
         ]
 
 
@@ -372,6 +383,7 @@ class BatchClose(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("retry_batchclose", "Can retry batch closes")]
         constraints = [
             # A schedule fires once per business day, however many beat or worker processes race for it.
             models.UniqueConstraint(

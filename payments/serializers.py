@@ -8,6 +8,7 @@ lives in memory only. It is never part of a representation, an error message or 
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -46,6 +47,36 @@ READ_ONLY_ORDER_FIELDS = (
     "updated_at",
     "refunds",
 )
+
+
+MAX_NESTED_DEPTH = 8
+MAX_NESTED_BYTES = 16_384
+
+
+def validate_nested_object(value: dict) -> dict:
+    """
+    A free-form object (order_detail, billing_address) that is sent to the gateway as a JSON string and
+    stored: text without NUL characters (the parser refuses invalid Unicode), nesting and size bounded.
+    """
+
+    def walk(node, depth):
+        if depth > MAX_NESTED_DEPTH:
+            raise serializers.ValidationError(f"Nest objects at most {MAX_NESTED_DEPTH} levels deep.")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                walk(key, depth + 1)
+                walk(item, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                raise serializers.ValidationError("Text may not contain NUL characters.")
+
+    walk(value, 0)
+    if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_NESTED_BYTES:
+        raise serializers.ValidationError(f"At most {MAX_NESTED_BYTES} bytes of JSON.")
+    return value
 
 
 def validate_merchant_order_no(value: str) -> str:
@@ -151,10 +182,12 @@ class OrderCreateSerializer(serializers.Serializer):
     receipt_print_mode = serializers.ChoiceField(choices=[0, 1, 2, 3], required=False, help_text="0 none, 1 merchant, 2 customer, 3 both.")
     # channel "checkout" and "card"
     return_url = serializers.URLField(max_length=256, required=False)
-    order_detail = serializers.DictField(required=False, help_text="Items, shipping, billing, payment options, theme.")
+    order_detail = serializers.DictField(
+        required=False, validators=[validate_nested_object], help_text="Items, shipping, billing, payment options, theme."
+    )
     # channel "card"
     card = CardInputSerializer(required=False, write_only=True)
-    billing_address = serializers.DictField(required=False)
+    billing_address = serializers.DictField(required=False, validators=[validate_nested_object])
 
     TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", "card_type",
                      "on_screen_tip", "on_screen_signature", "confirm_on_terminal", "reject_when_terminal_offline",

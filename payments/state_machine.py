@@ -35,7 +35,9 @@ REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
     RefundStatus.UNKNOWN: frozenset({RefundStatus.PENDING, RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
     RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
     RefundStatus.SUCCEEDED: frozenset(),
-    RefundStatus.FAILED: frozenset(),
+    # A refund we marked failed (never sent, or unknown to the gateway past the grace period) that the
+    # gateway later reports done did move the money back: adopted, like a late payment.
+    RefundStatus.FAILED: frozenset({RefundStatus.SUCCEEDED}),
 }
 REFUND_OPEN_STATUSES = frozenset({RefundStatus.PENDING, RefundStatus.UNKNOWN})
 

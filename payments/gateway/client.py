@@ -542,8 +542,11 @@ class CodePayClient:
             raise GatewayOutcomeUnknown(
                 f"no answer within {self._timeouts[1]:g}s after the request was sent", method=method.value
             ) from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            raise GatewayConfigurationError(f"{self.base_url} is not a usable URL; check CODEPAY_BASE_URL", method=method.value) from None
         except requests.exceptions.RequestException as exc:
-            raise GatewayRequestNotSent(f"the request could not be sent ({type(exc).__name__})", method=method.value) from None
+            # Anything else (a broken or undecodable answer) happened after the request may have arrived.
+            raise GatewayOutcomeUnknown(f"the answer could not be read ({type(exc).__name__})", method=method.value) from None
         return response.status_code, response.content.decode("utf-8", errors="replace")
 
     def _read_envelope(self, method: Method, http_status: int, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -577,7 +580,11 @@ class CodePayClient:
         if code != SUCCESS_CODE:
             message = str(envelope.get("msg") or "no message")
             if not verified:
-                message = f"{message} (unsigned answer)"
+                # An unsigned "no" may not come from the gateway (PROTOCOL.md, "Responses"): acting on it,
+                # e.g. on "order not found", could fail an order that was paid. Its outcome stays unknown.
+                raise GatewayOutcomeUnknown(
+                    f"unsigned error answer [{code}] {message}; not trusted", method=method.value, psn=psn
+                )
             raise GatewayDeclined(code=code, message=message, method=method.value, psn=psn, data=self._decode_data(envelope))
         if not verified:
             raise GatewayOutcomeUnknown(

@@ -8,7 +8,8 @@ The number of minor digits of each currency comes from Babel's copy of the CLDR 
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from babel.numbers import get_currency_precision, list_currencies
@@ -42,18 +43,25 @@ def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_digits(currency))
 
 
+# Plain ASCII decimal notation: no exponents, separators or other scripts' digits; at most
+# MAX_INTEGER_DIGITS before the point (what the database columns hold).
+MAX_INTEGER_DIGITS = 15
+_AMOUNT_RE = re.compile(r"-?[0-9]{1,%d}(\.[0-9]+)?" % MAX_INTEGER_DIGITS)
+
+
 def parse_amount(value: object, currency: str) -> Decimal:
     """Parse an amount given as text or Decimal, refusing floats and more decimals than the currency has."""
     if isinstance(value, float):
         raise AmountError("Amounts must be sent as strings such as \"12.34\", not as floating-point numbers.")
     if isinstance(value, bool) or value is None:
         raise AmountError("An amount is required, as a string such as \"12.34\".")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise AmountError(f"'{value}' is not a decimal amount.") from exc
-    if not amount.is_finite():
-        raise AmountError(f"'{value}' is not a decimal amount.")
+    text = str(value).strip()
+    if not _AMOUNT_RE.fullmatch(text):
+        raise AmountError(
+            f"Write the amount as plain digits with an optional decimal point, at most {MAX_INTEGER_DIGITS} digits "
+            "before it, such as \"12.34\"."
+        )
+    amount = Decimal(text)
     digits = minor_digits(currency)
     if amount != amount.quantize(quantum(currency), rounding=ROUND_HALF_UP):
         raise AmountError(f"{currency.upper()} amounts have at most {digits} decimal places; got '{value}'.")

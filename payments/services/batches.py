@@ -29,11 +29,12 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured
+from codepay_service.errors import Misconfigured
 from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
 from payments.gateway.results import BatchSummary
 from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount
 from payments.services.accounts import gateway_client_for
+from payments.services.orders import gateway_errors_as_service_errors
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +46,8 @@ RETRYABLE_STATUSES = (BatchCloseStatus.PENDING, BatchCloseStatus.FAILED, BatchCl
 
 
 def batch_open_summary(*, account: MerchantAccount, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
-    try:
+    with gateway_errors_as_service_errors("open batch query"):
         return gateway_client_for(account).get_open_batch(store_no=store_no, terminal_sn_list=terminal_sn_list)
-    except GatewayDeclined as exc:
-        raise GatewayRefused(f"CodePay refused: [{exc.code}] {exc.message}", details={"gateway_code": exc.code, "gateway_message": exc.message}) from None
-    except (GatewayOutcomeUnknown, GatewayRequestNotSent) as exc:
-        raise GatewayUnavailable(f"CodePay did not answer ({exc.message}).") from None
-    except GatewayConfigurationError as exc:
-        raise Misconfigured(exc.message) from None
 
 
 def batch_close(
@@ -106,7 +101,7 @@ def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
         batch.response = exc.data or None
     except (GatewayOutcomeUnknown, GatewayRequestNotSent, GatewayConfigurationError, Misconfigured) as exc:
         batch.status = BatchCloseStatus.UNKNOWN if isinstance(exc, GatewayOutcomeUnknown) else BatchCloseStatus.FAILED
-        batch.gateway_code, batch.gateway_message = "", exc.message[:255]
+        batch.gateway_code, batch.gateway_message = "", (exc.detail if isinstance(exc, Misconfigured) else exc.message)[:255]
     else:
         batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.SUCCEEDED, "0", "success"
         batch.count, batch.total_amount, batch.response = summary.count, summary.total_amount, summary.data

@@ -4,6 +4,8 @@ Idempotency-Key handling for POSTs, as store systems know it from payment APIs l
 The first request with a key claims it by inserting a row (a unique constraint decides races, not
 timing). A twin arriving while the first is still running gets 409; one arriving later gets the stored
 answer, status and body, without a second gateway call; the same key with a different body gets 422.
+A 5xx answer (gateway unreachable, our configuration) did nothing and is not kept, so the key can be
+used again; a claim left by a process that died is taken over after ``IN_FLIGHT_LEASE``.
 The body fingerprint is an HMAC with the secret key, so a card number in a body is never stored, not
 even as a plain hash. Records live ``IDEMPOTENCY_KEY_TTL_HOURS`` (at least 24 h), then are purged.
 """
@@ -25,6 +27,8 @@ from codepay_service.errors import IdempotencyConflict, IdempotencyMismatch, Val
 from payments.models import ApiKey, IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+# Longer than any request may run (the web server's timeout is 60 s).
+IN_FLIGHT_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ def idempotency_begin(*, api_key: ApiKey, key: str, method: str, path: str, body
     if existing.fingerprint != fingerprint:
         raise IdempotencyMismatch()
     if existing.state == IdempotencyRecord.State.IN_FLIGHT:
+        # A claim older than any request can run belongs to a process that died: the twin takes it over.
+        taken_over = IdempotencyRecord.objects.filter(
+            pk=existing.pk, state=IdempotencyRecord.State.IN_FLIGHT, created_at__lt=now - IN_FLIGHT_LEASE
+        ).update(created_at=now)
+        if taken_over:
+            return IdempotencyRecord.objects.get(pk=existing.pk)
         raise IdempotencyConflict()
     return StoredResponse(status=existing.response_status, body=existing.response_body)
 

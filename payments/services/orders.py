@@ -53,6 +53,8 @@ from payments.models import (
     OrderEvent,
     OrderOperation,
     OrderStatus,
+    Refund,
+    RefundStatus,
     TransType,
 )
 from payments.services.accounts import gateway_client_for
@@ -246,17 +248,17 @@ def _record_create_failure(order: Order, exc: Exception) -> None:
         if isinstance(exc, GatewayDeclined):
             order.gateway_code, order.gateway_message = exc.code, exc.message[:255]
         else:
-            order.gateway_message = (exc.message if hasattr(exc, "message") else str(exc))[:255]
+            order.gateway_message = (exc.detail if isinstance(exc, Misconfigured) else exc.message)[:255]
         order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
         order_transition(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
     if isinstance(exc, GatewayDeclined):
         raise GatewayRefused(
-            f"CodePay refused the order: [{exc.code}] {exc.message}",
+            f"CodePay refused the order: {exc.message}",
             details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": order.merchant_order_no},
         )
     if isinstance(exc, GatewayRequestNotSent):
         raise GatewayUnavailable(
-            f"CodePay could not be reached ({exc.message}); the order was not sent and is marked failed.",
+            "CodePay could not be reached; the order was not sent and is marked failed. Retry with a new merchant_order_no.",
             details={"merchant_order_no": order.merchant_order_no},
         )
     if isinstance(exc, GatewayConfigurationError):
@@ -310,7 +312,28 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
             order.pay_method_id = info.pay_method_id
         order.not_found_since = None
         to_status = order_status_from_gateway(info.trans_status, order.trans_type)
+        if to_status == OrderStatus.SUCCEEDED and order.status != OrderStatus.SUCCEEDED and not order.captured_amount:
+            mismatch = _adopt_paid_amounts(order, info)
+            if mismatch:
+                order_event(order, kind="conflict", source=source, message=mismatch, data=info.data)
+                return ApplyResult.CONFLICT
         return order_transition(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
+
+
+def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
+    """
+    Take what the customer really paid from the gateway: a tip entered on the terminal screen changes it.
+    The parts must add up (order + tip + cashback = paid); otherwise nothing is taken and the caller
+    records a conflict.
+    """
+    tip = info.tip_amount if info.tip_amount is not None else order.tip_amount
+    paid = info.paid_amount if info.paid_amount is not None else info.trans_amount
+    if paid is None:
+        return ""
+    if paid != order.amount + tip + order.cashback_amount:
+        return f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
+    order.tip_amount, order.paid_amount = tip, paid
+    return ""
 
 
 def _amount_mismatch(order: Order, info: OrderInfo) -> str:
@@ -361,11 +384,11 @@ def gateway_errors_as_service_errors(action: str):
         yield
     except GatewayDeclined as exc:
         raise GatewayRefused(
-            f"CodePay refused the {action}: [{exc.code}] {exc.message}",
+            f"CodePay refused the {action}: {exc.message}",
             details={"gateway_code": exc.code, "gateway_message": exc.message},
         ) from None
-    except (GatewayOutcomeUnknown, GatewayRequestNotSent) as exc:
-        raise GatewayUnavailable(f"CodePay did not answer the {action} ({exc.message}).") from None
+    except (GatewayOutcomeUnknown, GatewayRequestNotSent):
+        raise GatewayUnavailable(f"CodePay did not answer the {action}; retry later.") from None
     except GatewayConfigurationError as exc:
         raise Misconfigured(exc.message) from None
 
@@ -373,34 +396,103 @@ def gateway_errors_as_service_errors(action: str):
 # --- Follow-up operations -----------------------------------------------------------------------------
 
 
+def order_refunds_reserved(order: Order) -> Decimal:
+    """What the order's refunds hold: succeeded ones, and pending or unknown ones that may yet succeed."""
+    total = Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED).aggregate(total=Sum("amount"))["total"]
+    return total or Decimal("0")
+
+
 def _locked(order: Order) -> Order:
     return Order.objects.select_for_update().get(pk=order.pk)
 
 
-def _operation_call(order: Order, operation: OrderOperation, call) -> Any:
-    """Run a gateway call for an operation and record its result; declines become 502, unknown stays recorded."""
+@dataclass(frozen=True)
+class OperationResult:
+    order: Order
+    outcome_unknown: bool
+
+
+def _operation_call(order: Order, operation: OrderOperation, call) -> OperationResult:
+    """
+    Send an operation and settle it: success applies its effect; a decline becomes 502; an unknown outcome
+    is kept (the reconciler looks up operations with their own number) and answered as such, never resent.
+    """
     try:
         result = call(gateway_client_for(order.account))
     except GatewayDeclined as exc:
         operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
         raise GatewayRefused(
-            f"CodePay refused the {operation.kind}: [{exc.code}] {exc.message}",
+            f"CodePay refused the {operation.kind}: {exc.message}",
             details={"gateway_code": exc.code, "gateway_message": exc.message},
         ) from None
     except GatewayOutcomeUnknown as exc:
+        operation.next_check_at = next_check_at(0) if operation.merchant_order_no else None
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
-        raise GatewayUnavailable(
-            f"CodePay did not answer the {operation.kind} ({exc.message}); it may have happened. "
-            "Sync the order before trying again.",
-            details={"operation": operation.kind},
-        ) from None
+        return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
     except GatewayRequestNotSent as exc:
         operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        raise GatewayUnavailable(f"CodePay could not be reached ({exc.message}); nothing was sent.") from None
+        raise GatewayUnavailable("CodePay could not be reached; nothing was sent. Retry later.") from None
     except GatewayConfigurationError as exc:
         operation_finish(operation, OperationStatus.FAILED, message=exc.message)
         raise Misconfigured(exc.message) from None
-    return result
+    return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
+
+
+def operation_apply_success(*, operation: OrderOperation, trans_no: str, source: str) -> Order:
+    """The effect of an operation the gateway accepted, under the order's row lock; applied once."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=operation.order_id)
+        operation = OrderOperation.objects.select_for_update().get(pk=operation.pk)
+        if operation.status == OperationStatus.SUCCEEDED:
+            return order
+        operation.next_check_at = None
+        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=trans_no)
+        amount = operation.amount
+        if operation.kind == OperationKind.CAPTURE:
+            order.captured_amount += amount
+            order.paid_amount = order.captured_amount
+            order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
+        elif operation.kind == OperationKind.INCREMENT:
+            order.authorized_amount += amount
+            order.save()
+        elif operation.kind == OperationKind.TIP_ADJUST:
+            order.paid_amount = order.paid_amount - order.tip_amount + amount
+            order.tip_amount = amount
+            order.save()
+        else:
+            order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
+    return order
+
+
+def operation_sync(*, operation: OrderOperation, client=None, source: str = "sync") -> ApplyResult:
+    """
+    Look up an operation whose outcome is unknown by its own merchant_order_no (captures and voids have
+    one) and settle it. One the gateway still does not know past the grace period never reached it.
+    """
+    from django.conf import settings
+
+    client = client or gateway_client_for(operation.order.account)
+    try:
+        info = client.query_order(merchant_order_no=operation.merchant_order_no)
+    except GatewayDeclined as exc:
+        if exc.code != ORDER_NOT_FOUND_CODE:
+            raise
+        if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
+            return ApplyResult.UNCHANGED
+        info = None
+    with transaction.atomic():
+        Order.objects.select_for_update().get(pk=operation.order_id)
+        operation = OrderOperation.objects.select_for_update().select_related("order").get(pk=operation.pk)
+        if operation.status != OperationStatus.UNKNOWN:
+            return ApplyResult.UNCHANGED
+        if info is None or info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value):
+            operation.next_check_at = None
+            operation_finish(operation, OperationStatus.FAILED, code=ORDER_NOT_FOUND_CODE if info is None else "", message="settled by order.query")
+            return ApplyResult.APPLIED
+        if info.trans_status != TransStatus.SUCCESS.value:
+            return ApplyResult.UNCHANGED
+    operation_apply_success(operation=operation, trans_no=info.trans_no, source=source)
+    return ApplyResult.APPLIED
 
 
 def operation_finish(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
@@ -408,7 +500,7 @@ def operation_finish(operation: OrderOperation, status: str, *, code: str = "", 
     operation.status = status
     operation.gateway_code = code[:16]
     operation.gateway_message = message[:255]
-    operation.trans_no = trans_no
+    operation.trans_no = trans_no or operation.trans_no
     operation.save()
     order_event(operation.order, kind=f"{operation.kind}_{status}", source=operation.source, message=message)
 
@@ -427,7 +519,7 @@ def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
     )["total"] or Decimal("0")
 
 
-def order_cancel(*, order: Order, source: str = "api") -> Order:
+def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
     """Close a waiting terminal order, revoke a waiting online order, or void an authorization."""
     with transaction.atomic():
         order = _locked(order)
@@ -442,26 +534,19 @@ def order_cancel(*, order: Order, source: str = "api") -> Order:
             raise StateConflict(f"A {order.status} order cannot be cancelled.")
 
     if operation.kind == OperationKind.VOID:
-        result = _operation_call(
+        return _operation_call(
             order, operation, lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no)
         )
-    elif operation.kind == OperationKind.CLOSE:
-        result = _operation_call(
+    if operation.kind == OperationKind.CLOSE:
+        return _operation_call(
             order,
             operation,
             lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
         )
-    else:
-        result = _operation_call(order, operation, lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
-
-    with transaction.atomic():
-        order = _locked(order)
-        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
-        order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
-    return order
+    return _operation_call(order, operation, lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
 
 
-def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Order:
+def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
     """Capture (part of) an authorization; never more than authorized plus increments."""
     with transaction.atomic():
         order = _locked(order)
@@ -476,21 +561,14 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Orde
             )
         operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
 
-    result = _operation_call(
+    return _operation_call(
         order,
         operation,
         lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
     )
-    with transaction.atomic():
-        order = _locked(order)
-        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=result.trans_no)
-        order.captured_amount += amount
-        order.paid_amount = order.captured_amount
-        order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
-    return order
 
 
-def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Order:
+def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
     """Raise an authorization by ``amount``."""
     with transaction.atomic():
         order = _locked(order)
@@ -498,34 +576,20 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Or
             raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
         operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
 
-    _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
-    with transaction.atomic():
-        order = _locked(order)
-        operation_finish(operation, OperationStatus.SUCCEEDED, code="0")
-        order.authorized_amount += amount
-        order.save()
-    return order
+    return _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
 
 
-def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> Order:
+def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> OperationResult:
     """Set the tip of a paid sale (before its batch closes)."""
     with transaction.atomic():
         order = _locked(order)
         if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
             raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
         new_paid = order.paid_amount - order.tip_amount + tip_amount
-        if new_paid < order.refunded_amount:
-            raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than has already been refunded."]})
+        if new_paid < order_refunds_reserved(order):
+            raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
         operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
 
     if order.trans_no:
-        _operation_call(order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=order.trans_no, tip_amount=tip_amount, currency=order.currency))
-    else:
-        _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))
-    with transaction.atomic():
-        order = _locked(order)
-        operation_finish(operation, OperationStatus.SUCCEEDED, code="0")
-        order.paid_amount = order.paid_amount - order.tip_amount + tip_amount
-        order.tip_amount = tip_amount
-        order.save()
-    return order
+        return _operation_call(order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=order.trans_no, tip_amount=tip_amount, currency=order.currency))
+    return _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))

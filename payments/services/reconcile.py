@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
@@ -70,6 +70,7 @@ from payments.services.checks import next_check_at
 from payments.services.orders import (
     ApplyResult,
     operation_finish,
+    operation_sync,
     order_apply_gateway_state,
     order_mark_not_found,
     order_transition,
@@ -87,6 +88,7 @@ SOURCE = "reconcile"
 # Longer than any task may run (CELERY_TASK_TIME_LIMIT), so a live worker never loses a claimed row.
 LEASE = timedelta(minutes=6)
 CHUNK_SIZE = 25
+OPERATION_OPEN_STATUSES = frozenset({OperationStatus.UNKNOWN})
 # Orders waiting for the customer; only these expire.
 WAITING_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
 GATEWAY_OPEN_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
@@ -99,7 +101,7 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True)
 class StatusChange:
-    kind: str  # "order" or "refund"
+    kind: str  # "order", "refund" or "operation"
     merchant_order_no: str
     from_status: str
     to_status: str
@@ -109,6 +111,7 @@ class StatusChange:
 class ReconcileReport:
     orders_checked: int = 0
     refunds_checked: int = 0
+    operations_checked: int = 0
     errors: int = 0
     changes: list[StatusChange] = field(default_factory=list)
 
@@ -116,6 +119,7 @@ class ReconcileReport:
         return {
             "orders_checked": self.orders_checked,
             "refunds_checked": self.refunds_checked,
+            "operations_checked": self.operations_checked,
             "errors": self.errors,
             "changed": len(self.changes),
         }
@@ -139,8 +143,9 @@ def _claim(
     by ``due_before``, or every open row (walking up from ``after_pk``) when it is None.
     """
     lease_until = now + LEASE
+    queryset = model if isinstance(model, QuerySet) else model.objects.all()
     with transaction.atomic():
-        rows = model.objects.select_for_update(skip_locked=True).filter(status__in=open_statuses)
+        rows = queryset.select_for_update(skip_locked=True).filter(status__in=open_statuses)
         if due_before is not None:
             rows = rows.filter(next_check_at__lte=due_before).order_by("next_check_at", "pk")
         else:
@@ -150,7 +155,7 @@ def _claim(
             rows = rows.filter(created_at__gte=created_since)
         ids = list(rows.values_list("pk", flat=True)[:limit])
         if ids:
-            model.objects.filter(pk__in=ids).update(next_check_at=lease_until)
+            queryset.filter(pk__in=ids).update(next_check_at=lease_until)
     return ids, lease_until
 
 
@@ -164,6 +169,25 @@ def orders_claim_due(
 ) -> tuple[list[int], datetime]:
     return _claim(
         Order, ORDER_OPEN_STATUSES, now=now, due_before=due_before, limit=limit, after_pk=after_pk, created_since=created_since
+    )
+
+
+def operations_claim_due(
+    *,
+    now: datetime,
+    due_before: datetime | None,
+    limit: int = CHUNK_SIZE,
+    after_pk: int = 0,
+    created_since: datetime | None = None,
+) -> tuple[list[int], datetime]:
+    return _claim(
+        OrderOperation.objects.exclude(merchant_order_no=""),
+        OPERATION_OPEN_STATUSES,
+        now=now,
+        due_before=due_before,
+        limit=limit,
+        after_pk=after_pk,
+        created_since=created_since,
     )
 
 
@@ -212,7 +236,7 @@ def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Cl
     except (GatewayError, Misconfigured) as exc:
         logger.warning(
             "reconcile: order check failed",
-            extra={"merchant_order_no": order.merchant_order_no, "error": getattr(exc, "message", str(exc))},
+            extra={"merchant_order_no": order.merchant_order_no, "error": str(exc)},
         )
         raise
     finally:
@@ -359,7 +383,7 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
     except (GatewayError, Misconfigured) as exc:
         logger.warning(
             "reconcile: refund check failed",
-            extra={"merchant_order_no": refund.merchant_order_no, "error": getattr(exc, "message", str(exc))},
+            extra={"merchant_order_no": refund.merchant_order_no, "error": str(exc)},
         )
         raise
     finally:
@@ -367,6 +391,22 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
     if to_status is None or to_status == refund.status:
         return None
     return StatusChange("refund", refund.merchant_order_no, refund.status, to_status)
+
+
+# --- Operations whose outcome is unknown ---------------------------------------------------------------
+
+
+def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+    """Look up one claimed capture or void by its own number, settle it, and schedule the next check."""
+    try:
+        client = gateway_client_for(operation.order.account, throttle=throttle)
+        result = operation_sync(operation=operation, client=client, source=SOURCE)
+    finally:
+        _schedule_next(OrderOperation, OPERATION_OPEN_STATUSES, operation.pk, attempts=operation.check_attempts, now=clock())
+    if result is not ApplyResult.APPLIED:
+        return None
+    to_status = OrderOperation.objects.values_list("status", flat=True).get(pk=operation.pk)
+    return StatusChange("operation", operation.merchant_order_no, operation.status, to_status)
 
 
 # --- A pass -------------------------------------------------------------------------------------------
@@ -391,15 +431,15 @@ def reconciliation_run(
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # Rows rescheduled during this pass are due later than its start, so a pass always ends.
     due_before = clock() if due_only else None
-    cursors = {Order: 0, Refund: 0}
+    cursors = {Order: 0, Refund: 0, OrderOperation: 0}
     exhausted = set()
-    while len(exhausted) < 2:
-        for model in (Order, Refund):
+    while len(exhausted) < len(cursors):
+        for model in cursors:
             if model in exhausted:
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return report
-            claim = orders_claim_due if model is Order else refunds_claim_due
+            claim = {Order: orders_claim_due, Refund: refunds_claim_due, OrderOperation: operations_claim_due}[model]
             ids, lease_until = claim(
                 now=clock(), due_before=due_before, limit=chunk_size, after_pk=cursors[model], created_since=created_since
             )
@@ -412,7 +452,8 @@ def reconciliation_run(
 
 
 def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change) -> None:
-    rows = list(model.objects.select_related("account").filter(pk__in=ids).order_by("pk"))
+    related = "order__account" if model is OrderOperation else "account"
+    rows = list(model.objects.select_related(related).filter(pk__in=ids).order_by("pk"))
     for index, row in enumerate(rows):
         if deadline is not None and time.monotonic() >= deadline:
             _release(model, [r.pk for r in rows[index:]], lease_until=lease_until, now=clock())
@@ -421,6 +462,9 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
             if model is Order:
                 report.orders_checked += 1
                 change = order_reconcile(order=row, throttle=throttle, clock=clock)
+            elif model is OrderOperation:
+                report.operations_checked += 1
+                change = operation_reconcile(operation=row, throttle=throttle, clock=clock)
             else:
                 report.refunds_checked += 1
                 change = refund_reconcile(refund=row, throttle=throttle, clock=clock)

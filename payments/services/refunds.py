@@ -12,7 +12,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured, StateConflict, ValidationFailed
@@ -28,18 +27,13 @@ from payments.services.orders import (
     merchant_order_no_generate,
     merchant_order_no_reserve,
     order_event,
+    order_refunds_reserved,
 )
 from payments.state_machine import ORDER_PAID_STATUSES, REFUND_OPEN_STATUSES, refund_can_move, refund_status_from_gateway
 
 
 def order_refundable_amount(order: Order) -> Decimal:
-    reserved = (
-        Refund.objects.filter(order=order)
-        .exclude(status=RefundStatus.FAILED)
-        .aggregate(total=Sum("amount"))["total"]
-        or Decimal("0")
-    )
-    return order.paid_amount - reserved
+    return order.paid_amount - order_refunds_reserved(order)
 
 
 def order_refund(
@@ -87,12 +81,12 @@ def order_refund(
         _refund_failed(refund, exc, source=source)
         if isinstance(exc, GatewayDeclined):
             raise GatewayRefused(
-                f"CodePay refused the refund: [{exc.code}] {exc.message}",
+                f"CodePay refused the refund: {exc.message}",
                 details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": refund.merchant_order_no},
             ) from None
         if isinstance(exc, GatewayConfigurationError):
             raise Misconfigured(exc.message) from None
-        raise GatewayUnavailable(f"CodePay could not be reached ({exc.message}); the refund was not sent.") from None
+        raise GatewayUnavailable("CodePay could not be reached; the refund was not sent and is marked failed.") from None
 
     refund_apply_gateway_state(
         refund_id=refund.pk,
@@ -113,8 +107,10 @@ def order_refund(
 
 def _refund_note(refund: Refund, *, message: str, source: str) -> None:
     with transaction.atomic():
-        Refund.objects.filter(pk=refund.pk).update(gateway_message=message[:255], updated_at=timezone.now())
-        order_event(refund.order, refund=refund, kind="refund_outcome_unknown", source=source, message=message)
+        # Order then refund: the lock order of every refund change, so none of them can deadlock.
+        order = Order.objects.select_for_update().get(pk=refund.order_id)
+        Refund.objects.select_for_update().filter(pk=refund.pk).update(gateway_message=message[:255], updated_at=timezone.now())
+        order_event(order, refund=refund, kind="refund_outcome_unknown", source=source, message=message)
 
 
 def _refund_failed(refund: Refund, exc, *, source: str) -> None:
@@ -135,6 +131,11 @@ def _refund_move(refund: Refund, to_status: str | None, *, source: str, data: di
         refund.save()
         order_event(refund.order, refund=refund, kind="stale_refund_status_ignored", source=source, from_status=refund.status, to_status=to_status, data=data)
         return ApplyResult.STALE
+    order = refund.order
+    if to_status == RefundStatus.SUCCEEDED and order.refunded_amount + refund.amount > order.paid_amount:
+        # Only possible for a late success of a refund whose amount was freed; never book more than paid.
+        order_event(order, refund=refund, kind="conflict", source=source, message="refund success would exceed the paid amount", data=data)
+        return ApplyResult.CONFLICT
     from_status = refund.status
     refund.status = to_status
     if to_status not in REFUND_OPEN_STATUSES:

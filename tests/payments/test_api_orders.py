@@ -188,16 +188,22 @@ def test_create_whose_answer_is_lost_is_stored_unknown_and_answers_202(api, sand
     assert synced.json()["status"] == "pending"
 
 
-def test_gateway_unreachable_answers_503_naming_the_problem(api, settings):
-    """With the gateway unreachable nothing is sent: 503 and the order is stored failed with the reason."""
+def test_gateway_unreachable_answers_503_and_keeps_the_reason_for_operators(api, settings):
+    """Nothing sent: 503 without our network details; the order is stored failed with the reason."""
     from payments.services.accounts import gateway_clients_reset
 
     settings.CODEPAY_BASE_URL = "http://127.0.0.1:1"
     gateway_clients_reset()
     response = create(api, merchant_order_no="DOWN-1")
     assert response.status_code == 503
-    assert "could not connect to http://127.0.0.1:1" in response.json()["error"]["message"]
-    assert Order.objects.get(merchant_order_no="DOWN-1").status == OrderStatus.FAILED
+    assert response.json()["error"] == {
+        "code": "gateway_unavailable",
+        "message": "CodePay could not be reached; the order was not sent and is marked failed. Retry with a new merchant_order_no.",
+        "details": {"merchant_order_no": "DOWN-1"},
+    }
+    order = Order.objects.get(merchant_order_no="DOWN-1")
+    assert order.status == OrderStatus.FAILED
+    assert "could not connect to http://127.0.0.1:1" in order.gateway_message
 
 
 def test_requests_without_a_valid_key_are_401(live_server, api_key):

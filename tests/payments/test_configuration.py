@@ -37,30 +37,35 @@ def test_production_settings_pass_the_deployment_checklist():
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
-def test_unreadable_private_key_file_is_named(api, settings):
-    """A key file that cannot be read: 500 naming the setting and the path; the order is kept as failed."""
+GENERIC = "The service's CodePay configuration is incomplete or wrong; the operator finds the details in its log."
+
+
+def test_unreadable_private_key_file_is_named_for_the_operator(api, settings, caplog):
+    """A key file that cannot be read: the log and the failed order name the setting and path; the client does not see them."""
     settings.CODEPAY_PRIVATE_KEY = ""
     settings.CODEPAY_PRIVATE_KEY_FILE = "/nonexistent/app.pem"
     gateway_clients_reset()
     response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "CFG-1"})
     assert response.status_code == 500
-    assert response.json()["error"] == {
-        "code": "gateway_misconfigured",
-        "message": "CODEPAY_PRIVATE_KEY_FILE points at /nonexistent/app.pem, which cannot be read (No such file or directory).",
-        "details": {},
-    }
-    assert Order.objects.get(merchant_order_no="CFG-1").status == OrderStatus.FAILED
+    assert response.json()["error"] == {"code": "gateway_misconfigured", "message": GENERIC, "details": {}}
+    detail = "CODEPAY_PRIVATE_KEY_FILE points at /nonexistent/app.pem, which cannot be read (No such file or directory)."
+    order = Order.objects.get(merchant_order_no="CFG-1")
+    assert (order.status, order.gateway_message) == (OrderStatus.FAILED, detail)
+    assert f"CodePay misconfigured: {detail}" in caplog.messages
 
 
-def test_garbage_private_key_is_named_without_echoing_it(api, settings):
-    """A private key that is not PEM: the message says so and never repeats the key."""
+def test_garbage_private_key_is_named_without_echoing_it(api, settings, caplog):
+    """A private key that is not PEM: the operator's message says so and never repeats the key."""
     settings.CODEPAY_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----"
     gateway_clients_reset()
     response = api.post("/api/v1/orders/", json=TERMINAL_ORDER)
     assert response.status_code == 500
-    message = response.json()["error"]["message"]
-    assert message == "Merchant account 'default': The app private key is not a readable unencrypted PEM RSA key (PKCS#8 or PKCS#1)."
-    assert "c2VjcmV0" not in response.text
+    assert response.json()["error"]["message"] == GENERIC
+    assert (
+        "CodePay misconfigured: Merchant account 'default': The app private key is not a readable unencrypted PEM RSA key "
+        "(PKCS#8 or PKCS#1)." in caplog.messages
+    )
+    assert "c2VjcmV0" not in response.text + " ".join(caplog.messages)
 
 
 @pytest.mark.django_db

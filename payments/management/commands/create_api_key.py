@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from codepay_service.errors import ServiceError
+from codepay_service.errors import Misconfigured
 from payments.models import MerchantAccount
 from payments.services.accounts import api_key_create, merchant_account_sync_default
 
@@ -22,8 +22,8 @@ class Command(BaseCommand):
                     raise CommandError(f"No merchant account with id or code '{account}'.")
             else:
                 merchant_account = merchant_account_sync_default()
-        except ServiceError as exc:
-            raise CommandError(exc.message) from None
+        except Misconfigured as exc:
+            raise CommandError(exc.detail) from None
         api_key, key = api_key_create(name=name, account=merchant_account, store_no=store)
         scope = f"store {store}" if store else "every store"
         self.stdout.write(f"API key '{name}' ({api_key.prefix}) for {merchant_account} on {scope}:")

@@ -1,0 +1,170 @@
+"""Money paths that must hold when answers are lost, late, unsigned or surprising."""
+
+from decimal import Decimal
+
+import pytest
+import requests
+import responses
+
+from payments.gateway.errors import GatewayOutcomeUnknown
+from payments.gateway.results import RefundInfo
+from payments.models import IdempotencyRecord, Order, OrderOperation, OrderStatus, RefundStatus
+from payments.services.reconcile import reconciliation_run
+from payments.services.refunds import refund_apply_gateway_state
+from tests.factories import OrderFactory, RefundFactory
+from tests.gateway.test_client import make_client
+
+TERMINAL_ORDER = {"channel": "terminal", "amount": "10.00", "currency": "USD", "description": "x", "terminal_sn": "WPYB002248000865"}
+
+
+@responses.activate
+def test_a_broken_answer_after_sending_is_unknown_and_never_resent():
+    """A body that breaks while being read may follow a refund that happened: unknown, sent once."""
+    responses.add(responses.POST, "http://gateway.test/api/entry", body=requests.exceptions.ChunkedEncodingError("broken"))
+    client = make_client("http://gateway.test")
+    with pytest.raises(GatewayOutcomeUnknown):
+        client.submit_refund(merchant_order_no="R1", orig_merchant_order_no="S1", amount=Decimal("1.00"), currency="USD", description="x")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_unsigned_error_answer_is_not_trusted():
+    """An unsigned "order not found" might not come from CodePay: it is an unknown outcome, not a fact."""
+    responses.add(responses.POST, "http://gateway.test/api/entry", json={"code": "E04111", "msg": "[E04111]Merchant order number is invalid", "psn": "1"})
+    client = make_client("http://gateway.test", max_retries=0)
+    with pytest.raises(GatewayOutcomeUnknown, match=r"unsigned error answer \[E04111\]"):
+        client.query_order(merchant_order_no="PAID-1")
+
+
+@pytest.mark.django_db
+def test_a_refund_marked_failed_that_the_gateway_completes_is_adopted():
+    """A late refund success after we marked it failed books the money back; it may never exceed what was paid."""
+    refund = RefundFactory(status=RefundStatus.FAILED, amount=Decimal("4.00"))
+    info = RefundInfo.from_data({"trans_status": "2", "price_currency": "USD", "order_amount": "4.00"})
+    assert refund_apply_gateway_state(refund_id=refund.pk, info=info, source="test").value == "applied"
+    refund.refresh_from_db()
+    refund.order.refresh_from_db()
+    assert (refund.status, refund.order.refunded_amount) == (RefundStatus.SUCCEEDED, Decimal("4.00"))
+
+    greedy = RefundFactory(order=refund.order, account=refund.order.account, status=RefundStatus.FAILED, amount=Decimal("7.00"))
+    info = RefundInfo.from_data({"trans_status": "2", "price_currency": "USD", "order_amount": "7.00"})
+    assert refund_apply_gateway_state(refund_id=greedy.pk, info=info, source="test").value == "conflict"
+    greedy.order.refresh_from_db()
+    assert greedy.order.refunded_amount == Decimal("4.00")
+
+
+def test_a_tip_cannot_drop_the_paid_amount_below_refunds_in_flight(api, account):
+    """Refunds still pending count: lowering the tip under them is refused before anything is sent."""
+    order = OrderFactory(account=account, merchant_order_no="TIPREF-1", status=OrderStatus.SUCCEEDED,
+                         amount=Decimal("10.00"), tip_amount=Decimal("2.00"), paid_amount=Decimal("12.00"), trans_no="T1")
+    RefundFactory(order=order, account=account, amount=Decimal("11.00"), status=RefundStatus.PENDING)
+    response = api.post("/api/v1/orders/TIPREF-1/tip/", json={"tip_amount": "0.00"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"tip_amount": ["The order would then be paid less than its refunds."]}
+
+
+def test_a_tip_entered_on_the_terminal_is_what_was_paid(api, sandbox_control):
+    """The customer adds 3.00 on screen: the order records tip 3.00 and paid 13.00, all of it refundable."""
+    api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "SCREEN-TIP", "on_screen_tip": True})
+    sandbox_control.pay("SCREEN-TIP", tip_amount="3.00")
+    body = api.post("/api/v1/orders/SCREEN-TIP/sync/").json()
+    assert (body["status"], body["tip_amount"]) == ("succeeded", "3.00")
+    assert Order.objects.get(merchant_order_no="SCREEN-TIP").paid_amount == Decimal("13.00")
+    assert api.post("/api/v1/orders/SCREEN-TIP/refunds/", json={"amount": "13.00", "reason": "all"}).status_code == 201
+
+
+def test_a_capture_whose_answer_is_lost_is_202_and_settled_by_the_reconciler(api, sandbox_control):
+    """The capture happened but its answer was lost: 202, never resent, then found by its own number."""
+    api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "AUTH-LOST", "trans_type": "auth"})
+    sandbox_control.pay("AUTH-LOST")
+    api.post("/api/v1/orders/AUTH-LOST/sync/")
+    sandbox_control.fault(method="pay.capture", fault="timeout_after_create", seconds=3, times=1)
+    response = api.post("/api/v1/orders/AUTH-LOST/capture/", json={"amount": "10.00"})
+    assert response.status_code == 202, response.text
+    assert (response.json()["status"], response.json()["operations"][0]["status"]) == ("authorized", "unknown")
+    again = api.post("/api/v1/orders/AUTH-LOST/capture/", json={"amount": "0.01"})
+    assert again.json()["error"]["details"] == {"amount": ["At most 0.00 USD can be captured."]}
+
+    report = reconciliation_run(due_only=False)
+    assert report.operations_checked == 1
+    order = Order.objects.get(merchant_order_no="AUTH-LOST")
+    assert (order.status, order.captured_amount, order.paid_amount) == (OrderStatus.SUCCEEDED, Decimal("10.00"), Decimal("10.00"))
+    assert OrderOperation.objects.get(order=order).status == "succeeded"
+    assert OrderOperation.objects.get(order=order).next_check_at is None
+
+
+def test_a_5xx_answer_is_not_replayed_for_the_same_key(api, settings, sandbox):
+    """Gateway down: 503 and the key stays usable; with the gateway back the same key creates the order."""
+    from payments.services.accounts import gateway_clients_reset
+
+    settings.CODEPAY_BASE_URL = "http://127.0.0.1:1"
+    gateway_clients_reset()
+    down = api.post("/api/v1/orders/", json=TERMINAL_ORDER, idempotency_key="retry-me")
+    assert down.status_code == 503
+    settings.CODEPAY_BASE_URL = sandbox.base_url
+    gateway_clients_reset()
+    up = api.post("/api/v1/orders/", json=TERMINAL_ORDER, idempotency_key="retry-me")
+    assert up.status_code == 201, up.text
+    assert IdempotencyRecord.objects.get(key="retry-me").response_status == 201
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over(api, api_key):
+    """An in-flight claim older than the lease belongs to no live request: a retry proceeds."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments.services.idempotency import _fingerprint
+
+    body = {**TERMINAL_ORDER, "merchant_order_no": "STALE-CLAIM"}
+    IdempotencyRecord.objects.create(
+        api_key=api_key[0], key="stale", request_method="POST", request_path="/api/v1/orders/",
+        fingerprint=_fingerprint("POST", "/api/v1/orders/", body), expires_at=timezone.now() + timedelta(days=1),
+    )
+    IdempotencyRecord.objects.filter(key="stale").update(created_at=timezone.now() - timedelta(minutes=10))
+    response = api.post("/api/v1/orders/", json=body, idempotency_key="stale")
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("amount", "field"),
+    [("1e30", "amount"), ("99999999999999999999", "amount"), ("１２.３４", "amount"), ("1_000", "amount"), ("1E-2", "amount")],
+)
+def test_odd_amount_notations_are_refused(api, amount, field):
+    """Only plain ASCII decimals of at most 15 integer digits are amounts; anything else is a 400, never a 500."""
+    response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "amount": amount})
+    assert response.status_code == 400, response.text
+    assert field in response.json()["error"]["details"]
+
+
+def test_nested_objects_with_nul_or_broken_unicode_are_refused(api):
+    """order_detail with a NUL, or a body with a lone surrogate, is a clear 400."""
+    checkout = {"channel": "checkout", "amount": "1.00", "currency": "USD", "description": "x"}
+    nul = api.post("/api/v1/orders/", json={**checkout, "order_detail": {"items": [{"name": "a\u0000b"}]}})
+    assert nul.status_code == 400
+    assert nul.json()["error"]["details"] == {"order_detail": ["Text may not contain NUL characters."]}
+    surrogate = api.post(
+        "/api/v1/orders/", data='{"channel": "checkout", "amount": "1.00", "currency": "USD", "description": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 400
+    assert surrogate.json()["error"]["code"] == "malformed_request"
+    assert Order.objects.count() == 0
+
+
+def test_admin_money_actions_need_their_own_permission(client, account, django_user_model):
+    """A staff member who may only view orders cannot cancel one through the admin."""
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_order"))
+    order = OrderFactory(account=account, status=OrderStatus.PENDING)
+    client.force_login(viewer)
+    page = client.get("/admin/payments/order/")
+    assert b"cancel_orders" not in page.content and b"sync_with_gateway" not in page.content
+    client.post("/admin/payments/order/", {"action": "cancel_orders", "_selected_action": [order.pk]})
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+    assert not order.operations.exists()
+
+
