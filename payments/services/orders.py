@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -361,8 +362,6 @@ def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None 
     The gateway does not know this order. Right after a create this can be transient (PROTOCOL.md,
     "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
     """
-    from django.conf import settings
-
     grace = grace if grace is not None else timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
     now = timezone.now()
     with transaction.atomic():
@@ -469,8 +468,6 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
     Look up an operation whose outcome is unknown by its own merchant_order_no (captures and voids have
     one) and settle it. One the gateway still does not know past the grace period never reached it.
     """
-    from django.conf import settings
-
     client = client or gateway_client_for(operation.order.account)
     try:
         info = client.query_order(merchant_order_no=operation.merchant_order_no)

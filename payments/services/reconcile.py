@@ -224,26 +224,31 @@ def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetim
 # --- Orders -------------------------------------------------------------------------------------------
 
 
-def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+def _check(row, *, kind: str, model, open_statuses, check: Callable[[], str | None], clock: Clock) -> StatusChange | None:
     """
-    Check one claimed order with the gateway, apply the answer, close it if it expired, and schedule the
-    next check. Gateway failures are logged and retried later; answers the status change it made.
+    Run one claimed row's check and schedule its next one whatever happens. ``check`` answers the row's
+    status after the check (None: unchanged); gateway failures are logged and retried after the back-off.
     """
     to_status = None
     try:
-        client = gateway_client_for(order.account, throttle=throttle)
-        to_status = _order_check(order, client, now=clock())
+        to_status = check()
     except (GatewayError, Misconfigured) as exc:
-        logger.warning(
-            "reconcile: order check failed",
-            extra={"merchant_order_no": order.merchant_order_no, "error": str(exc)},
-        )
+        logger.warning("reconcile: check failed", extra={"kind": kind, "merchant_order_no": row.merchant_order_no, "error": str(exc)})
         raise
     finally:
-        _schedule_next(Order, ORDER_OPEN_STATUSES, order.pk, attempts=order.check_attempts, now=clock())
-    if to_status is None or to_status == order.status:
+        _schedule_next(model, open_statuses, row.pk, attempts=row.check_attempts, now=clock())
+    if to_status is None or to_status == row.status:
         return None
-    return StatusChange("order", order.merchant_order_no, order.status, to_status)
+    return StatusChange(kind, row.merchant_order_no, row.status, to_status)
+
+
+def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+    """Check one claimed order with the gateway, apply the answer, close it if it expired, schedule the next check."""
+
+    def check():
+        return _order_check(order, gateway_client_for(order.account, throttle=throttle), now=clock())
+
+    return _check(order, kind="order", model=Order, open_statuses=ORDER_OPEN_STATUSES, check=check, clock=clock)
 
 
 def _order_expired(order: Order, now: datetime) -> bool:
@@ -375,22 +380,14 @@ def _order_mark_expired(order: Order, *, message: str, gateway_trans_status: str
 
 def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
     """Check one claimed refund with the gateway, apply the answer and schedule the next check."""
-    to_status = None
-    try:
+
+    def check():
         client = gateway_client_for(refund.account, throttle=throttle)
         if refund_sync(refund=refund, source=SOURCE, client=client) is ApplyResult.APPLIED:
-            to_status = Refund.objects.values_list("status", flat=True).get(pk=refund.pk)
-    except (GatewayError, Misconfigured) as exc:
-        logger.warning(
-            "reconcile: refund check failed",
-            extra={"merchant_order_no": refund.merchant_order_no, "error": str(exc)},
-        )
-        raise
-    finally:
-        _schedule_next(Refund, REFUND_OPEN_STATUSES, refund.pk, attempts=refund.check_attempts, now=clock())
-    if to_status is None or to_status == refund.status:
+            return Refund.objects.values_list("status", flat=True).get(pk=refund.pk)
         return None
-    return StatusChange("refund", refund.merchant_order_no, refund.status, to_status)
+
+    return _check(refund, kind="refund", model=Refund, open_statuses=REFUND_OPEN_STATUSES, check=check, clock=clock)
 
 
 # --- Operations whose outcome is unknown ---------------------------------------------------------------
@@ -398,15 +395,14 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
 
 def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
     """Look up one claimed capture or void by its own number, settle it, and schedule the next check."""
-    try:
+
+    def check():
         client = gateway_client_for(operation.order.account, throttle=throttle)
-        result = operation_sync(operation=operation, client=client, source=SOURCE)
-    finally:
-        _schedule_next(OrderOperation, OPERATION_OPEN_STATUSES, operation.pk, attempts=operation.check_attempts, now=clock())
-    if result is not ApplyResult.APPLIED:
+        if operation_sync(operation=operation, client=client, source=SOURCE) is ApplyResult.APPLIED:
+            return OrderOperation.objects.values_list("status", flat=True).get(pk=operation.pk)
         return None
-    to_status = OrderOperation.objects.values_list("status", flat=True).get(pk=operation.pk)
-    return StatusChange("operation", operation.merchant_order_no, operation.status, to_status)
+
+    return _check(operation, kind="operation", model=OrderOperation, open_statuses=OPERATION_OPEN_STATUSES, check=check, clock=clock)
 
 
 # --- A pass -------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ database constraint keeps it at or below ``paid_amount``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -182,10 +184,6 @@ def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyRe
 
 def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
     """A refund the gateway does not know, past the grace period, never reached it: it failed and frees its amount."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
     now = timezone.now()
     with transaction.atomic():
         order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
