@@ -56,7 +56,8 @@ check: install
 bench: install
 	DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
-	$(BIN)/python tests/benchmarks/bench_reconcile.py
+	$(BIN)/python tests/benchmarks/bench_reconcile.py && \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} $(BIN)/python tests/benchmarks/bench_webhook.py
 
 clean:
 	rm -rf $(VENV) .dev staticfiles
