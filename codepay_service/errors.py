@@ -12,7 +12,8 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -136,3 +137,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = str(exc.detail) if hasattr(exc, "detail") else str(exc)
     response.data = error_body(code, message, details)
     return response
+
+
+def not_found_view(request, exception=None):
+    if request.path.startswith("/admin/"):
+        return page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", f"No such path: {request.path}"), status=404)
+
+
+def server_error_view(request):
+    if request.path.startswith("/admin/"):
+        return server_error(request)
+    return JsonResponse(error_body("server_error", "Internal error; nothing more is known to the client. It is logged."), status=500)

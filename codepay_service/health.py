@@ -1,32 +1,61 @@
-"""Liveness (the process answers) and readiness (the database and the broker answer)."""
+"""
+Liveness (the process answers) and readiness (the database answers and is fully migrated, the broker
+answers). No API key: load balancers and orchestrators call them.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from codepay_service.celery import app as celery_app
 
+HEALTH_SCHEMA = inline_serializer(
+    "Health",
+    {"status": serializers.ChoiceField(["ok", "unavailable"]), "checks": serializers.DictField(child=serializers.CharField(), required=False)},
+)
 
-@require_GET
-def liveness(request):
-    return JsonResponse({"status": "ok"})
+
+class _HealthApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
 
 
-@require_GET
-def readiness(request):
-    checks = {"database": "ok", "broker": "ok"}
+class LivenessApi(_HealthApi):
+    @extend_schema(responses={200: HEALTH_SCHEMA}, tags=["health"])
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadinessApi(_HealthApi):
+    @extend_schema(responses={200: HEALTH_SCHEMA, 503: HEALTH_SCHEMA}, tags=["health"])
+    def get(self, request):
+        checks = {"database": _database_check(), "broker": _broker_check()}
+        ready = all(value == "ok" for value in checks.values())
+        return Response({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def _database_check() -> str:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        connection = connections[DEFAULT_DB_ALIAS]
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except Exception as exc:  # any failure means "not ready"; the type is reported, not raised
-        checks["database"] = f"unavailable: {type(exc).__name__}"
+        return f"unavailable: {type(exc).__name__}"
+    return f"unavailable: {len(pending)} migrations not applied" if pending else "ok"
+
+
+def _broker_check() -> str:
     try:
         with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
-        checks["broker"] = f"unavailable: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"

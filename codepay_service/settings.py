@@ -180,7 +180,6 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Every countdown and retry delay stays below the Redis visibility timeout (see payments/tasks.py).
 CELERY_MAX_TASK_DELAY_SECONDS = 3000
 CELERY_BROKER_FILESYSTEM_FOLDER = env.str("CELERY_BROKER_FILESYSTEM_FOLDER", default="")
@@ -211,6 +210,8 @@ CODEPAY_ACCOUNT_SECRETS = env.json("CODEPAY_ACCOUNT_SECRETS", default={})
 CODEPAY_BASIC_AUTH_USER = env.str("CODEPAY_BASIC_AUTH_USER", default="")
 CODEPAY_BASIC_AUTH_PASSWORD = env.str("CODEPAY_BASIC_AUTH_PASSWORD", default="")
 CODEPAY_NOTIFY_URL = env.str("CODEPAY_NOTIFY_URL", default="")
+# Development only: the sandbox gateway's own signing key (make run generates it into .dev/).
+CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = env.str("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE", default="")
 CODEPAY_CONNECT_TIMEOUT = env.float("CODEPAY_CONNECT_TIMEOUT", default=5.0)
 CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
 CODEPAY_MAX_QPS = env.float("CODEPAY_MAX_QPS", default=20.0)

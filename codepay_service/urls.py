@@ -10,6 +10,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("webhooks/", include("webhooks.urls")),
-    path("healthz", health.liveness, name="healthz"),
-    path("readyz", health.readiness, name="readyz"),
+    path("healthz", health.LivenessApi.as_view(), name="healthz"),
+    path("readyz", health.ReadinessApi.as_view(), name="readyz"),
 ]
+
+# Unknown API paths and crashes answer in the API's error shape rather than an HTML page.
+handler404 = "codepay_service.errors.not_found_view"
+handler500 = "codepay_service.errors.server_error_view"

@@ -141,12 +141,16 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("merchant_order_no", "order", "status", "amount", "currency", "reason", "trans_no", "created_at")
-    list_filter = ("status", ("created_at", admin.DateFieldListFilter), "account")
+    list_display = ("merchant_order_no", "order", "status", "amount_display", "reason", "trans_no", "created_at")
+    list_filter = ("status", "order__store_no", "order__terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no", "=order__merchant_order_no")
     list_select_related = ("order", "account")
     readonly_fields = [field.name for field in Refund._meta.fields]
     actions = ("sync_with_gateway",)
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, refund):
+        return f"{format_amount(refund.amount, refund.currency)} {refund.currency}"
 
     def has_sync_permission(self, request):
         return request.user.has_perm("payments.sync_refund")
@@ -163,7 +167,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(GatewayCall)
 class GatewayCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "method", "merchant_order_no", "outcome", "gateway_code", "duration_ms", "psn")
-    list_filter = ("outcome", "method", "account")
+    list_filter = ("outcome", "method", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=psn")
     list_select_related = ("account",)
     readonly_fields = [field.name for field in GatewayCall._meta.fields]
@@ -179,7 +183,7 @@ class BatchCloseScheduleAdmin(admin.ModelAdmin):
 @admin.register(BatchClose)
 class BatchCloseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "store_no", "trigger", "status", "attempts", "count", "total_amount", "gateway_code", "business_date")
-    list_filter = ("status", "trigger", "account")
+    list_filter = ("status", "trigger", "store_no", ("created_at", admin.DateFieldListFilter), "account")
     list_select_related = ("account",)
     readonly_fields = [field.name for field in BatchClose._meta.fields]
     actions = ("retry",)

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from codepay_service.errors import ServiceError, ValidationFailed
 from payments import selectors, serializers
+from payments.services.accounts import merchant_account_effective
 from payments.services.batches import batch_close, batch_open_summary
 from payments.services.idempotency import StoredResponse, idempotency_begin, idempotency_complete, idempotency_release
 from payments.services.orders import (
@@ -47,6 +48,7 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
         409: "State conflict (e.g. refund of an unpaid order, duplicate merchant_order_no, request in flight).",
         422: "Idempotency-Key reused with a different body.",
         429: "Too many requests for this API key.",
+        500: "The service's CodePay configuration is wrong (code `gateway_misconfigured`), or an internal error.",
         502: "CodePay refused the request; `details` has its code and message.",
         503: "CodePay could not be reached, or its answer was lost; see the message.",
     }
@@ -81,8 +83,10 @@ class IdempotentPostApi(APIView):
         except Exception:
             idempotency_release(record=claim)
             raise
-        if response.status_code >= 500:
-            # Nothing was done (gateway unreachable, our configuration): the same key may try again.
+        if not (response.status_code < 300 or response.status_code == 502):
+            # Only answers of requests that reached CodePay are kept (a success, or its refusal). Invalid
+            # input, a state conflict, an unreachable gateway or our configuration did nothing: the same key
+            # may be used again once the cause is fixed.
             idempotency_release(record=claim)
             return response
         body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
@@ -106,7 +110,7 @@ def _validated(serializer_class, request, **context):
     responses={
         201: serializers.OrderSerializer,
         202: OpenApiResponse(serializers.OrderSerializer, description="Sent, but CodePay's answer was lost: status `unknown`, resolved by query."),
-        **_errors(400, 409, 422, 502, 503, *COMMON_ERRORS),
+        **_errors(400, 409, 422, 500, 502, 503, *COMMON_ERRORS),
     },
 ))
 class OrderListCreateApi(IdempotentPostApi):
@@ -166,7 +170,7 @@ class OrderDetailApi(APIView):
     responses={
         201: serializers.RefundSerializer,
         202: OpenApiResponse(serializers.RefundSerializer, description="Sent, outcome not yet known (`unknown`)."),
-        **_errors(400, 404, 409, 422, 502, 503, *COMMON_ERRORS),
+        **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
     },
 ))
 class OrderRefundCreateApi(IdempotentPostApi):
@@ -212,7 +216,7 @@ def _action_schema(request_serializer=None, description=""):
         responses={
             200: serializers.OrderDetailSerializer,
             202: OpenApiResponse(serializers.OrderDetailSerializer, description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."),
-            **_errors(400, 404, 409, 422, 502, 503, *COMMON_ERRORS),
+            **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
         },
     )
 
@@ -275,7 +279,11 @@ class BatchOpenApi(APIView):
         responses={200: serializers.OpenBatchSerializer, **_errors(400, 502, 503, *COMMON_ERRORS)},
     )
     def get(self, request):
-        store_no = request.auth.store_no or request.query_params.get("store_no", "") or request.auth.account.default_store_no
+        store_no = (
+            request.auth.store_no
+            or request.query_params.get("store_no", "")
+            or merchant_account_effective(request.auth.account).default_store_no
+        )
         terminal_sn = request.query_params.get("terminal_sn", "")
         summary = batch_open_summary(account=request.auth.account, store_no=store_no, terminal_sn_list=[terminal_sn] if terminal_sn else None)
         return Response(
@@ -299,7 +307,7 @@ class BatchCloseApi(IdempotentPostApi):
         batch = batch_close(
             account=request.auth.account,
             trigger="api",
-            store_no=request.auth.store_no or store_no or request.auth.account.default_store_no,
+            store_no=request.auth.store_no or store_no or merchant_account_effective(request.auth.account).default_store_no,
             terminal_sn_list=data.get("terminal_sn_list"),
             api_key=request.auth,
         )
@@ -307,12 +315,14 @@ class BatchCloseApi(IdempotentPostApi):
 
 
 class BatchListApi(APIView):
+    pagination_class = OrderCursorPagination
+
     @extend_schema(
         parameters=[OpenApiParameter("cursor", OpenApiTypes.STR), OpenApiParameter("page_size", OpenApiTypes.INT)],
         responses={200: serializers.BatchCloseSerializer(many=True), **_errors(*COMMON_ERRORS)},
     )
     def get(self, request):
-        paginator = OrderCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.batch_close_list(api_key=request.auth), request, view=self)
         return paginator.get_paginated_response(serializers.BatchCloseSerializer(page, many=True).data)
 

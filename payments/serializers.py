@@ -320,8 +320,25 @@ class BatchCloseInputSerializer(serializers.Serializer):
     terminal_sn_list = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=100)
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class GatewayAmountField(serializers.Field):
+    """An amount the gateway reported without a currency (batch totals): its plain decimal text, "12.34"."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        amount = Decimal(value).normalize()
+        if amount == amount.to_integral():
+            return f"{amount.quantize(Decimal(1)):f}"  # "200", not "2E+2"
+        if -amount.as_tuple().exponent < 2:
+            amount = amount.quantize(Decimal("0.01"))  # "12.30", not "12.3"
+        return f"{amount:f}"
+
+
 class BatchCloseSerializer(serializers.ModelSerializer):
-    total_amount = serializers.DecimalField(max_digits=18, decimal_places=3, read_only=True, coerce_to_string=True)
+    total_amount = GatewayAmountField(allow_null=True)
 
     class Meta:
         model = BatchClose
@@ -332,7 +349,7 @@ class BatchCloseSerializer(serializers.ModelSerializer):
 
 class OpenBatchSerializer(serializers.Serializer):
     count = serializers.IntegerField()
-    total_amount = serializers.DecimalField(max_digits=18, decimal_places=3, coerce_to_string=True)
+    total_amount = GatewayAmountField(allow_null=True)
     store_no = serializers.CharField(allow_blank=True)
     terminal_sn = serializers.CharField(allow_blank=True)
 

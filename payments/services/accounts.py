@@ -8,6 +8,7 @@ Keys are parsed once per account version and the client is cached, so a request 
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 
@@ -40,21 +41,12 @@ def merchant_account_sync_default() -> MerchantAccount:
     missing = [name for name in ("CODEPAY_APP_ID", "CODEPAY_MERCHANT_NO") if not getattr(settings, name)]
     if missing:
         raise Misconfigured(f"Set {' and '.join(missing)} to describe the default CodePay merchant account.")
-    public_key = _setting_or_file(
-        settings.CODEPAY_GATEWAY_PUBLIC_KEY, settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE, "CODEPAY_GATEWAY_PUBLIC_KEY"
-    )
+    configured = merchant_account_effective(MerchantAccount(code=MerchantAccount.DEFAULT_CODE))
+    fields = ("app_id", "merchant_no", "default_store_no", "sign_type", "gateway_public_key", "next_gateway_public_key")
     with transaction.atomic():
         account, _ = MerchantAccount.objects.select_for_update().update_or_create(
             code=MerchantAccount.DEFAULT_CODE,
-            defaults={
-                "name": "Default",
-                "app_id": settings.CODEPAY_APP_ID,
-                "merchant_no": settings.CODEPAY_MERCHANT_NO,
-                "default_store_no": settings.CODEPAY_STORE_NO,
-                "sign_type": settings.CODEPAY_SIGN_TYPE,
-                "gateway_public_key": public_key,
-                "next_gateway_public_key": settings.CODEPAY_NEXT_GATEWAY_PUBLIC_KEY,
-            },
+            defaults={"name": "Default", **{name: getattr(configured, name) for name in fields}},
         )
     return account
 
@@ -87,8 +79,29 @@ def _account_secrets(account: MerchantAccount) -> dict[str, str]:
     }
 
 
+def merchant_account_effective(account: MerchantAccount) -> MerchantAccount:
+    """
+    The account as it is configured now. The default account is whatever the CODEPAY_* settings say at
+    this moment, so a key rotation or a new store number takes effect with the restart that brings the new
+    environment, whether or not its database row was synced since.
+    """
+    if account.code != MerchantAccount.DEFAULT_CODE or not settings.CODEPAY_APP_ID:
+        return account
+    effective = copy.copy(account)
+    effective.app_id = settings.CODEPAY_APP_ID
+    effective.merchant_no = settings.CODEPAY_MERCHANT_NO or account.merchant_no
+    effective.default_store_no = settings.CODEPAY_STORE_NO
+    effective.sign_type = settings.CODEPAY_SIGN_TYPE
+    effective.gateway_public_key = _setting_or_file(
+        settings.CODEPAY_GATEWAY_PUBLIC_KEY, settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE, "CODEPAY_GATEWAY_PUBLIC_KEY"
+    )
+    effective.next_gateway_public_key = settings.CODEPAY_NEXT_GATEWAY_PUBLIC_KEY
+    return effective
+
+
 def gateway_public_keys(account: MerchantAccount) -> list:
     """The account's gateway public key, then the next one during a rotation."""
+    account = merchant_account_effective(account)
     keys = []
     for text in (account.gateway_public_key, account.next_gateway_public_key):
         if text:
@@ -115,7 +128,11 @@ def _record_gateway_call(account_id: int, record: CallRecord) -> None:
 
 def gateway_client_for(account: MerchantAccount, *, throttle=None) -> CodePayClient:
     """The account's client; every call it makes is recorded as a GatewayCall. Raises Misconfigured."""
-    cache_key = (account.pk, account.updated_at.isoformat())
+    account = merchant_account_effective(account)
+    cache_key = (
+        account.pk, account.updated_at.isoformat(), account.app_id, account.merchant_no, account.sign_type,
+        account.gateway_public_key, settings.CODEPAY_BASE_URL,
+    )
     with _clients_lock:
         client = _clients.get(cache_key)
     if client is None:
@@ -131,14 +148,14 @@ def _build_client(account: MerchantAccount) -> CodePayClient:
     secrets = _account_secrets(account)
     try:
         private_key = signing.load_private_key(secrets["private_key"]) if secrets["private_key"] else None
-        keys = gateway_public_keys(account)
+        public_key = account.gateway_public_key
         return CodePayClient(
             base_url=settings.CODEPAY_BASE_URL,
             app_id=account.app_id,
             merchant_no=account.merchant_no,
             sign_type=account.sign_type,
             private_key=private_key,
-            gateway_public_key=keys[0] if keys else None,
+            gateway_public_key=signing.load_public_key(public_key) if public_key else None,
             basic_auth=(secrets["basic_auth_user"], secrets["basic_auth_password"]),
             notify_url=_notify_url(account),
             connect_timeout=settings.CODEPAY_CONNECT_TIMEOUT,

@@ -4,8 +4,9 @@ Idempotency-Key handling for POSTs, as store systems know it from payment APIs l
 The first request with a key claims it by inserting a row (a unique constraint decides races, not
 timing). A twin arriving while the first is still running gets 409; one arriving later gets the stored
 answer, status and body, without a second gateway call; the same key with a different body gets 422.
-A 5xx answer (gateway unreachable, our configuration) did nothing and is not kept, so the key can be
-used again; a claim left by a process that died is taken over after ``IN_FLIGHT_LEASE``.
+Only answers of requests that reached CodePay are kept (2xx, and 502 for its refusal); invalid input,
+conflicts, an unreachable gateway or our configuration did nothing, so the key can be used again once
+fixed. A claim left by a process that died is taken over after ``IN_FLIGHT_LEASE``.
 The body fingerprint is an HMAC with the secret key, so a card number in a body is never stored, not
 even as a plain hash. Records live ``IDEMPOTENCY_KEY_TTL_HOURS`` (at least 24 h), then are purged.
 """

@@ -58,8 +58,8 @@ from payments.models import (
     RefundStatus,
     TransType,
 )
-from payments.services.accounts import gateway_client_for
-from payments.services.checks import next_check_at
+from payments.services.accounts import gateway_client_for, merchant_account_effective
+from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
 from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def order_create(
                 details={"store_no": [f"This API key is bound to store {api_key.store_no}; omit store_no or use it."]}
             )
         store_no = api_key.store_no
-    store_no = store_no or account.default_store_no
+    store_no = store_no or merchant_account_effective(account).default_store_no
     merchant_order_no = merchant_order_no or merchant_order_no_generate()
     now = timezone.now()
 
@@ -418,20 +418,28 @@ def _operation_call(order: Order, operation: OrderOperation, call) -> OperationR
     """
     try:
         result = call(gateway_client_for(order.account))
+    except Misconfigured as exc:
+        operation.next_check_at = None
+        operation_finish(operation, OperationStatus.FAILED, message=exc.detail)
+        raise
     except GatewayDeclined as exc:
+        operation.next_check_at = None
         operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
         raise GatewayRefused(
             f"CodePay refused the {operation.kind}: {exc.message}",
             details={"gateway_code": exc.code, "gateway_message": exc.message},
         ) from None
     except GatewayOutcomeUnknown as exc:
+        # The reconciler looks it up by its own number, soon; one without a number waits for an operator.
         operation.next_check_at = next_check_at(0) if operation.merchant_order_no else None
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
         return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
     except GatewayRequestNotSent as exc:
+        operation.next_check_at = None
         operation_finish(operation, OperationStatus.FAILED, message=exc.message)
         raise GatewayUnavailable("CodePay could not be reached; nothing was sent. Retry later.") from None
     except GatewayConfigurationError as exc:
+        operation.next_check_at = None
         operation_finish(operation, OperationStatus.FAILED, message=exc.message)
         raise Misconfigured(exc.message) from None
     return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
@@ -505,8 +513,16 @@ def operation_finish(operation: OrderOperation, status: str, *, code: str = "", 
 def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api") -> OrderOperation:
     if merchant_order_no:
         merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
+    # Stored before it is sent, like an order: if this process dies mid-call, an operation with its own
+    # number is still looked up by the reconciler (its check is pushed back while the call is under way).
     return OrderOperation.objects.create(
-        order=order, kind=kind, amount=amount, merchant_order_no=merchant_order_no, status=OperationStatus.UNKNOWN, source=source
+        order=order,
+        kind=kind,
+        amount=amount,
+        merchant_order_no=merchant_order_no,
+        status=OperationStatus.UNKNOWN,
+        source=source,
+        next_check_at=next_check_at(len(CHECK_DELAYS_SECONDS) - 1) if merchant_order_no else None,
     )
 
 

@@ -301,3 +301,11 @@ def test_throttling_limits_each_api_key(api, monkeypatch):
     monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"api_key": "3/minute"})
     codes = [api.get("/api/v1/orders/").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_an_invalid_request_does_not_use_up_its_idempotency_key(api):
+    """A 400 did nothing: the client fixes the body and sends it again with the same key."""
+    bad = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "amount": "1.234"}, idempotency_key="fix-me")
+    assert bad.status_code == 400
+    fixed = api.post("/api/v1/orders/", json=TERMINAL_ORDER, idempotency_key="fix-me")
+    assert fixed.status_code == 201, fixed.text

@@ -31,7 +31,10 @@ def test_schema_is_valid_openapi_and_documents_every_endpoint_and_error(live_ser
     validate(schema)
     assert {path: set(ops) - {"parameters"} for path, ops in schema["paths"].items() if path.startswith("/api/v1/")} == API_PATHS
     create = schema["paths"]["/api/v1/orders/"]["post"]
-    assert set(create["responses"]) == {"201", "202", "400", "401", "409", "422", "429", "502", "503"}
+    assert set(create["responses"]) == {"201", "202", "400", "401", "409", "422", "429", "500", "502", "503"}
+    assert {"/healthz", "/readyz"} <= set(schema["paths"])
+    batches = schema["paths"]["/api/v1/batches/"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert batches == {"$ref": "#/components/schemas/PaginatedBatchCloseList"}
     assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
     assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "Authorization"
     order_fields = set(schema["components"]["schemas"]["Order"]["properties"])
@@ -73,3 +76,10 @@ def test_create_api_key_prints_only_the_key_on_the_last_line(account, live_serve
     assert key not in stored.hashed_key
     response = requests.get(live_server.url + "/api/v1/orders/", headers={"Authorization": f"Api-Key {key}"}, timeout=10)
     assert response.status_code == 200
+
+
+def test_unknown_api_paths_answer_in_the_error_shape(live_server):
+    """A path that does not exist is a JSON 404 like every other error, not an HTML page."""
+    response = requests.get(live_server.url + "/api/v1/nope/", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "No such path: /api/v1/nope/", "details": {}}}

@@ -11,7 +11,6 @@ because only this development tool needs it. The matching public key is printed 
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -97,7 +96,7 @@ def _app_private_key():
 
 
 def _gateway_private_key():
-    path = os.environ.get(GATEWAY_KEY_ENV, "")
+    path = settings.CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE
     if not path:
         raise CommandError(
             f"{GATEWAY_KEY_ENV} is not set. Point it at a PEM RSA private key for the sandbox gateway, e.g. one "

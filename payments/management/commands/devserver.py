@@ -8,7 +8,6 @@ child processes of this command and stop with it.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ def _write_dev_keys() -> None:
     """Generate the app and sandbox-gateway key pairs once; they are for this machine's sandbox only."""
     pairs = (
         (settings.CODEPAY_PRIVATE_KEY_FILE, None),
-        (os.environ.get("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE", ""), settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE),
+        (settings.CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE, settings.CODEPAY_GATEWAY_PUBLIC_KEY_FILE),
     )
     for private_path, public_path in pairs:
         if not private_path:
@@ -81,9 +80,9 @@ class Command(BaseCommand):
                     "CodePay merchant service (development, sandbox gateway)",
                     f"  API        {base}/api/v1/orders/",
                     f"  API docs   {base}/api/docs/",
-                    f"  Admin      {base}/admin/   (python manage.py createsuperuser to log in)",
+                    f"  Admin      {base}/admin/   (make manage ARGS=createsuperuser to get a login)",
                     f"  Webhooks   {base}/webhooks/codepay/",
-                    f"  Sandbox    http://127.0.0.1:{sandbox_port}/sandbox/",
+                    f"  Sandbox    http://127.0.0.1:{sandbox_port}/sandbox/calls  (control API: POST /sandbox/orders/<no>/pay)",
                     "  API key (export it for the README demo):",
                     f"export API_KEY={key}",
                     "",

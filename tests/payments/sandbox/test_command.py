@@ -13,8 +13,8 @@ from tests.payments.sandbox.helpers import CodePay
 
 
 @pytest.fixture
-def configured(settings, monkeypatch, tmp_path):
-    """Settings for the test app, the app key in a file, the gateway key file named in the environment."""
+def configured(settings, tmp_path):
+    """Settings for the test app, the app key in a file, the gateway key file named in the settings."""
     app_key_file = tmp_path / "app.pem"
     app_key_file.write_text(TEST_VECTORS["app_private_key_pem"])
     gateway_key_file = tmp_path / "gateway.pem"
@@ -24,7 +24,7 @@ def configured(settings, monkeypatch, tmp_path):
     settings.CODEPAY_PRIVATE_KEY = ""
     settings.CODEPAY_PRIVATE_KEY_FILE = str(app_key_file)
     settings.CODEPAY_BASIC_AUTH_USER, settings.CODEPAY_BASIC_AUTH_PASSWORD = CodePay.basic_auth
-    monkeypatch.setenv("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE", str(gateway_key_file))
+    settings.CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = str(gateway_key_file)
     return settings
 
 
@@ -62,9 +62,9 @@ def test_missing_setting_is_one_readable_error_naming_it(configured, setting, na
         call_command("codepay_sandbox", "--port", "0")
 
 
-def test_missing_gateway_key_file_variable_is_named(configured, monkeypatch):
+def test_missing_gateway_key_file_variable_is_named(configured):
     """Without CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE the command says to set it."""
-    monkeypatch.delenv("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE")
+    configured.CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = ""
 
     with pytest.raises(CommandError, match="CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE is not set"):
         call_command("codepay_sandbox", "--port", "0")
