@@ -226,12 +226,16 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"card": ["Required for channel 'card': pan, holder, cvv, expiry."]})
         if channel != Channel.TERMINAL and attrs.get("trans_type", TransType.SALE) != TransType.SALE:
             raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
-        if attrs.get("trans_type") == TransType.CASHBACK and not attrs.get("cashback_amount"):
-            raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback'."]})
         if channel == Channel.CHECKOUT and attrs.get("expires_in", 300) > MAX_EXPIRES_IN:
             raise serializers.ValidationError({"expires_in": ["At most 7 days for a hosted checkout."]})
         parse_money_fields(attrs, attrs["currency"], ("amount",))
-        return parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
+        parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
+        cashback = attrs.get("trans_type") == TransType.CASHBACK
+        if cashback and not attrs.get("cashback_amount"):
+            raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]})
+        if not cashback and attrs.get("cashback_amount"):
+            raise serializers.ValidationError({"cashback_amount": ["Only trans_type 'cashback' takes a cashback_amount."]})
+        return attrs
 
     def card_details(self) -> CardDetails | None:
         card = self.validated_data.get("card")
