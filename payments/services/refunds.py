@@ -90,6 +90,7 @@ def order_refund(
             raise Misconfigured(exc.message) from None
         raise GatewayUnavailable("CodePay could not be reached; the refund was not sent and is marked failed.") from None
 
+    Refund.objects.filter(pk=refund.pk).update(gateway_code="0", gateway_message="success")
     refund_apply_gateway_state(
         refund_id=refund.pk,
         info=RefundInfo(
