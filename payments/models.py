@@ -134,10 +134,12 @@ class Order(models.Model):
 
     expires_in = models.PositiveIntegerField(default=300)
     expires_at = models.DateTimeField()
-    # Reconciliation: when to ask the gateway next, how often it was asked, since when it did not know us.
+    # Reconciliation: when to ask the gateway next, how often it was asked, since when it did not know us,
+    # and until when a worker holds the row for a check (payments.services.reconcile, "Claiming").
     next_check_at = models.DateTimeField(null=True, blank=True)
     check_attempts = models.PositiveIntegerField(default=0)
     not_found_since = models.DateTimeField(null=True, blank=True)
+    check_leased_until = models.DateTimeField(null=True, blank=True)
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -186,6 +188,7 @@ class Refund(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     check_attempts = models.PositiveIntegerField(default=0)
     not_found_since = models.DateTimeField(null=True, blank=True)
+    check_leased_until = models.DateTimeField(null=True, blank=True)
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -235,6 +238,7 @@ class OrderOperation(models.Model):
     # An operation whose outcome is unknown and that has its own number is looked up by the reconciler.
     next_check_at = models.DateTimeField(null=True, blank=True)
     check_attempts = models.PositiveIntegerField(default=0)
+    check_leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -98,7 +98,7 @@ def reconcile_due() -> dict:
 
 @shared_task(base=CodePayTask, soft_time_limit=45, time_limit=60)
 def run_due_batch_schedules() -> int:
-    """Record today's close for each due schedule (once per business day) and send each one."""
+    """Record the close of each due schedule (once per business day, a late one caught up) and send each one."""
     created = batch_schedules_open_due()
     for batch in created:
         close_batch.delay_on_commit(batch.pk)

@@ -3,14 +3,21 @@ Batch closes: on demand (API, command, admin) and by schedule, each recorded wit
 
 Decisions:
 
-- **Once per business day.** A schedule's business day is the date in the store's time zone. The row
-  for (schedule, business day) is inserted before anything is sent, and the database's unique
-  constraint decides between racing beat or worker processes: the insert that loses is the proof that
-  the close is already done or under way. Time zones come from zoneinfo, and local wall-clock time is
-  compared, so a close set at a time that a daylight-saving change skips fires right after the jump
-  and a time that happens twice fires the first time only.
-- **A schedule starts the day after it is created** when today's time has already passed, so saving a
-  new 09:00 schedule at 15:00 does not close the batch mid-afternoon.
+- **Once per business day.** A schedule's business day is the local date (in the store's time zone) of
+  the scheduled occurrence a close is for. The row for (schedule, business day) is inserted before
+  anything is sent, and the database's unique constraint decides between racing beat or worker
+  processes: the insert that loses is the proof that the close is already done or under way. Time zones
+  come from zoneinfo, and local wall-clock time is compared, so a close set at a time that a
+  daylight-saving change skips fires right after the jump and a time that happens twice fires the first
+  time only.
+- **Catching up.** Each beat run looks at the latest scheduled occurrence (today's once its local time
+  has passed, else that of the latest earlier weekday of the schedule) and closes it if nobody has yet,
+  as long as it is at most ``CATCH_UP_WINDOW`` old. So a 23:59 close whose beat run comes a minute late,
+  after local midnight, still fires, for the day before; a close missed for longer (beat down for
+  hours) is dropped rather than made at an hour the store does not expect.
+- **A schedule starts after it is saved.** An occurrence before the schedule's last save
+  (``updated_at``: created, re-enabled, its time or days changed) never fires, so saving a 09:00 schedule
+  at 15:00, or re-enabling one, does not close the batch mid-afternoon; the next occurrence does.
 - **Retries.** A close that fails or whose outcome is unknown is tried again with back-off
   (``RETRY_DELAYS``) up to ``MAX_ATTEMPTS`` times by the retry sweep; after that it stays ``failed``
   with its attempts for an operator (the admin can retry by hand). Closing again is harmless at the
@@ -42,6 +49,9 @@ MAX_ATTEMPTS = 5
 # The wait after failed attempt n (1-based) before attempt n + 1.
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30))
 ATTEMPT_LEASE = timedelta(minutes=6)
+# How late a scheduled close may still be made (see "Catching up"); longer than any beat outage to ride out,
+# shorter than the time to the next occurrence, so a store is not closed at an hour it does not expect.
+CATCH_UP_WINDOW = timedelta(hours=6)
 RETRYABLE_STATUSES = (BatchCloseStatus.PENDING, BatchCloseStatus.FAILED, BatchCloseStatus.UNKNOWN)
 
 
@@ -143,25 +153,44 @@ def batch_closes_claim_due(*, now: datetime | None = None, limit: int = 20) -> l
 
 
 def batch_schedule_business_date(*, schedule: BatchCloseSchedule, now: datetime) -> date | None:
-    """The local business date whose close is due at ``now``, or None when nothing is due today."""
+    """
+    The local business date of the close due at ``now``: that of the schedule's latest occurrence, unless
+    that is more than ``CATCH_UP_WINDOW`` old or older than the schedule's last save (then None).
+    """
     zone = ZoneInfo(str(schedule.time_zone))
-    local_now = now.astimezone(zone)
-    if local_now.isoweekday() not in schedule.weekdays:
+    # Naive local wall-clock times throughout: a time skipped by daylight saving is passed as soon as the
+    # clock jumps, and a time repeated is passed the first time. (The window is then an hour off on the
+    # two days a year the clocks change; it only needs to be roughly right.)
+    local_now = _wall_clock(now, zone)
+    occurrence = _latest_occurrence(schedule, local_now)
+    if occurrence is None or local_now - occurrence > CATCH_UP_WINDOW:
         return None
-    # Wall-clock comparison: a time skipped by daylight saving is passed as soon as the clock jumps.
-    if local_now.time() < schedule.local_time:
-        return None
-    scheduled_at = datetime.combine(local_now.date(), schedule.local_time, tzinfo=zone)
-    if schedule.created_at is not None and schedule.created_at > scheduled_at:
-        return None
-    return local_now.date()
+    if schedule.updated_at is not None and occurrence < _wall_clock(schedule.updated_at, zone):
+        return None  # saved (created, re-enabled, moved) since: its first close is the next occurrence
+    return occurrence.date()
+
+
+def _wall_clock(moment: datetime, zone: ZoneInfo) -> datetime:
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def _latest_occurrence(schedule: BatchCloseSchedule, local_now: datetime) -> datetime | None:
+    """The schedule's latest local date and time at or before ``local_now``, on one of its weekdays."""
+    # Today and the seven days before: that reaches every weekday once, and today's a week ago too.
+    for days_back in range(8):
+        day = local_now.date() - timedelta(days=days_back)
+        occurrence = datetime.combine(day, schedule.local_time)
+        if day.isoweekday() in schedule.weekdays and occurrence <= local_now:
+            return occurrence
+    return None
 
 
 def batch_schedules_open_due(*, now: datetime | None = None) -> list[BatchClose]:
     """
-    Record today's close for every enabled schedule that is due and not yet recorded, and answer the new
-    records (pending; the caller sends them). Safe in any number of processes: each (schedule, business
-    day) is inserted once; the other inserts fail on the unique constraint and are skipped.
+    Record the close of every enabled schedule that is due (its latest occurrence, caught up within
+    ``CATCH_UP_WINDOW``) and not yet recorded, and answer the new records (pending; the caller sends
+    them). Safe in any number of processes: each (schedule, business day) is inserted once; the other
+    inserts fail on the unique constraint and are skipped.
     """
     now = now or timezone.now()
     schedules = list(BatchCloseSchedule.objects.filter(enabled=True, account__is_active=True).select_related("account"))
@@ -190,7 +219,7 @@ def batch_schedules_open_due(*, now: datetime | None = None) -> list[BatchClose]
                     next_attempt_at=now + ATTEMPT_LEASE,
                 )
         except IntegrityError:
-            continue  # another process recorded this day's close first
+            continue  # another process recorded this business day's close first
         logger.info(
             "batch close scheduled",
             extra={"batch_close_id": batch.pk, "schedule_id": schedule.pk, "business_date": business_date.isoformat()},

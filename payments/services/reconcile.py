@@ -9,12 +9,16 @@ minutes: ``payments.services.checks``); a final state clears ``next_check_at``.
 
 Decisions:
 
-- **Claiming.** Any number of workers run passes at once. A worker claims a small chunk of due rows with
-  ``SELECT ... FOR UPDATE SKIP LOCKED`` and, in the same short transaction, moves their ``next_check_at``
-  forward by a lease (``LEASE``). Once that commits, no other worker sees the rows as due; the gateway is
-  then called outside any transaction, so no row lock is held over the network. A worker that dies leaves
-  its rows to be picked up when the lease runs out; a pass that runs out of time hands its unprocessed
-  rows back at once.
+- **Claiming.** Any number of workers run passes at once, periodic ones and ``manage.py reconcile --all``
+  alike. A worker claims a small chunk of rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and, in the same
+  short transaction, leases them: ``check_leased_until`` is set ``LEASE`` ahead. Every claim, due or
+  ``--all``, passes over rows whose lease is still running, so no row is checked by two workers at once.
+  The lease has its own column because ``next_check_at`` cannot tell a row being checked from one merely
+  scheduled later, and ``--all`` must take the latter. The gateway is called outside any transaction, so
+  no row lock is held over the network. A check clears the lease; a worker that dies leaves its rows to
+  be taken when the lease runs out; a chunk stops starting checks ``CHUNK_SECONDS`` after its claim, and
+  a pass that runs out of time (or is stopped by Celery's soft time limit) hands its unchecked rows back
+  at once, so no check starts on a lease too old to outlast it.
 - **Pace.** Every gateway request waits on the shared limiter (``payments.ratelimit``), so all workers
   together stay under ``CODEPAY_MAX_QPS``.
 - **Unknown creates** are only ever queried, never resent. Found: the gateway's state is adopted.
@@ -42,9 +46,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
@@ -85,8 +90,12 @@ from payments.state_machine import (
 logger = logging.getLogger(__name__)
 
 SOURCE = "reconcile"
-# Longer than any task may run (CELERY_TASK_TIME_LIMIT), so a live worker never loses a claimed row.
+# How long a claim holds its rows. A chunk starts checks for at most CHUNK_SECONDS after its claim, and one
+# check (a query, a close, a query after it, each with its retries and timeouts) ends within about three
+# minutes, so a live worker never loses a row it is checking, even in `manage.py reconcile`, which has no
+# task time limit.
 LEASE = timedelta(minutes=6)
+CHUNK_SECONDS = 120.0
 CHUNK_SIZE = 25
 OPERATION_OPEN_STATUSES = frozenset({OperationStatus.UNKNOWN})
 # Orders waiting for the customer; only these expire.
@@ -145,7 +154,13 @@ def _claim(
     lease_until = now + LEASE
     queryset = model if isinstance(model, QuerySet) else model.objects.all()
     with transaction.atomic():
-        rows = queryset.select_for_update(skip_locked=True).filter(status__in=open_statuses)
+        rows = (
+            queryset.select_for_update(skip_locked=True)
+            .filter(status__in=open_statuses)
+            # SKIP LOCKED passes over rows being claimed right now; this, over rows claimed earlier and still
+            # being checked outside any transaction.
+            .filter(Q(check_leased_until__isnull=True) | Q(check_leased_until__lte=now))
+        )
         if due_before is not None:
             rows = rows.filter(next_check_at__lte=due_before).order_by("next_check_at", "pk")
         else:
@@ -155,7 +170,7 @@ def _claim(
             rows = rows.filter(created_at__gte=created_since)
         ids = list(rows.values_list("pk", flat=True)[:limit])
         if ids:
-            queryset.filter(pk__in=ids).update(next_check_at=lease_until)
+            queryset.filter(pk__in=ids).update(check_leased_until=lease_until)
     return ids, lease_until
 
 
@@ -204,16 +219,17 @@ def refunds_claim_due(
     )
 
 
-def _release(model, ids: list[int], *, lease_until: datetime, now: datetime) -> None:
-    """Hand back claimed rows this pass will not reach, so the next pass takes them at once."""
+def _release(model, ids: list[int], *, lease_until: datetime) -> None:
+    """Hand back claimed rows this chunk will not check; a due one is taken again at once."""
     if ids:
-        model.objects.filter(pk__in=ids, next_check_at=lease_until).update(next_check_at=now)
+        model.objects.filter(pk__in=ids, check_leased_until=lease_until).update(check_leased_until=None)
 
 
 def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetime) -> None:
-    """Count the check and set the next one; a row that became final keeps no next check."""
+    """Count the check, set the next one and end the lease; a row that became final keeps no next check."""
     model.objects.filter(pk=pk).update(
         check_attempts=F("check_attempts") + 1,
+        check_leased_until=None,
         next_check_at=Case(
             When(status__in=list(open_statuses), then=Value(next_check_at(attempts + 1, now=now))),
             default=Value(None),
@@ -408,6 +424,9 @@ def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None 
 # --- A pass -------------------------------------------------------------------------------------------
 
 
+CLAIMS = {Order: orders_claim_due, Refund: refunds_claim_due, OrderOperation: operations_claim_due}
+
+
 def reconciliation_run(
     *,
     throttle: Throttle | None = None,
@@ -416,6 +435,7 @@ def reconciliation_run(
     created_since: datetime | None = None,
     max_seconds: float | None = None,
     chunk_size: int = CHUNK_SIZE,
+    chunk_seconds: float = CHUNK_SECONDS,
     on_change: Callable[[StatusChange], None] | None = None,
 ) -> ReconcileReport:
     """
@@ -424,7 +444,7 @@ def reconciliation_run(
     processes at once: each row is claimed by one of them.
     """
     report = ReconcileReport()
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    pass_deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # Rows rescheduled during this pass are due later than its start, so a pass always ends.
     due_before = clock() if due_only else None
     cursors = {Order: 0, Refund: 0, OrderOperation: 0}
@@ -433,27 +453,41 @@ def reconciliation_run(
         for model in cursors:
             if model in exhausted:
                 continue
-            if deadline is not None and time.monotonic() >= deadline:
+            if pass_deadline is not None and time.monotonic() >= pass_deadline:
                 return report
-            claim = {Order: orders_claim_due, Refund: refunds_claim_due, OrderOperation: operations_claim_due}[model]
-            ids, lease_until = claim(
+            ids, lease_until = CLAIMS[model](
                 now=clock(), due_before=due_before, limit=chunk_size, after_pk=cursors[model], created_since=created_since
             )
             if not ids:
                 exhausted.add(model)
                 continue
-            cursors[model] = max(ids)
-            _run_chunk(model, ids, lease_until, report, throttle=throttle, clock=clock, deadline=deadline, on_change=on_change)
+            chunk_deadline = time.monotonic() + chunk_seconds
+            if pass_deadline is not None:
+                chunk_deadline = min(chunk_deadline, pass_deadline)
+            last_checked = _run_chunk(
+                model, ids, lease_until, report, throttle=throttle, clock=clock, deadline=chunk_deadline, on_change=on_change
+            )
+            if last_checked is not None:
+                # A walk over every open row (due_only=False) goes on after the last row checked, so the rows
+                # handed back are claimed again and each is visited once.
+                cursors[model] = last_checked
     return report
 
 
-def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change) -> None:
+def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change) -> int | None:
+    """
+    Check the claimed rows in id order, starting none after ``deadline`` but the first, hand back the rest,
+    and answer the id of the last row checked (None: none was).
+    """
     related = "order__account" if model is OrderOperation else "account"
     rows = list(model.objects.select_related(related).filter(pk__in=ids).order_by("pk"))
+    last_checked = None
     for index, row in enumerate(rows):
-        if deadline is not None and time.monotonic() >= deadline:
-            _release(model, [r.pk for r in rows[index:]], lease_until=lease_until, now=clock())
-            return
+        # The first row is always checked, so every claim makes progress and a pass always ends.
+        if index > 0 and time.monotonic() >= deadline:
+            _release(model, [r.pk for r in rows[index:]], lease_until=lease_until)
+            break
+        last_checked = row.pk
         try:
             if model is Order:
                 report.orders_checked += 1
@@ -464,6 +498,10 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
             else:
                 report.refunds_checked += 1
                 change = refund_reconcile(refund=row, throttle=throttle, clock=clock)
+        except SoftTimeLimitExceeded:
+            # Celery is stopping the task: the rows not reached go back at once, and Celery must see the stop.
+            _release(model, [r.pk for r in rows[index + 1 :]], lease_until=lease_until)
+            raise
         except (GatewayError, Misconfigured):
             report.errors += 1
             continue
@@ -476,3 +514,4 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
             report.changes.append(change)
             if on_change is not None:
                 on_change(change)
+    return last_checked

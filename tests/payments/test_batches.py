@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from payments.models import BatchClose, BatchCloseSchedule, BatchCloseStatus, Channel
 from payments.services.batches import (
+    CATCH_UP_WINDOW,
     batch_close,
     batch_close_attempt,
     batch_closes_claim_due,
@@ -32,8 +33,9 @@ def schedule_for(account, *, local_time: time, time_zone: str, weekdays=None, st
         weekdays=weekdays or [1, 2, 3, 4, 5, 6, 7],
         terminal_sn_list=terminals or [],
     )
-    # Schedules start on the day after they are saved when today's time has passed; these were saved long ago.
-    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=datetime(2024, 1, 1, tzinfo=UTC))
+    # No occurrence before a schedule's last save fires; these were saved long ago.
+    saved_long_ago = datetime(2024, 1, 1, tzinfo=UTC)
+    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=saved_long_ago, updated_at=saved_long_ago)
     schedule.refresh_from_db()
     return schedule
 
@@ -94,9 +96,51 @@ def test_schedules_fire_only_on_their_weekdays_and_only_when_enabled(account):
 def test_a_schedule_saved_after_todays_time_starts_tomorrow(account):
     """Saving a 09:00 schedule at 15:00 does not close the batch that afternoon."""
     schedule = BatchCloseSchedule.objects.create(account=account, store_no=STORE_NO, local_time=time(9, 0), time_zone="UTC")
-    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=datetime(2024, 5, 6, 15, 0, tzinfo=UTC))
+    saved_at = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)
+    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=saved_at, updated_at=saved_at)
     assert opened(datetime(2024, 5, 6, 15, 1, tzinfo=UTC)) == []
     assert opened(datetime(2024, 5, 7, 9, 0, tzinfo=UTC)) == [("UTC", date(2024, 5, 7))]
+
+
+def test_re_enabling_a_schedule_or_moving_it_earlier_after_todays_time_waits_for_the_next_day(account):
+    """At 15:00 one 09:00 schedule is re-enabled and an 18:00 one is moved to 09:00: neither closes that
+    afternoon (today's 09:00 came before the save), and both close at 09:00 the next day."""
+    reenabled = schedule_for(account, local_time=time(9, 0), time_zone="UTC")
+    moved = schedule_for(account, local_time=time(18, 0), time_zone="UTC", store_no="4021000009")
+    saved_at = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)  # updated_at, as the admin's save sets it
+    BatchCloseSchedule.objects.filter(pk=reenabled.pk).update(enabled=True, updated_at=saved_at)
+    BatchCloseSchedule.objects.filter(pk=moved.pk).update(local_time=time(9, 0), updated_at=saved_at)
+
+    assert batch_schedules_open_due(now=datetime(2024, 5, 6, 15, 1, tzinfo=UTC)) == []
+    assert batch_schedules_open_due(now=datetime(2024, 5, 6, 18, 0, tzinfo=UTC)) == []
+    next_day = batch_schedules_open_due(now=datetime(2024, 5, 7, 9, 0, tzinfo=UTC))
+    assert sorted((batch.store_no, batch.business_date) for batch in next_day) == [
+        (STORE_NO, date(2024, 5, 7)),
+        ("4021000009", date(2024, 5, 7)),
+    ]
+
+
+def test_a_close_whose_beat_run_comes_after_local_midnight_fires_for_the_day_before(account):
+    """A 23:59 New York close on Fridays: the beat run due at 23:59 comes at 00:00:30 Saturday, and the close is
+    still made, once, for Friday. On Monday at 23:58 Friday's occurrence is far outside the catch-up window."""
+    schedule_for(account, local_time=time(23, 59), time_zone="America/New_York", weekdays=[5])
+    # 2024-06-08 04:00:30Z is Saturday 00:00:30 EDT.
+    assert opened(datetime(2024, 6, 8, 4, 0, 30, tzinfo=UTC)) == [("America/New_York", date(2024, 6, 7))]
+    assert opened(datetime(2024, 6, 8, 4, 1, 30, tzinfo=UTC)) == []
+    assert opened(datetime(2024, 6, 11, 3, 58, tzinfo=UTC)) == []
+    assert BatchClose.objects.get().business_date == date(2024, 6, 7)
+
+
+def test_a_close_is_caught_up_within_the_window_and_dropped_after_it(account):
+    """A 09:00 close missed while beat was down is made by the first run up to CATCH_UP_WINDOW later (for its own
+    day); a run after the window leaves that day without a close and waits for the next occurrence."""
+    schedule_for(account, local_time=time(9, 0), time_zone="UTC")
+    assert CATCH_UP_WINDOW == timedelta(hours=6)
+    assert opened(datetime(2024, 5, 6, 15, 0, tzinfo=UTC)) == [("UTC", date(2024, 5, 6))]
+    assert opened(datetime(2024, 5, 7, 15, 1, tzinfo=UTC)) == []
+    assert opened(datetime(2024, 5, 8, 2, 0, tzinfo=UTC)) == []
+    assert opened(datetime(2024, 5, 8, 9, 0, tzinfo=UTC)) == [("UTC", date(2024, 5, 8))]
+    assert sorted(BatchClose.objects.values_list("business_date", flat=True)) == [date(2024, 5, 6), date(2024, 5, 8)]
 
 
 def test_two_beat_processes_racing_record_one_close(transactional_db, account):
@@ -138,9 +182,9 @@ def test_a_scheduled_close_records_the_gateways_count_total_and_answer(account, 
     paid_terminal_sale(account, sandbox_control, "10.00")
     paid_terminal_sale(account, sandbox_control, "2.50")
     paid_terminal_sale(account, sandbox_control, "7.00", terminal_sn="WPYB002248000999")
-    schedule_for(account, local_time=time(0, 0), time_zone="Asia/Tokyo", terminals=[TERMINAL_SN])
+    schedule_for(account, local_time=time(19, 0), time_zone="Asia/Tokyo", terminals=[TERMINAL_SN])
 
-    [batch] = batch_schedules_open_due(now=timezone.now())
+    [batch] = batch_schedules_open_due(now=datetime(2024, 3, 11, 10, 0, tzinfo=UTC))
     batch = batch_close_attempt(batch=batch)
 
     assert batch.status == BatchCloseStatus.SUCCEEDED

@@ -166,8 +166,11 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_work
         description="Soup", terminal_sn="WPYB002248000865",
     ).order  # fmt: skip
     sandbox_control.pay(order.merchant_order_no)
-    schedule = BatchCloseSchedule.objects.create(account=account, store_no=STORE_NO, local_time="00:00", time_zone="UTC")
-    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=datetime(2024, 1, 1, tzinfo=UTC))
+    # Due a minute ago (well inside the catch-up window), on a schedule saved long before.
+    due_at = timezone.now() - timedelta(minutes=1)
+    schedule = BatchCloseSchedule.objects.create(account=account, store_no=STORE_NO, local_time=due_at.time(), time_zone="UTC")
+    saved_long_ago = datetime(2024, 1, 1, tzinfo=UTC)
+    BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=saved_long_ago, updated_at=saved_long_ago)
 
     tasks.run_due_batch_schedules.delay()
     tasks.run_due_batch_schedules.delay()  # a second beat process: still one close today
@@ -175,5 +178,5 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_work
     wait_until(lambda: BatchClose.objects.filter(status=BatchCloseStatus.SUCCEEDED).exists())
     time.sleep(0.5)
     batch = BatchClose.objects.get()
-    assert (batch.schedule_id, batch.business_date, batch.trigger) == (schedule.pk, timezone.now().date(), "schedule")
+    assert (batch.schedule_id, batch.business_date, batch.trigger) == (schedule.pk, due_at.date(), "schedule")
     assert (batch.count, batch.total_amount, batch.attempts) == (1, Decimal("6.000"), 1)

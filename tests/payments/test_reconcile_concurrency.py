@@ -1,4 +1,7 @@
-"""Several workers reconciling at once: every due row is claimed, and checked, by exactly one of them."""
+"""
+Several workers reconciling at once: every due row is claimed, and checked, by exactly one of them, and no
+check starts on a lease too old to outlast it.
+"""
 
 import threading
 import time
@@ -6,12 +9,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection
 from django.utils import timezone
 
 from payments.models import Channel, GatewayCall, Order
 from payments.services.orders import order_create
-from payments.services.reconcile import reconciliation_run
+from payments.services.reconcile import LEASE, orders_claim_due, reconciliation_run
+from tests.factories import OrderFactory
 
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
 
@@ -86,5 +91,72 @@ def test_a_pass_out_of_time_hands_its_claimed_rows_back(account):
     report = reconciliation_run(clock=lambda: now, chunk_size=3, max_seconds=0.2, throttle=lambda: time.sleep(0.3))
 
     assert report.orders_checked == 1
-    assert Order.objects.filter(check_attempts=1, next_check_at=now + timedelta(seconds=10)).count() == 1
-    assert Order.objects.filter(check_attempts=0, next_check_at=now).count() == 2
+    assert Order.objects.filter(check_attempts=1, next_check_at=now + timedelta(seconds=10), check_leased_until=None).count() == 1
+    assert Order.objects.filter(check_attempts=0, next_check_at=now - timedelta(seconds=1), check_leased_until=None).count() == 2
+
+
+def test_rows_leased_by_a_pass_are_not_claimed_by_an_all_pass_until_the_lease_runs_out(account):
+    """While a periodic pass holds three due orders, a `reconcile --all` claim takes only the open order nobody
+    holds (scheduled later, so not due) and a second one takes nothing; once the lease has run out (its
+    worker died), the due orders are claimed again."""
+    now = timezone.now()
+    due = sorted(OrderFactory(account=account, next_check_at=now - timedelta(seconds=1)).pk for _ in range(3))
+    later = OrderFactory(account=account, next_check_at=now + timedelta(minutes=30)).pk
+
+    assert orders_claim_due(now=now, due_before=now) == (due, now + LEASE)
+    assert orders_claim_due(now=now, due_before=None) == ([later], now + LEASE)
+    assert orders_claim_due(now=now, due_before=None) == ([], now + LEASE)
+    assert orders_claim_due(now=now + LEASE, due_before=now + LEASE) == (due, now + 2 * LEASE)
+
+
+def test_a_chunk_stops_starting_checks_once_its_claim_is_chunk_seconds_old(account):
+    """An --all pass over three orders not yet due, one chunk of three, each check slower than chunk_seconds:
+    every check starts on a fresh lease (the chunk hands the rest back and the walk claims them again), and
+    each order is checked exactly once."""
+    pks = sorted(
+        order_create(
+            account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("5.00"), currency="USD",
+            description="Tea", terminal_sn="WPYB002248000865",
+        ).order.pk
+        for _ in range(3)
+    )  # fmt: skip
+    leases_at_each_check = []
+
+    def slow_throttle():
+        leased = Order.objects.exclude(check_leased_until=None).order_by("pk")
+        leases_at_each_check.append(list(leased.values_list("pk", "check_leased_until")))
+        time.sleep(0.3)
+
+    report = reconciliation_run(due_only=False, chunk_size=3, chunk_seconds=0.2, throttle=slow_throttle)
+
+    assert report.orders_checked == 3
+    # Before each check, the rows still held are the ones not yet checked, under a lease taken after the last check.
+    assert [[pk for pk, _ in leased] for leased in leases_at_each_check] == [pks, pks[1:], pks[2:]]
+    leases = [leased[0][1] for leased in leases_at_each_check]
+    assert leases[0] < leases[1] < leases[2]
+    assert list(Order.objects.order_by("pk").values_list("check_attempts", "check_leased_until")) == [(1, None)] * 3
+    assert GatewayCall.objects.filter(method="order.query").count() == 3
+
+
+def test_a_soft_time_limit_stops_the_pass_and_hands_the_unchecked_rows_back(account):
+    """Celery's SoftTimeLimitExceeded raised during a check is not taken for a failed row: it ends the pass,
+    the row being checked is rescheduled, and the row not reached is free to be claimed again at once."""
+    for _ in range(3):
+        OrderFactory(account=account)
+    now = timezone.now()
+    Order.objects.update(next_check_at=now - timedelta(seconds=1))
+    requests_started = []
+
+    def throttle():
+        requests_started.append(len(requests_started) + 1)
+        if len(requests_started) == 2:
+            raise SoftTimeLimitExceeded()
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        reconciliation_run(clock=lambda: now, chunk_size=3, throttle=throttle)
+
+    assert list(Order.objects.order_by("pk").values_list("check_attempts", "next_check_at", "check_leased_until")) == [
+        (1, now + timedelta(seconds=10), None),
+        (1, now + timedelta(seconds=10), None),
+        (0, now - timedelta(seconds=1), None),
+    ]

@@ -37,7 +37,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--all", action="store_true", help="Check every open order and refund, not only those due.")
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="Check every open order and refund once, not only those due (a row another worker is checking is left to it).",
+        )
         parser.add_argument("--since", help="Only rows created since then: a duration (30m, 2h, 7d) or an ISO date/date-time.")
 
     def handle(self, *args, **options):
