@@ -215,7 +215,7 @@ CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = env.str("CODEPAY_SANDBOX_GATEWAY_PRIV
 CODEPAY_CONNECT_TIMEOUT = env.float("CODEPAY_CONNECT_TIMEOUT", default=5.0)
 CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
 CODEPAY_MAX_QPS = env.float("CODEPAY_MAX_QPS", default=20.0)
-# Notifications: confirm money-moving results by a signed query before applying them.
+# Notifications: confirm every final result (closed, paid, cancelled) by a signed query before applying it.
 CODEPAY_CONFIRM_NOTIFICATIONS = env.bool("CODEPAY_CONFIRM_NOTIFICATIONS", default=True)
 CODEPAY_NOTIFICATION_MAX_BYTES = env.int("CODEPAY_NOTIFICATION_MAX_BYTES", default=65536)
 # Empty: accept from any address. CodePay's published sources are 3.135.111.52 and 18.217.220.157.

@@ -89,6 +89,7 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
                 "fields": (
                     "status",
                     "result",
+                    "confirmed_trans_status",
                     "status_message",
                     "attempts",
                     "last_attempt_at",

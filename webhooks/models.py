@@ -57,7 +57,9 @@ class NotificationDelivery(models.Model):
     source_address = models.GenericIPAddressField(null=True, blank=True, help_text="REMOTE_ADDR as the server saw it.")
     headers = models.JSONField(default=dict, blank=True, help_text="Request headers without Authorization and Cookie.")
     content_type = models.CharField(max_length=255, blank=True)
-    raw_body = models.BinaryField(help_text="The body byte for byte (the first CODEPAY_NOTIFICATION_MAX_BYTES when truncated).")
+    raw_body = models.BinaryField(
+        help_text="The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 KiB if rejected)."
+    )
     body_size = models.PositiveIntegerField(help_text="Bytes announced by Content-Length, or read when it was absent.")
     body_truncated = models.BooleanField(default=False)
     payload = models.JSONField(
@@ -79,6 +81,9 @@ class NotificationDelivery(models.Model):
     # What became of it.
     status = models.CharField(max_length=16, choices=ProcessingStatus.choices, default=ProcessingStatus.RECEIVED)
     result = models.CharField(max_length=16, blank=True, help_text="What the payments service answered.")
+    confirmed_trans_status = models.CharField(
+        max_length=8, blank=True, help_text="What the confirming query last answered; empty: applied from the notification."
+    )
     status_message = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -10,13 +10,31 @@ delivery whose task was not queued (or got lost) is picked up by the periodic sw
 (``apply_due_notifications``) through ``next_attempt_at``. Nothing is deleted; failures are retried with
 backoff and then parked ("unmatched", "dead") for an operator, who can replay them.
 
+Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST
+to the notify_url, and a body that did not verify is evidence, not news. Its first 4 KiB show what it was;
+a longer one is cut, flagged truncated, and its parsed fields are not stored either. A genuine notification
+is about 1 KiB, so one rejected for a key problem is still whole, and a replay verifies it again once an
+operator has fixed the key (``notification_replay``). Valid deliveries keep their whole body.
+
 Why confirm by query: a notification is a hint. Its signature proves the gateway sent it, not that it
-is the latest word (deliveries are duplicated, late and out of order), and a result that moves money
-(trans_status 2, success; 3, cancelled, which can undo a payment) is only applied as answered by a signed
-``order.query`` / ``order.refund.query`` at the time of applying (PROTOCOL.md: "Treat a notification as a
-hint"). Statuses that move no money (9 created, 0 in progress, 1 closed) are applied from the
-notification itself. ``CODEPAY_CONFIRM_NOTIFICATIONS`` turns confirmation off (tests, or a gateway
-without queries); never in production.
+is the latest word (deliveries are duplicated, late and out of order), nor even that it is about this
+merchant's order: the gateway signs for every merchant with one key, and a body that omits merchant_no
+and app_id cannot be told apart. So a final result (trans_status 2 success, 3 cancelled, 1 closed) is
+only applied as a signed ``order.query`` / ``order.refund.query`` answers it at the time of applying
+(PROTOCOL.md: "Treat a notification as a hint"). Only 9 created and 0 in progress, which decide nothing,
+are applied from the notification itself. ``CODEPAY_CONFIRM_NOTIFICATIONS`` turns confirmation off
+(tests, or a gateway without queries); never in production. Every query takes its turn on the gateway
+rate limit that all workers share (``payments.ratelimit``), like the reconciler's.
+
+A query can lag the notification: a late payment notified as 2 while the query still answers 1, a cancel
+notified as 3 while it still answers 2. Whatever the query answered is applied; then, if the notified
+status could still move the order (or refund) forward by the state machine, the query has not caught up
+and the delivery is not settled: it is retried until the answer reaches it, or parked as "dead".
+
+A capture or void carries its own merchant_order_no. While its operation's outcome is unknown (the call
+timed out), the notification is settled by ``operation_sync``, which queries that number and applies the
+effect under the order's lock; once the operation is settled, its notifications are "ignored". They are
+queried even with confirmation off: payments has no way to apply an operation from a payload.
 
 Applying goes through the payments services only (``order_apply_gateway_state`` /
 ``refund_apply_gateway_state``), which check amount and currency against the order and never move a
@@ -25,8 +43,16 @@ so deliveries about one order are decided one at a time and a delivery is marked
 transaction as the change it made: exactly once, however many copies arrive or workers run.
 
 A copy is recognised by its fingerprint (sha256 of the canonical sign string) within the account: once
-one copy is settled (applied or stale with the status it announced), later copies are "duplicate" and
-change nothing. Logs carry ids and statuses, never bodies (``attach`` and other fields are the merchant's).
+one copy is settled with the status it announced (applied or stale as the notification itself said, or
+as a query answered that very status), later copies are "duplicate" and change nothing. A copy settled
+on a query that answered something else proves nothing about the announced status, so later copies ask
+again.
+
+The periodic sweep checks its time budget before each delivery and gives back the leases of claimed
+deliveries it did not reach. Celery's ``SoftTimeLimitExceeded`` is never taken for a failure to retry:
+it stops the task, and the interrupted delivery stays due for the next sweep.
+
+Logs carry ids and statuses, never bodies (``attach`` and other fields are the merchant's).
 """
 
 from __future__ import annotations
@@ -34,22 +60,33 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from codepay_service.errors import ServiceError
-from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayError
+from payments.gateway.client import CodePayClient
+from payments.gateway.errors import GatewayDeclined, GatewayError
 from payments.gateway.methods import TransStatus
 from payments.gateway.results import OrderInfo, RefundInfo
-from payments.models import Order, OrderOperation, Refund
-from payments.services.accounts import gateway_client_for, gateway_public_keys, merchant_account_get
-from payments.services.orders import ApplyResult, order_apply_gateway_state
+from payments.models import MerchantAccount, OperationStatus, Order, OrderOperation, Refund
+from payments.ratelimit import gateway_rate_limiter
+from payments.services.accounts import gateway_client_for, merchant_account_effective, merchant_account_get
+from payments.services.orders import ApplyResult, operation_sync, order_apply_gateway_state
 from payments.services.refunds import refund_apply_gateway_state
+from payments.state_machine import (
+    order_can_move,
+    order_status_from_gateway,
+    refund_can_move,
+    refund_status_from_gateway,
+)
 
 from . import conf
 from .models import (
@@ -64,6 +101,7 @@ from .verification import (
     MalformedBody,
     ParsedNotification,
     Verdict,
+    gateway_keys_load,
     notification_fingerprint,
     notification_parse,
     notification_verify,
@@ -74,10 +112,13 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "notification"
 SUCCESS_BODY = "success"
-# Results that move money, or can undo it: applied only as a signed query answers them.
-MONEY_MOVING_STATUSES = frozenset({TransStatus.SUCCESS.value, TransStatus.CANCELLED.value})
-# A query answering one of these has not caught up with a final notification yet: look again later.
+# Results that decide nothing, applied from the notification itself; every other one only as a query answers it.
 OPEN_GATEWAY_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
+# What a rejected delivery keeps of its body (valid ones keep all of it).
+REJECTED_BODY_MAX_BYTES = 4096
+# Rejected for want of a usable key, or for a signature none of the keys verified: a replay verifies
+# them again from their stored body with the account's keys as they are then.
+REVERIFIABLE = frozenset({Verification.KEY_UNAVAILABLE, Verification.INVALID_SIGNATURE})
 UNMATCHED_ERROR = "no order or refund with this merchant_order_no yet"
 # Headers never stored: credentials a proxy or a misconfigured sender could attach.
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -176,6 +217,7 @@ def notification_receive(
         verdict = _verdict(account, parsed, malformed)
 
     fields = parsed.fields if parsed is not None else {}
+    keep_whole_body = verdict.valid or len(body) <= REJECTED_BODY_MAX_BYTES
     delivery = NotificationDelivery(
         account=account,
         account_code=account_code[:64],
@@ -183,10 +225,10 @@ def notification_receive(
         source_address=_ip_or_none(source_address),
         headers={name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS},
         content_type=content_type[:255],
-        raw_body=body,
+        raw_body=body if keep_whole_body else body[:REJECTED_BODY_MAX_BYTES],
         body_size=body_size,
-        body_truncated=body_truncated,
-        payload=fields if parsed is not None else None,
+        body_truncated=body_truncated or not keep_whole_body,
+        payload=fields if parsed is not None and keep_whole_body else None,
         verification=verdict.verification,
         verified_with=verdict.verified_with,
         verification_detail=verdict.detail[:255],
@@ -235,10 +277,14 @@ def _verdict(account, parsed: ParsedNotification | None, malformed: str) -> Verd
     if parsed is None:
         return Verdict(Verification.MALFORMED, malformed)
     try:
-        keys = gateway_public_keys(account)
-    except GatewayConfigurationError as exc:
-        return Verdict(Verification.KEY_UNAVAILABLE, exc.message)
-    return notification_verify(parsed, public_keys=keys, merchant_no=account.merchant_no, app_id=account.app_id)
+        # The default account as the CODEPAY_* settings describe it now (a key rotation takes effect on restart).
+        configured = merchant_account_effective(account)
+    except ServiceError as exc:
+        return Verdict(Verification.KEY_UNAVAILABLE, getattr(exc, "detail", exc.message))
+    keys = gateway_keys_load({"current": configured.gateway_public_key, "next": configured.next_gateway_public_key})
+    for label in keys.unreadable:
+        logger.error("gateway public key unreadable", extra={"account_code": account.code, "key": label})
+    return notification_verify(parsed, keys=keys, merchant_no=configured.merchant_no, app_id=configured.app_id)
 
 
 def _text(fields: dict, name: str, length: int) -> str:
@@ -341,9 +387,12 @@ def notification_apply(*, delivery_id: int, replay: bool = False) -> ApplyOutcom
         if target is None:
             return _record_retry(delivery, unmatched=True, replay=replay, error=UNMATCHED_ERROR)
         if isinstance(target, OrderOperation):
-            return _record_ignored(delivery, target, replay=replay)
+            return _operation_settle(delivery, target, replay=replay)
         info, confirmed = (None, False) if _settled_copy_exists(delivery) else _gateway_state(delivery, target)
         return _apply_locked(delivery, target, info, confirmed=confirmed, replay=replay)
+    except SoftTimeLimitExceeded:
+        # The task's time is up, not a failure of this delivery: it stays due, and the task stops.
+        raise
     except Exception as exc:  # every failure is retried, then parked as "dead"; nothing is lost
         if not isinstance(exc, (GatewayError, ServiceError)):
             logger.exception("notification apply failed unexpectedly", extra={"delivery_id": delivery_id})
@@ -371,37 +420,60 @@ def _target_find(delivery: NotificationDelivery) -> Order | Refund | OrderOperat
     order = Order.objects.filter(account_id=account_id, **key).first()
     if order is not None:
         return order
-    # A capture or void carries its own merchant_order_no; its outcome is recorded by the call that made it.
+    # A capture or void carries its own merchant_order_no.
     return OrderOperation.objects.filter(order__account_id=account_id, **key).select_related("order").first()
 
 
 def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
-    """Another copy of the same message (same account and fingerprint) was already applied or found stale."""
+    """Another copy of the same message (same account and fingerprint) was settled with the status it announced."""
     return (
         NotificationDelivery.objects.filter(
-            account_id=delivery.account_id, fingerprint=delivery.fingerprint, status__in=SETTLED_STATUSES
+            account_id=delivery.account_id,
+            fingerprint=delivery.fingerprint,
+            status__in=SETTLED_STATUSES,
+            confirmed_trans_status__in=("", delivery.trans_status),
         )
         .exclude(pk=delivery.pk)
         .exists()
     )
 
 
+def _gateway_client(account: MerchantAccount) -> CodePayClient:
+    """The account's client, taking its turn on the gateway rate limit every worker shares."""
+    return gateway_client_for(account, throttle=gateway_rate_limiter())
+
+
+def _query_method(target: Order | Refund) -> str:
+    return "order.refund.query" if isinstance(target, Refund) else "order.query"
+
+
 def _gateway_state(delivery: NotificationDelivery, target: Order | Refund) -> tuple[OrderInfo | RefundInfo, bool]:
-    """What to apply: a signed query's answer for money-moving results, else the notification itself."""
-    payload = delivery.payload or {}
+    """What to apply: a signed query's answer for a final result, else the notification itself."""
     is_refund = isinstance(target, Refund)
-    if delivery.trans_status in MONEY_MOVING_STATUSES and conf.confirm_notifications():
-        client = gateway_client_for(delivery.account)
-        if is_refund:
-            info = client.query_refund(merchant_order_no=target.merchant_order_no)
-            method = "order.refund.query"
-        else:
-            info = client.query_order(merchant_order_no=target.merchant_order_no)
-            method = "order.query"
-        if info.merchant_order_no and info.merchant_order_no != target.merchant_order_no:
-            raise _ConfirmationMismatch(f"answered about {info.merchant_order_no}", method=method)
-        return info, True
-    return (RefundInfo if is_refund else OrderInfo).from_data(payload), False
+    if not conf.confirm_notifications() or delivery.trans_status in OPEN_GATEWAY_STATUSES:
+        return (RefundInfo if is_refund else OrderInfo).from_data(delivery.payload or {}), False
+    client = _gateway_client(delivery.account)
+    if is_refund:
+        info = client.query_refund(merchant_order_no=target.merchant_order_no)
+    else:
+        info = client.query_order(merchant_order_no=target.merchant_order_no)
+    if info.merchant_order_no and info.merchant_order_no != target.merchant_order_no:
+        raise _ConfirmationMismatch(f"answered about {info.merchant_order_no}", method=_query_method(target))
+    return info, True
+
+
+def _notified_status_ahead(delivery: NotificationDelivery, target: Order | Refund) -> bool:
+    """
+    Could the status the notification announced still move the order (refund) forward, now that the
+    query's answer is applied? Then the query has not caught up with the gateway's news yet.
+    """
+    if isinstance(target, Refund):
+        current = Refund.objects.values_list("status", flat=True).get(pk=target.pk)
+        notified = refund_status_from_gateway(delivery.trans_status)
+        return notified is not None and refund_can_move(current, notified)
+    current, trans_type = Order.objects.values_list("status", "trans_type").get(pk=target.pk)
+    notified = order_status_from_gateway(delivery.trans_status, trans_type)
+    return notified is not None and order_can_move(current, notified)
 
 
 def _apply_locked(
@@ -437,18 +509,26 @@ def _apply_locked(
         status = _RESULT_STATUS[result]
         message = _result_message(delivery, info, result, confirmed=confirmed)
         notified, answered = delivery.trans_status, info.trans_status
-        if confirmed and answered != notified and answered in OPEN_GATEWAY_STATUSES:
-            # The query has not caught up with the final result the gateway notified: ask again later.
-            # Whatever the answer changed stays applied; the delivery itself is not settled.
-            locked.result = result.value
-            locked.save(update_fields=["order", "refund", "result"])
-            method = "order.refund.query" if is_refund else "order.query"
+        lagging = (
+            confirmed
+            and answered != notified
+            and result is not ApplyResult.CONFLICT
+            and _notified_status_ahead(delivery, target)
+        )
+        if lagging:
+            # The query has not caught up with what the gateway notified: ask again later. Whatever the
+            # answer changed stays applied; the delivery itself is not settled.
+            if not (replay and locked.status in _DONE_STATUSES):
+                locked.result, locked.confirmed_trans_status = result.value, answered
+                locked.save(update_fields=["order", "refund", "result", "confirmed_trans_status"])
+            method = _query_method(target)
             error = f"unconfirmed: {method} answered trans_status {answered}, the notification said {notified}"
             return _record_retry(locked, unmatched=False, replay=replay, error=error)
         if replay and locked.status in SETTLED_STATUSES and result is not ApplyResult.APPLIED:
             # Replaying a settled delivery keeps its record of what it did the first time.
             return ApplyOutcome(locked.pk, locked.status, result.value, f"replayed: {message}")
         locked.result = result.value
+        locked.confirmed_trans_status = answered if confirmed else ""
         outcome = _finish(locked, status, now=now, message=message)
     logger.info(
         "notification applied",
@@ -481,6 +561,7 @@ def _finish(locked: NotificationDelivery, status: str, *, now: datetime, message
             "next_attempt_at",
             "last_error",
             "result",
+            "confirmed_trans_status",
             "order",
             "refund",
         ]
@@ -488,18 +569,34 @@ def _finish(locked: NotificationDelivery, status: str, *, now: datetime, message
     return ApplyOutcome(locked.pk, status, locked.result, locked.status_message)
 
 
-def _record_ignored(delivery: NotificationDelivery, operation: OrderOperation, *, replay: bool) -> ApplyOutcome:
+def _operation_settle(delivery: NotificationDelivery, operation: OrderOperation, *, replay: bool) -> ApplyOutcome:
+    """
+    A notification about a capture or void. While the operation's outcome is unknown, ``operation_sync``
+    looks it up by its own merchant_order_no and applies its effect; the delivery is retried while the
+    gateway does not know the outcome yet. An operation already settled leaves nothing to do: "ignored".
+    """
+    result = ApplyResult.UNCHANGED
+    if operation.status == OperationStatus.UNKNOWN:
+        result = operation_sync(operation=operation, client=_gateway_client(delivery.account), source=SOURCE)
+        operation.refresh_from_db(fields=["status"])
+        if operation.status == OperationStatus.UNKNOWN:
+            error = f"unconfirmed: order.query does not know the {operation.kind} operation's outcome yet"
+            return _record_retry(delivery, unmatched=False, replay=replay, error=error)
+    if result is ApplyResult.APPLIED:
+        status = ProcessingStatus.APPLIED
+        message = f"the {operation.kind} operation {operation.status}, as order.query answered"
+    else:
+        status = ProcessingStatus.IGNORED
+        message = f"about the order's {operation.kind} operation, already {operation.status}"
     with transaction.atomic():
         locked = NotificationDelivery.objects.select_for_update().get(pk=delivery.pk)
         if not replay and not _is_pending(locked):
             return ApplyOutcome(locked.pk, locked.status, locked.result, "already processed")
+        if replay and locked.status in _DONE_STATUSES:
+            return ApplyOutcome(locked.pk, locked.status, locked.result, f"replayed: {message}")
         locked.order_id = operation.order_id
-        return _finish(
-            locked,
-            ProcessingStatus.IGNORED,
-            now=timezone.now(),
-            message=f"about the order's {operation.kind} operation, recorded by the call that made it",
-        )
+        locked.result = result.value if status == ProcessingStatus.APPLIED else ""
+        return _finish(locked, status, now=timezone.now(), message=message)
 
 
 def _record_retry(delivery: NotificationDelivery, *, unmatched: bool, replay: bool, error: str) -> ApplyOutcome:
@@ -567,28 +664,43 @@ def notifications_claim_due(*, limit: int, now: datetime | None = None) -> list[
             .order_by("next_attempt_at", "id")
             .values_list("pk", flat=True)[:limit]
         )
-        NotificationDelivery.objects.filter(pk__in=ids).update(
-            next_attempt_at=now + timedelta(seconds=conf.sweep_lease_seconds())
-        )
+        NotificationDelivery.objects.filter(pk__in=ids).update(next_attempt_at=_lease_until(now))
     return ids
+
+
+def _lease_until(claimed_at: datetime) -> datetime:
+    return claimed_at + timedelta(seconds=conf.sweep_lease_seconds())
 
 
 def notifications_apply_due(*, batch_size: int = 20, time_budget_seconds: float = 25.0) -> list[ApplyOutcome]:
     """
     Apply every delivery that is due (its task was never queued, got lost, or its retry is due), batch by
-    batch, until none is due or the time budget is spent (the beat runs it every 30 s; what is left stays
-    due). Retries found here wait for a later sweep.
+    batch, until none is due or the time budget is spent; the budget is checked before each delivery (the
+    beat runs the sweep every 30 s). Claimed deliveries it does not reach, or the one a soft time limit
+    interrupts, are due again at once. Retries found here wait for a later sweep.
     """
-    started = timezone.now()
+    deadline = time.monotonic() + time_budget_seconds
     outcomes: list[ApplyOutcome] = []
-    while (timezone.now() - started).total_seconds() < time_budget_seconds:
-        ids = notifications_claim_due(limit=batch_size)
-        if not ids:
+    while time.monotonic() < deadline:
+        now = timezone.now()
+        claimed = deque(notifications_claim_due(limit=batch_size, now=now))
+        if not claimed:
             break
-        for delivery_id in ids:
-            outcome = notification_apply(delivery_id=delivery_id)
-            outcomes.append(outcome)
+        try:
+            while claimed and time.monotonic() < deadline:
+                outcomes.append(notification_apply(delivery_id=claimed[0]))
+                claimed.popleft()
+        finally:
+            _leases_release(list(claimed), leased_until=_lease_until(now))
     return outcomes
+
+
+def _leases_release(delivery_ids: list[int], *, leased_until: datetime) -> None:
+    """Deliveries claimed and not applied are due now rather than when their lease runs out."""
+    if delivery_ids:
+        NotificationDelivery.objects.filter(pk__in=delivery_ids, next_attempt_at=leased_until).update(
+            next_attempt_at=timezone.now()
+        )
 
 
 # --- Replay ---------------------------------------------------------------------------------------------
@@ -628,7 +740,9 @@ def notification_replay(
     Apply stored deliveries again, synchronously, through the same service; always safe.
 
     Selects by ids and/or processing status (with neither: retrying, dead, unmatched, conflict), received
-    since ``since``. A delivery that never verified is reported (when named by id) and never applied.
+    since ``since``. A delivery rejected for its key or signature (``REVERIFIABLE``; select them by id or
+    with the status "rejected") is verified again from its stored body, and applied like a new delivery
+    once it passes; any other delivery that never verified is reported (when named by id) and never applied.
     Each replay leaves a NotificationReplay audit row.
     """
     deliveries = NotificationDelivery.objects.all()
@@ -636,17 +750,20 @@ def notification_replay(
     if delivery_ids is not None:
         deliveries = deliveries.filter(pk__in=list(delivery_ids))
     else:
-        deliveries = deliveries.filter(verification=Verification.VALID)
+        deliveries = deliveries.filter(Q(verification=Verification.VALID) | Q(verification__in=REVERIFIABLE))
         statuses = statuses or list(DEFAULT_REPLAY_STATUSES)
     if statuses:
         deliveries = deliveries.filter(status__in=statuses)
     if since is not None:
         deliveries = deliveries.filter(received_at__gte=since)
     outcomes = []
-    for delivery_id, status_before, merchant_order_no in deliveries.order_by("id").values_list(
-        "pk", "status", "merchant_order_no"
+    for delivery_id, verification, status_before, merchant_order_no in deliveries.order_by("id").values_list(
+        "pk", "verification", "status", "merchant_order_no"
     ):
-        outcome = notification_apply(delivery_id=delivery_id, replay=True)
+        if verification in REVERIFIABLE:
+            outcome = _rejected_replay(delivery_id)
+        else:
+            outcome = notification_apply(delivery_id=delivery_id, replay=True)
         NotificationReplay.objects.create(
             delivery_id=delivery_id,
             actor=actor[:150],
@@ -675,3 +792,53 @@ def notification_replay(
             },
         )
     return outcomes
+
+
+def _rejected_replay(delivery_id: int) -> ApplyOutcome:
+    """Verify a delivery rejected for its key or signature again; once it passes, apply it like a new one."""
+    verdict = _reverify(delivery_id)
+    if not verdict.valid:
+        return ApplyOutcome(delivery_id, ProcessingStatus.REJECTED, message=f"still not verified: {verdict.detail}")
+    return notification_apply(delivery_id=delivery_id)
+
+
+def _reverify(delivery_id: int) -> Verdict:
+    """
+    The stored body verified with the account's keys as they are now. When it passes, the delivery
+    records the new verdict and becomes "received", due at once (the sweep takes it if nothing else does).
+    """
+    with transaction.atomic():
+        delivery = (
+            NotificationDelivery.objects.select_for_update(of=("self",)).select_related("account").get(pk=delivery_id)
+        )
+        if delivery.verification not in REVERIFIABLE:  # verified again meanwhile
+            return Verdict(delivery.verification, delivery.verification_detail, delivery.verified_with)
+        if delivery.body_truncated:
+            return Verdict(delivery.verification, "the stored body is truncated")
+        try:
+            parsed = notification_parse(bytes(delivery.raw_body), delivery.content_type)
+        except MalformedBody as exc:
+            return Verdict(Verification.MALFORMED, str(exc))
+        verdict = _verdict(delivery.account, parsed, "")
+        if verdict.valid:
+            delivery.verification = verdict.verification
+            delivery.verified_with = verdict.verified_with
+            delivery.verification_detail = f"{verdict.detail}, on replay"[:255]
+            delivery.status = ProcessingStatus.RECEIVED
+            delivery.status_message = ""
+            delivery.next_attempt_at = timezone.now()
+            delivery.save(
+                update_fields=[
+                    "verification",
+                    "verified_with",
+                    "verification_detail",
+                    "status",
+                    "status_message",
+                    "next_attempt_at",
+                ]
+            )
+    logger.info(
+        "rejected notification verified again",
+        extra={"delivery_id": delivery_id, "verification": verdict.verification},
+    )
+    return verdict

@@ -12,6 +12,10 @@ documented). A body whose meaning is ambiguous (not an object, a repeated field)
 
 During a key rotation the account holds the current and the next gateway key; a signature by either is
 accepted and the one that verified is recorded, so an operator can see when the old key is no longer used.
+Each key is loaded on its own: a malformed next key pasted during a rotation must not stop the current
+one from verifying every genuine notification. Only when no key loads is the verdict "key unavailable"
+(answered 503, so the gateway keeps re-posting until an operator fixes the key); a signature that fails
+with the keys that did load is "invalid signature", its detail naming the key that could not be tried.
 
 The gateway signs with one key for every merchant, so a genuine notification for merchant A would also
 verify at merchant B's URL. When the body names its ``merchant_no`` or ``app_id`` they must be the
@@ -34,7 +38,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from payments.gateway import signing
+from payments.gateway.errors import GatewayConfigurationError
 
 from .models import Verification
 
@@ -59,6 +66,14 @@ class ParsedNotification:
     def text(self, name: str) -> str:
         value = self.fields.get(name)
         return "" if value is None else value
+
+
+@dataclass(frozen=True)
+class GatewayKeys:
+    """The account's gateway public keys that loaded, by label ("current", "next"), and why the others did not."""
+
+    usable: dict[str, rsa.RSAPublicKey]
+    unreadable: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -146,22 +161,35 @@ def notification_fingerprint(fields: Mapping[str, str | None]) -> str:
     return hashlib.sha256(signing.sign_string(fields).encode("utf-8")).hexdigest()
 
 
-def notification_verify(
-    parsed: ParsedNotification, *, public_keys: Iterable, merchant_no: str, app_id: str
-) -> Verdict:
-    """Check the signature with each key in turn (current, then next), then that it names this account."""
+def gateway_keys_load(texts: Mapping[str, str]) -> GatewayKeys:
+    """Load each configured key (label -> base64 DER or PEM text) on its own; an empty text is no key."""
+    usable: dict[str, rsa.RSAPublicKey] = {}
+    unreadable: dict[str, str] = {}
+    for label, text in texts.items():
+        if not text:
+            continue
+        try:
+            usable[label] = signing.load_public_key(text)
+        except GatewayConfigurationError as exc:
+            unreadable[label] = exc.message
+    return GatewayKeys(usable=usable, unreadable=unreadable)
+
+
+def notification_verify(parsed: ParsedNotification, *, keys: GatewayKeys, merchant_no: str, app_id: str) -> Verdict:
+    """Check the signature with each usable key in turn (current, then next), then that it names this account."""
     if not parsed.signature:
         return Verdict(Verification.UNSIGNED, "no sign field")
-    keys = list(public_keys)
-    if not keys:
-        return Verdict(Verification.KEY_UNAVAILABLE, "the account has no gateway public key")
-    verified_with = ""
-    for label, key in zip(("current", "next"), keys):
-        if signing.verify(parsed.fields, parsed.signature, key):
-            verified_with = label
-            break
+    if not keys.usable:
+        problems = "; ".join(f"{label} key: {problem}" for label, problem in keys.unreadable.items())
+        return Verdict(Verification.KEY_UNAVAILABLE, problems or "the account has no gateway public key")
+    verified_with = next(
+        (label for label, key in keys.usable.items() if signing.verify(parsed.fields, parsed.signature, key)), ""
+    )
     if not verified_with:
-        return Verdict(Verification.INVALID_SIGNATURE, "the signature verifies with no gateway key of the account")
+        detail = "the signature verifies with no gateway key of the account"
+        if keys.unreadable:
+            detail += f" (not tried, unreadable: the {' and '.join(keys.unreadable)} key)"
+        return Verdict(Verification.INVALID_SIGNATURE, detail)
     for name, expected in (("merchant_no", merchant_no), ("app_id", app_id)):
         sent = parsed.text(name)
         if sent and expected and sent != expected:

@@ -99,16 +99,6 @@ def merchant_account_effective(account: MerchantAccount) -> MerchantAccount:
     return effective
 
 
-def gateway_public_keys(account: MerchantAccount) -> list:
-    """The account's gateway public key, then the next one during a rotation."""
-    account = merchant_account_effective(account)
-    keys = []
-    for text in (account.gateway_public_key, account.next_gateway_public_key):
-        if text:
-            keys.append(signing.load_public_key(text))
-    return keys
-
-
 def _record_gateway_call(account_id: int, record: CallRecord) -> None:
     GatewayCall.objects.create(
         account_id=account_id,

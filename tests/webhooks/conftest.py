@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import pytest
@@ -14,8 +15,11 @@ import requests
 from django.db import connections
 
 from payments.gateway import signing
+from payments.models import Channel, Order, TransType
+from payments.services.orders import order_create
 from tests.conftest import APP_ID, MERCHANT_NO, VECTORS
 from tests.factories import MerchantAccountFactory
+from webhooks.models import NotificationDelivery
 
 GATEWAY_KEY = signing.load_private_key(VECTORS["gateway_private_key_pem"])
 CLOSED_PORT_URL = "http://127.0.0.1:1"
@@ -121,6 +125,36 @@ def sandbox_account(live_server, account, sandbox_reset, receiver_settings):
     gateway_clients_reset()
     yield account
     gateway_clients_reset()
+
+
+TERMINAL_SN = "WPYB002248000865"
+
+
+def terminal_order(account, merchant_order_no: str, *, amount: str = "10.00", trans_type: str = TransType.SALE) -> Order:
+    """An order pushed to the sandbox's terminal (trans_status 9 there), waiting for the customer."""
+    result = order_create(
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal(amount),
+        currency="USD",
+        description="notification test",
+        merchant_order_no=merchant_order_no,
+        terminal_sn=TERMINAL_SN,
+        trans_type=trans_type,
+    )
+    assert result.outcome_unknown is False
+    return result.order
+
+
+def deliveries_for(merchant_order_no: str, count: int) -> list[NotificationDelivery]:
+    """The deliveries about ``merchant_order_no`` in arrival order, once at least ``count`` have arrived."""
+
+    def arrived():
+        found = list(NotificationDelivery.objects.filter(merchant_order_no=merchant_order_no).order_by("id"))
+        return found if len(found) >= count else None
+
+    return wait_for(arrived)
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05):

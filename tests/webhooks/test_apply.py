@@ -187,24 +187,28 @@ def test_a_hung_broker_delays_the_answer_by_the_publish_timeout_only(gateway, no
     assert (delivery.status, delivery.next_attempt_at <= timezone.now()) == (ProcessingStatus.RECEIVED, True)
 
 
-def test_notification_about_an_operation_is_ignored(gateway, notify_account):
+def test_notification_about_a_settled_operation_is_ignored(gateway, notify_account):
     """
-    A notification carrying a capture's own merchant_order_no is "ignored": the operation's outcome is
-    recorded by the call that made it; the delivery points at the order, which does not change.
+    A notification carrying the own merchant_order_no of a capture that already succeeded is "ignored"
+    (message "about the order's capture operation, already succeeded"): no gateway call is made, the
+    delivery points at the order, which does not change.
     """
     order = OrderFactory(account=notify_account, merchant_order_no="AUTH-1", status=OrderStatus.AUTHORIZED)
-    OrderOperation.objects.create(order=order, kind=OperationKind.CAPTURE, merchant_order_no="CAP-1", status=OperationStatus.UNKNOWN)
+    OrderOperation.objects.create(
+        order=order, kind=OperationKind.CAPTURE, merchant_order_no="CAP-1", status=OperationStatus.SUCCEEDED
+    )
     gateway.notify(notification_fields("CAP-1", trans_type="6"))
     [delivery] = _deliveries()
 
     outcome = notification_apply(delivery_id=delivery.pk)
 
-    assert (outcome.status, outcome.message) == (
+    assert (outcome.status, outcome.result, outcome.message) == (
         ProcessingStatus.IGNORED,
-        "about the order's capture operation, recorded by the call that made it",
+        "",
+        "about the order's capture operation, already succeeded",
     )
     order.refresh_from_db()
-    assert (order.status, _status_changes(order)) == (OrderStatus.AUTHORIZED, [])
+    assert (order.status, _status_changes(order), GatewayCall.objects.count()) == (OrderStatus.AUTHORIZED, [], 0)
     delivery.refresh_from_db()
     assert delivery.order_id == order.pk
 
@@ -246,20 +250,21 @@ def test_refund_notification_applies_to_the_refund(gateway, notify_account):
     assert (delivery.refund_id, delivery.order_id) == (refund.pk, refund.order_id)
 
 
-def test_non_money_status_is_applied_from_the_notification_without_a_query(gateway, notify_account, settings):
+def test_in_progress_status_is_applied_from_the_notification_without_a_query(gateway, notify_account, settings):
     """
-    With confirmation on, a "closed" notification (trans_status 1, no money moved) is applied from the
-    notification itself: the order fails and no gateway call is made.
+    With confirmation on, an "in progress" notification (trans_status 0, nothing decided) is applied from
+    the notification itself: the order becomes processing and no gateway call is made.
     """
     settings.CODEPAY_CONFIRM_NOTIFICATIONS = True
-    order = OrderFactory(account=notify_account, merchant_order_no="CLOSED-1")
-    gateway.notify(notification_fields("CLOSED-1", trans_status="1"))
+    order = OrderFactory(account=notify_account, merchant_order_no="WAIT-1")
+    gateway.notify(notification_fields("WAIT-1", trans_status="0"))
     [delivery] = _deliveries()
 
     assert notification_apply(delivery_id=delivery.pk).status == ProcessingStatus.APPLIED
 
     order.refresh_from_db()
-    assert (order.status, GatewayCall.objects.count()) == (OrderStatus.FAILED, 0)
+    delivery.refresh_from_db()
+    assert (order.status, delivery.confirmed_trans_status, GatewayCall.objects.count()) == (OrderStatus.PROCESSING, "", 0)
 
 
 def test_gateway_unreachable_during_confirmation_is_retried_then_dead(gateway, notify_account, settings):

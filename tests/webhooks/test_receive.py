@@ -141,6 +141,98 @@ def test_notification_signed_with_the_next_key_is_accepted_during_rotation(gatew
     )
 
 
+def test_an_unreadable_next_key_does_not_stop_the_current_key_from_verifying(gateway, notify_account):
+    """
+    During a rotation with a malformed next key pasted in, a notification signed with the current key is
+    still valid: answered `success`, verified with the current key.
+    """
+    notify_account.next_gateway_public_key = "not-a-key"
+    notify_account.save()
+
+    response = gateway.notify(notification_fields("ROT-1"))
+
+    assert (response.status_code, response.text) == (200, "success")
+    delivery = _only_delivery()
+    assert (delivery.verification, delivery.verified_with, delivery.verification_detail) == (
+        Verification.VALID,
+        "current",
+        "verified with the current gateway key",
+    )
+
+
+def test_the_next_key_verifies_when_the_current_key_is_unreadable(gateway, notify_account):
+    """With a malformed current key, a notification signed with the next key is valid and recorded as "next"."""
+    next_key = signing.generate_private_key()
+    notify_account.gateway_public_key = "not-a-key"
+    notify_account.next_gateway_public_key = signing.public_key_b64der(next_key.public_key())
+    notify_account.save()
+
+    response = gateway.notify(notification_fields("ROT-2"), key=next_key)
+
+    assert (response.status_code, response.text) == (200, "success")
+    assert (_only_delivery().verification, _only_delivery().verified_with) == (Verification.VALID, "next")
+
+
+def test_verdicts_name_the_gateway_key_that_could_not_be_read(gateway, notify_account):
+    """
+    With no readable key the delivery gets 503 (key_unavailable, each key's problem in the detail); with a
+    readable key that is not the signer's and an unreadable one, 400 (invalid_signature, naming the key
+    that could not be tried).
+    """
+    unreadable = 'The gateway public key is neither base64 DER ("MIIBIjAN...") nor PEM.'
+    notify_account.gateway_public_key = "not-a-key"
+    notify_account.next_gateway_public_key = "not-a-key-either"
+    notify_account.save()
+    none_readable = gateway.notify(notification_fields("ROT-3"))
+    notify_account.gateway_public_key = signing.public_key_b64der(signing.generate_private_key().public_key())
+    notify_account.save()
+    wrong_readable = gateway.notify(notification_fields("ROT-3"))
+
+    assert [(none_readable.status_code, none_readable.text), (wrong_readable.status_code, wrong_readable.text)] == [
+        (503, "rejected: key_unavailable"),
+        (400, "rejected: invalid_signature"),
+    ]
+    assert list(NotificationDelivery.objects.order_by("id").values_list("verification", "verification_detail")) == [
+        (Verification.KEY_UNAVAILABLE, f"current key: {unreadable}; next key: {unreadable}"),
+        (
+            Verification.INVALID_SIGNATURE,
+            "the signature verifies with no gateway key of the account (not tried, unreadable: the next key)",
+        ),
+    ]
+
+
+def test_rejected_bodies_are_stored_up_to_4_kib_and_valid_ones_whole(gateway, notify_account):
+    """
+    Unverified POSTs of about 10 KiB (a bad signature, an unknown account, a malformed body) are stored as
+    their first 4096 bytes, flagged truncated, with their real size and without parsed fields; a valid
+    notification of the same size (a long attach) is stored whole.
+    """
+    forged = json.dumps({**notification_fields("BIG-1", attach="x" * 10000), "sign": "AAAA"}).encode()
+    stranger = json.dumps(signed(notification_fields("BIG-2", attach="y" * 10000))).encode()
+    malformed = b"[" + b"1," * 5000 + b"1"
+    valid = json.dumps(signed(notification_fields("BIG-3", attach="z" * 10000))).encode()
+
+    responses = [
+        gateway.post(forged),
+        gateway.post(stranger, account_code="nosuch"),
+        gateway.post(malformed),
+        gateway.post(valid),
+    ]
+
+    assert [response.status_code for response in responses] == [400, 400, 400, 200]
+    stored = [
+        (delivery.verification, bytes(delivery.raw_body), delivery.body_truncated, delivery.body_size, delivery.payload)
+        for delivery in NotificationDelivery.objects.order_by("id")
+    ]
+    assert stored[:3] == [
+        (Verification.INVALID_SIGNATURE, forged[:4096], True, len(forged), None),
+        (Verification.UNKNOWN_ACCOUNT, stranger[:4096], True, len(stranger), None),
+        (Verification.MALFORMED, malformed[:4096], True, len(malformed), None),
+    ]
+    assert stored[3][:4] == (Verification.VALID, valid, False, len(valid))
+    assert stored[3][4]["attach"] == "z" * 10000
+
+
 def test_oversized_notification_gets_413_and_is_stored_truncated(gateway, notify_account, settings):
     """
     A body over CODEPAY_NOTIFICATION_MAX_BYTES gets HTTP 413 and is stored as its first MAX_BYTES bytes,

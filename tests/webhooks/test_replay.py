@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from payments.gateway import signing
 from payments.models import Order, OrderEvent, OrderStatus
 from tests.factories import OrderFactory
 from tests.webhooks.conftest import notification_fields
@@ -78,9 +79,58 @@ def test_replaying_every_kind_of_delivery_changes_nothing_twice(gateway, notify_
 
     assert before == ["applied", "duplicate", "stale", "rejected"]
     assert [(o.status_before, o.status_after) for o in outcomes] == [(status, status) for status in before]
-    assert outcomes[3].message == "not verified; never applied"
+    assert outcomes[3].message == "still not verified: the signature verifies with no gateway key of the account"
     assert list(NotificationDelivery.objects.order_by("id").values_list("status", flat=True)) == before
     assert _status_changes(order) == 1
+
+
+def test_replay_verifies_again_deliveries_rejected_for_their_key_once_it_is_fixed(gateway, notify_account):
+    """
+    Two copies of a genuine notification rejected while the account's gateway key was unreadable (503
+    key_unavailable) and then wrong (400 invalid_signature) are kept whole. Once an operator has restored
+    the key, `replay_notifications --status rejected` verifies each again from its stored body and applies
+    it like a new delivery: the first is applied, the second is its duplicate, the order succeeded once.
+    A forged delivery stays rejected.
+    """
+    order = OrderFactory(account=notify_account, merchant_order_no="KEY-1")
+    correct_key = notify_account.gateway_public_key
+    notify_account.gateway_public_key = "not-a-key"
+    notify_account.save()
+    unreadable = gateway.notify(notification_fields("KEY-1"))
+    notify_account.gateway_public_key = signing.public_key_b64der(signing.generate_private_key().public_key())
+    notify_account.save()
+    wrong = gateway.notify(notification_fields("KEY-1"))
+    gateway.post('{"merchant_order_no": "KEY-1", "trans_status": "2", "sign": "AAAA"}')
+    first, second, forged = NotificationDelivery.objects.order_by("id")
+    notify_account.gateway_public_key = correct_key
+    notify_account.save()
+
+    lines = _replay("--status", "rejected")
+
+    assert [(unreadable.status_code, unreadable.text), (wrong.status_code, wrong.text)] == [
+        (503, "rejected: key_unavailable"),
+        (400, "rejected: invalid_signature"),
+    ]
+    assert lines == [
+        f"#{first.pk} KEY-1: rejected -> applied [applied] applied: trans_status 2 from the notification",
+        f"#{second.pk} KEY-1: rejected -> duplicate another copy of this notification was already applied",
+        f"#{forged.pk} KEY-1: rejected (unchanged) still not verified: the signature verifies with no gateway key of the account",
+        "Replayed 3 deliveries; 2 changed status.",
+    ]
+    assert list(
+        NotificationDelivery.objects.order_by("id").values_list("verification", "verified_with", "verification_detail")
+    ) == [
+        ("valid", "current", "verified with the current gateway key, on replay"),
+        ("valid", "current", "verified with the current gateway key, on replay"),
+        ("invalid_signature", "", "the signature verifies with no gateway key of the account"),
+    ]
+    order.refresh_from_db()
+    assert (order.status, _status_changes(order)) == (OrderStatus.SUCCEEDED, 1)
+    assert list(NotificationReplay.objects.order_by("id").values_list("status_before", "status_after")) == [
+        ("rejected", "applied"),
+        ("rejected", "duplicate"),
+        ("rejected", "rejected"),
+    ]
 
 
 def test_replay_applies_a_parked_unmatched_delivery_once_its_order_exists(gateway, notify_account):

@@ -7,38 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from payments.models import Channel, GatewayCall, Order, OrderEvent, OrderStatus, Refund, RefundStatus
-from payments.services.orders import order_create
+from payments.models import GatewayCall, Order, OrderEvent, OrderStatus, Refund, RefundStatus
 from payments.services.refunds import order_refund
-from tests.webhooks.conftest import notification_fields, wait_for
+from tests.webhooks.conftest import deliveries_for, notification_fields, terminal_order, wait_for
 from webhooks.models import NotificationDelivery, ProcessingStatus, Verification
 from webhooks.services import notification_apply
 from webhooks.tasks import apply_due_notifications
-
-TERMINAL_SN = "WPYB002248000865"
-
-
-def _terminal_order(account, merchant_order_no: str, amount: str = "10.00") -> Order:
-    result = order_create(
-        account=account,
-        api_key=None,
-        channel=Channel.TERMINAL,
-        amount=Decimal(amount),
-        currency="USD",
-        description="notification test",
-        merchant_order_no=merchant_order_no,
-        terminal_sn=TERMINAL_SN,
-    )
-    assert result.outcome_unknown is False
-    return result.order
-
-
-def _deliveries_for(merchant_order_no: str, count: int) -> list[NotificationDelivery]:
-    def arrived():
-        found = list(NotificationDelivery.objects.filter(merchant_order_no=merchant_order_no).order_by("id"))
-        return found if len(found) >= count else None
-
-    return wait_for(arrived)
 
 
 def _notification_status_changes(order: Order) -> list[tuple[str, str]]:
@@ -55,9 +29,9 @@ def test_success_is_applied_only_as_the_gateway_query_confirms_it(gateway, sandb
     changes nothing toward success: order.query answers 9, the delivery is "retrying" ("unconfirmed").
     Once the customer has paid, the next attempt's query answers 2 and the order becomes succeeded.
     """
-    order = _terminal_order(sandbox_account, "CONFIRM-1")
+    order = terminal_order(sandbox_account, "CONFIRM-1")
     gateway.notify(notification_fields("CONFIRM-1", trans_no=order.trans_no))
-    [delivery] = _deliveries_for("CONFIRM-1", 1)
+    [delivery] = deliveries_for("CONFIRM-1", 1)
 
     first = notification_apply(delivery_id=delivery.pk)
     order.refresh_from_db()
@@ -80,14 +54,14 @@ def test_sandbox_duplicates_and_a_late_in_progress_change_the_order_once(sandbox
     progress" after the success. Every copy is stored and answered `success`; after the sweep each order
     moved to succeeded exactly once: one delivery applied and four duplicates, then applied and stale.
     """
-    first = _terminal_order(sandbox_account, "SBX-DUP")
-    second = _terminal_order(sandbox_account, "SBX-LATE")
+    first = terminal_order(sandbox_account, "SBX-DUP")
+    second = terminal_order(sandbox_account, "SBX-LATE")
     sandbox_control.notification_fault(fault="duplicate", count=5)
     sandbox_control.pay("SBX-DUP")
-    _deliveries_for("SBX-DUP", 5)
+    deliveries_for("SBX-DUP", 5)
     sandbox_control.notification_fault(fault="reorder")
     sandbox_control.pay("SBX-LATE")
-    _deliveries_for("SBX-LATE", 2)
+    deliveries_for("SBX-LATE", 2)
 
     apply_due_notifications()
 
@@ -109,9 +83,9 @@ def test_refund_notification_from_the_sandbox_is_confirmed_and_applied(sandbox_a
     A refund that completes later at the gateway notifies its own merchant_order_no; the delivery is
     confirmed by order.refund.query and the refund becomes succeeded, the order refunded 4.00.
     """
-    order = _terminal_order(sandbox_account, "REF-ORDER")
+    order = terminal_order(sandbox_account, "REF-ORDER")
     sandbox_control.pay("REF-ORDER")
-    _deliveries_for("REF-ORDER", 1)
+    deliveries_for("REF-ORDER", 1)
     apply_due_notifications()
     order.refresh_from_db()
     assert order.status == OrderStatus.SUCCEEDED
@@ -121,7 +95,7 @@ def test_refund_notification_from_the_sandbox_is_confirmed_and_applied(sandbox_a
 
     response = sandbox_control.post("refunds/REF-ORDER-R1/complete")
     assert response.status_code == 200, response.text
-    [delivery] = _deliveries_for("REF-ORDER-R1", 1)
+    [delivery] = deliveries_for("REF-ORDER-R1", 1)
     apply_due_notifications()
 
     delivery.refresh_from_db()
@@ -149,7 +123,7 @@ def test_sandbox_notification_makes_the_order_succeeded_through_a_real_worker(sa
         # The worker thread's own database connection would outlive the test database otherwise.
         connections.close_all()
 
-    order = _terminal_order(sandbox_account, "E2E-1")
+    order = terminal_order(sandbox_account, "E2E-1")
     app.control.purge()
     task_postrun.connect(close_worker_connections, weak=False)
     try:

@@ -5,8 +5,10 @@ Apply stored notification deliveries again, synchronously, through the same serv
     python manage.py replay_notifications --status dead --status unmatched --since 2d
     python manage.py replay_notifications --status failed --since 2024-05-01T00:00:00Z
     python manage.py replay_notifications --id 42 --id 43
+    python manage.py replay_notifications --status rejected --since 1d     # after fixing a gateway key
 
 Replaying is always safe: the service is idempotent and the state machine never moves backwards.
+A delivery rejected for its key or signature is verified again from its stored body and applied once it passes.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Command(BaseCommand):
             action="append",
             default=[],
             help="Processing status to replay (repeatable): failed (= retrying and dead), dead, unmatched, "
-            "conflict, or any other status. Default: retrying, dead, unmatched, conflict.",
+            "conflict, rejected (verified again), or any other status. Default: retrying, dead, unmatched, conflict.",
         )
         parser.add_argument(
             "--since", help="Only deliveries received since: an ISO date or datetime, or a duration (90m, 2h, 3d)."
