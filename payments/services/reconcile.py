@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -143,9 +144,9 @@ def _claim(
     *,
     now: datetime,
     due_before: datetime | None,
-    limit: int,
-    after_pk: int,
-    created_since: datetime | None,
+    limit: int = CHUNK_SIZE,
+    after_pk: int = 0,
+    created_since: datetime | None = None,
 ) -> tuple[list[int], datetime]:
     """
     Lock up to ``limit`` open rows that no other worker holds, lease them, and answer their ids: rows due
@@ -174,49 +175,11 @@ def _claim(
     return ids, lease_until
 
 
-def orders_claim_due(
-    *,
-    now: datetime,
-    due_before: datetime | None,
-    limit: int = CHUNK_SIZE,
-    after_pk: int = 0,
-    created_since: datetime | None = None,
-) -> tuple[list[int], datetime]:
-    return _claim(
-        Order, ORDER_OPEN_STATUSES, now=now, due_before=due_before, limit=limit, after_pk=after_pk, created_since=created_since
-    )
-
-
-def operations_claim_due(
-    *,
-    now: datetime,
-    due_before: datetime | None,
-    limit: int = CHUNK_SIZE,
-    after_pk: int = 0,
-    created_since: datetime | None = None,
-) -> tuple[list[int], datetime]:
-    return _claim(
-        OrderOperation.objects.exclude(merchant_order_no=""),
-        OPERATION_OPEN_STATUSES,
-        now=now,
-        due_before=due_before,
-        limit=limit,
-        after_pk=after_pk,
-        created_since=created_since,
-    )
-
-
-def refunds_claim_due(
-    *,
-    now: datetime,
-    due_before: datetime | None,
-    limit: int = CHUNK_SIZE,
-    after_pk: int = 0,
-    created_since: datetime | None = None,
-) -> tuple[list[int], datetime]:
-    return _claim(
-        Refund, REFUND_OPEN_STATUSES, now=now, due_before=due_before, limit=limit, after_pk=after_pk, created_since=created_since
-    )
+# What each kind of row is claimed from: open orders, open refunds, and operations of unknown outcome that
+# have their own merchant_order_no (only those can be looked up).
+orders_claim_due = partial(_claim, Order, ORDER_OPEN_STATUSES)
+refunds_claim_due = partial(_claim, Refund, REFUND_OPEN_STATUSES)
+operations_claim_due = partial(_claim, OrderOperation.objects.exclude(merchant_order_no=""), OPERATION_OPEN_STATUSES)
 
 
 def _release(model, ids: list[int], *, lease_until: datetime) -> None:
