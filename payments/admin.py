@@ -25,7 +25,8 @@ from payments.models import (
     Refund,
 )
 from payments.services.batches import batch_close_attempt
-from payments.services.orders import order_cancel, order_event, order_sync
+from payments.services.operations import order_cancel
+from payments.services.orders import order_event, order_sync
 from payments.services.refunds import refund_sync
 
 

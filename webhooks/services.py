@@ -79,7 +79,8 @@ from payments.gateway.results import OrderInfo, RefundInfo
 from payments.models import MerchantAccount, OperationStatus, Order, OrderOperation, Refund
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.accounts import gateway_client_for, merchant_account_effective, merchant_account_get
-from payments.services.orders import ApplyResult, operation_sync, order_apply_gateway_state
+from payments.services.operations import operation_sync
+from payments.services.orders import ApplyResult, order_apply_gateway_state
 from payments.services.refunds import refund_apply_gateway_state
 from payments.state_machine import (
     order_can_move,

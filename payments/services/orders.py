@@ -28,7 +28,6 @@ from codepay_service.errors import (
     GatewayRefused,
     GatewayUnavailable,
     Misconfigured,
-    StateConflict,
     ValidationFailed,
 )
 from payments.gateway.client import CardDetails
@@ -41,25 +40,21 @@ from payments.gateway.errors import (
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
-from payments.gateway.money import format_amount
 from payments.gateway.results import OrderInfo
 from payments.models import (
     ApiKey,
     Channel,
     MerchantAccount,
     MerchantOrderNumber,
-    OperationKind,
-    OperationStatus,
     Order,
     OrderEvent,
-    OrderOperation,
     OrderStatus,
     Refund,
     RefundStatus,
     TransType,
 )
 from payments.services.accounts import gateway_client_for, merchant_account_effective
-from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
+from payments.services.checks import next_check_at
 from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
@@ -399,210 +394,3 @@ def order_refunds_reserved(order: Order) -> Decimal:
     """What the order's refunds hold: succeeded ones, and pending or unknown ones that may yet succeed."""
     total = Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED).aggregate(total=Sum("amount"))["total"]
     return total or Decimal("0")
-
-
-def _locked(order: Order) -> Order:
-    return Order.objects.select_for_update().get(pk=order.pk)
-
-
-@dataclass(frozen=True)
-class OperationResult:
-    order: Order
-    outcome_unknown: bool
-
-
-def _operation_call(order: Order, operation: OrderOperation, call) -> OperationResult:
-    """
-    Send an operation and settle it: success applies its effect; a decline becomes 502; an unknown outcome
-    is kept (the reconciler looks up operations with their own number) and answered as such, never resent.
-    """
-    try:
-        result = call(gateway_client_for(order.account))
-    except Misconfigured as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.detail)
-        raise
-    except GatewayDeclined as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
-        raise GatewayRefused(
-            f"CodePay refused the {operation.kind}: {exc.message}",
-            details={"gateway_code": exc.code, "gateway_message": exc.message},
-        ) from None
-    except GatewayOutcomeUnknown as exc:
-        # The reconciler looks it up by its own number, soon; one without a number waits for an operator.
-        operation.next_check_at = next_check_at(0) if operation.merchant_order_no else None
-        operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
-        return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
-    except GatewayRequestNotSent as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        raise GatewayUnavailable("CodePay could not be reached; nothing was sent. Retry later.") from None
-    except GatewayConfigurationError as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        raise Misconfigured(exc.message) from None
-    return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
-
-
-def operation_apply_success(*, operation: OrderOperation, trans_no: str, source: str) -> Order:
-    """The effect of an operation the gateway accepted, under the order's row lock; applied once."""
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=operation.order_id)
-        operation = OrderOperation.objects.select_for_update().get(pk=operation.pk)
-        if operation.status == OperationStatus.SUCCEEDED:
-            return order
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=trans_no)
-        amount = operation.amount
-        if operation.kind == OperationKind.CAPTURE:
-            order.captured_amount += amount
-            order.paid_amount = order.captured_amount
-            order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
-        elif operation.kind == OperationKind.INCREMENT:
-            order.authorized_amount += amount
-            order.save()
-        elif operation.kind == OperationKind.TIP_ADJUST:
-            order.paid_amount = order.paid_amount - order.tip_amount + amount
-            order.tip_amount = amount
-            order.save()
-        else:
-            order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
-    return order
-
-
-def operation_sync(*, operation: OrderOperation, client=None, source: str = "sync") -> ApplyResult:
-    """
-    Look up an operation whose outcome is unknown by its own merchant_order_no (captures and voids have
-    one) and settle it. One the gateway still does not know past the grace period never reached it.
-    """
-    client = client or gateway_client_for(operation.order.account)
-    try:
-        info = client.query_order(merchant_order_no=operation.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
-            raise
-        if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
-            return ApplyResult.UNCHANGED
-        info = None
-    with transaction.atomic():
-        Order.objects.select_for_update().get(pk=operation.order_id)
-        operation = OrderOperation.objects.select_for_update().select_related("order").get(pk=operation.pk)
-        if operation.status != OperationStatus.UNKNOWN:
-            return ApplyResult.UNCHANGED
-        if info is None or info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value):
-            operation.next_check_at = None
-            operation_finish(operation, OperationStatus.FAILED, code=ORDER_NOT_FOUND_CODE if info is None else "", message="settled by order.query")
-            return ApplyResult.APPLIED
-        if info.trans_status != TransStatus.SUCCESS.value:
-            return ApplyResult.UNCHANGED
-    operation_apply_success(operation=operation, trans_no=info.trans_no, source=source)
-    return ApplyResult.APPLIED
-
-
-def operation_finish(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
-    """Record an operation's outcome and add it to the order's story."""
-    operation.status = status
-    operation.gateway_code = code[:16]
-    operation.gateway_message = message[:255]
-    operation.trans_no = trans_no or operation.trans_no
-    operation.save()
-    order_event(operation.order, kind=f"{operation.kind}_{status}", source=operation.source, message=message)
-
-
-def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api") -> OrderOperation:
-    if merchant_order_no:
-        merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
-    # Stored before it is sent, like an order: if this process dies mid-call, an operation with its own
-    # number is still looked up by the reconciler (its check is pushed back while the call is under way).
-    return OrderOperation.objects.create(
-        order=order,
-        kind=kind,
-        amount=amount,
-        merchant_order_no=merchant_order_no,
-        status=OperationStatus.UNKNOWN,
-        source=source,
-        next_check_at=next_check_at(len(CHECK_DELAYS_SECONDS) - 1) if merchant_order_no else None,
-    )
-
-
-def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
-    return OrderOperation.objects.filter(order=order, kind=kind, status=OperationStatus.UNKNOWN).aggregate(
-        total=Sum("amount")
-    )["total"] or Decimal("0")
-
-
-def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
-    """Close a waiting terminal order, revoke a waiting online order, or void an authorization."""
-    with transaction.atomic():
-        order = _locked(order)
-        if order.status == OrderStatus.AUTHORIZED:
-            operation = _start_operation(order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
-        elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
-            kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
-            operation = _start_operation(order, kind=kind, source=source)
-        elif order.status == OrderStatus.SUCCEEDED:
-            raise StateConflict("The order is paid; refund it instead of cancelling it.")
-        else:
-            raise StateConflict(f"A {order.status} order cannot be cancelled.")
-
-    if operation.kind == OperationKind.VOID:
-        return _operation_call(
-            order, operation, lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no)
-        )
-    if operation.kind == OperationKind.CLOSE:
-        return _operation_call(
-            order,
-            operation,
-            lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
-        )
-    return _operation_call(order, operation, lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
-
-
-def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
-    """Capture (part of) an authorization; never more than authorized plus increments."""
-    with transaction.atomic():
-        order = _locked(order)
-        if order.trans_type != TransType.AUTH:
-            raise StateConflict("Only an authorization can be captured; this order is a sale.")
-        if order.status != OrderStatus.AUTHORIZED:
-            raise StateConflict(f"Only an authorized order can be captured; this one is {order.status}.")
-        capturable = order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
-        if amount > capturable:
-            raise ValidationFailed(
-                details={"amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]}
-            )
-        operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
-
-    return _operation_call(
-        order,
-        operation,
-        lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
-    )
-
-
-def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
-    """Raise an authorization by ``amount``."""
-    with transaction.atomic():
-        order = _locked(order)
-        if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
-            raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
-        operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
-
-    return _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
-
-
-def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> OperationResult:
-    """Set the tip of a paid sale (before its batch closes)."""
-    with transaction.atomic():
-        order = _locked(order)
-        if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
-            raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
-        new_paid = order.paid_amount - order.tip_amount + tip_amount
-        if new_paid < order_refunds_reserved(order):
-            raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
-        operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
-
-    if order.trans_no:
-        return _operation_call(order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=order.trans_no, tip_amount=tip_amount, currency=order.currency))
-    return _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))

@@ -73,10 +73,9 @@ from payments.models import (
 )
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
+from payments.services.operations import operation_finish, operation_sync
 from payments.services.orders import (
     ApplyResult,
-    operation_finish,
-    operation_sync,
     order_apply_gateway_state,
     order_mark_not_found,
     order_transition,

@@ -22,7 +22,7 @@ from payments.models import (
     TransType,
 )
 from payments.ratelimit import GATEWAY_KEY, gateway_rate_limiters_reset
-from payments.services.orders import order_capture
+from payments.services.operations import order_capture
 from tests.webhooks.conftest import deliveries_for, notification_fields, terminal_order
 from webhooks.models import NotificationDelivery, ProcessingStatus
 from webhooks.services import notification_apply
