@@ -76,8 +76,9 @@ def test_checkout_order_answers_the_hosted_page_url(api):
     assert "/sandbox/checkout/" + body["merchant_order_no"] in body["pay_url"]
 
 
-def test_card_order_is_charged_and_the_card_is_never_stored_or_echoed(api):
-    """A merchant-hosted card payment succeeds synchronously; PAN and CVV appear in no answer and no row."""
+def test_card_order_is_charged_and_the_card_is_never_stored_echoed_or_logged(api, caplog):
+    """A merchant-hosted card payment succeeds synchronously; PAN and CVV appear in no answer, row or log line."""
+    caplog.set_level("DEBUG")
     response = api.post(
         "/api/v1/orders/",
         json={"channel": "card", "amount": "34.50", "currency": "USD", "description": "Shoes", "card": VISA_OK,
@@ -92,6 +93,9 @@ def test_card_order_is_charged_and_the_card_is_never_stored_or_echoed(api):
     stored = json.dumps([order.options, call.request, call.response, list(OrderEvent.objects.filter(order=order).values())], default=str)
     assert "4111111111111111" not in stored
     assert '"123"' not in stored
+    logged = " ".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert "codepay call" in logged
+    assert "4111111111111111" not in logged and "'cvv'" not in logged
 
 
 def test_declined_card_is_answered_and_stored_as_failed(api):
