@@ -20,9 +20,10 @@ from codepay_service.errors import ServiceError, ValidationFailed
 from payments import selectors, serializers
 from payments.services.accounts import merchant_account_effective
 from payments.services.batches import batch_close, batch_open_summary
+from payments.services.gateway_errors import gateway_errors_as_service_errors
 from payments.services.idempotency import StoredResponse, idempotency_begin, idempotency_complete, idempotency_release
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
-from payments.services.orders import gateway_errors_as_service_errors, order_create, order_sync
+from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
 
 IDEMPOTENCY_HEADER = OpenApiParameter(

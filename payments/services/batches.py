@@ -37,11 +37,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
-from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
+from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown
 from payments.gateway.results import BatchSummary
 from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount
 from payments.services.accounts import gateway_client_for
-from payments.services.orders import gateway_errors_as_service_errors
+from payments.services.gateway_errors import failure_reason, gateway_errors_as_service_errors
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +106,10 @@ def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
         summary = gateway_client_for(batch.account).close_batch_for_terminals(
             store_no=batch.store_no, terminal_sn_list=batch.terminal_sn_list or None
         )
-    except GatewayDeclined as exc:
-        batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.FAILED, exc.code[:16], exc.message[:255]
-        batch.response = exc.data or None
-    except (GatewayOutcomeUnknown, GatewayRequestNotSent, GatewayConfigurationError, Misconfigured) as exc:
+    except (GatewayError, Misconfigured) as exc:
         batch.status = BatchCloseStatus.UNKNOWN if isinstance(exc, GatewayOutcomeUnknown) else BatchCloseStatus.FAILED
-        batch.gateway_code, batch.gateway_message = "", (exc.detail if isinstance(exc, Misconfigured) else exc.message)[:255]
+        batch.gateway_code, batch.gateway_message = failure_reason(exc)
+        batch.response = getattr(exc, "data", None) or None
     else:
         batch.status, batch.gateway_code, batch.gateway_message = BatchCloseStatus.SUCCEEDED, "0", "success"
         batch.count, batch.total_amount, batch.response = summary.count, summary.total_amount, summary.data

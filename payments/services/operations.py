@@ -17,13 +17,14 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
+from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
+from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.money import format_amount
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus, TransType
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
+from payments.services.gateway_errors import client_error, failure_reason
 from payments.services.orders import (
     ApplyResult,
     merchant_order_no_generate,
@@ -51,30 +52,16 @@ def _operation_call(order: Order, operation: OrderOperation, call) -> OperationR
     """
     try:
         result = call(gateway_client_for(order.account))
-    except Misconfigured as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.detail)
-        raise
-    except GatewayDeclined as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
-        raise GatewayRefused(
-            f"CodePay refused the {operation.kind}: {exc.message}",
-            details={"gateway_code": exc.code, "gateway_message": exc.message},
-        ) from None
     except GatewayOutcomeUnknown as exc:
         # The reconciler looks it up by its own number, soon; one without a number waits for an operator.
         operation.next_check_at = next_check_at(0) if operation.merchant_order_no else None
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
         return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
-    except GatewayRequestNotSent as exc:
+    except (GatewayError, Misconfigured) as exc:
         operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        raise GatewayUnavailable("CodePay could not be reached; nothing was sent. Retry later.") from None
-    except GatewayConfigurationError as exc:
-        operation.next_check_at = None
-        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        raise Misconfigured(exc.message) from None
+        code, message = failure_reason(exc)
+        operation_finish(operation, OperationStatus.FAILED, code=code, message=message)
+        raise client_error(exc, action=operation.get_kind_display().lower(), not_sent=". Retry later.") from None
     return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
 
 

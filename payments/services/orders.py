@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -25,18 +24,14 @@ from django.utils import timezone
 
 from codepay_service.errors import (
     DuplicateMerchantOrderNo,
-    GatewayRefused,
-    GatewayUnavailable,
     Misconfigured,
     ValidationFailed,
 )
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
-    GatewayConfigurationError,
     GatewayDeclined,
     GatewayError,
     GatewayOutcomeUnknown,
-    GatewayRequestNotSent,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
@@ -55,6 +50,7 @@ from payments.models import (
 )
 from payments.services.accounts import gateway_client_for, merchant_account_effective
 from payments.services.checks import next_check_at
+from payments.services.gateway_errors import client_error, failure_reason
 from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
@@ -232,34 +228,23 @@ def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str,
     }
 
 
-def _record_create_failure(order: Order, exc: Exception) -> None:
-    """Record why a create did not succeed, then raise the client-facing error (unknown: return quietly)."""
+def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> None:
+    """Record why a create did not succeed, then raise the client's error (unknown outcome: return quietly)."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
+        order.gateway_code, order.gateway_message = failure_reason(exc)
         if isinstance(exc, GatewayOutcomeUnknown):
-            order.gateway_message = exc.message[:255]
-            order.save(update_fields=["gateway_message", "updated_at"])
+            order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
             order_event(order, kind="outcome_unknown", source="api", message=exc.message)
             return
-        if isinstance(exc, GatewayDeclined):
-            order.gateway_code, order.gateway_message = exc.code, exc.message[:255]
-        else:
-            order.gateway_message = (exc.detail if isinstance(exc, Misconfigured) else exc.message)[:255]
         order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
         order_transition(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
-    if isinstance(exc, GatewayDeclined):
-        raise GatewayRefused(
-            f"CodePay refused the order: {exc.message}",
-            details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": order.merchant_order_no},
-        )
-    if isinstance(exc, GatewayRequestNotSent):
-        raise GatewayUnavailable(
-            "CodePay could not be reached; the order was not sent and is marked failed. Retry with a new merchant_order_no.",
-            details={"merchant_order_no": order.merchant_order_no},
-        )
-    if isinstance(exc, GatewayConfigurationError):
-        raise Misconfigured(exc.message)
-    raise exc
+    raise client_error(
+        exc,
+        action="order",
+        not_sent=" and is marked failed. Retry with a new merchant_order_no.",
+        details={"merchant_order_no": order.merchant_order_no},
+    )
 
 
 def order_transition(
@@ -369,25 +354,6 @@ def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None 
             order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
             return order_transition(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
         return ApplyResult.UNCHANGED
-
-
-@contextmanager
-def gateway_errors_as_service_errors(action: str):
-    """Turn a gateway failure during a read-only ``action`` into the error the API shows."""
-    try:
-        yield
-    except GatewayDeclined as exc:
-        raise GatewayRefused(
-            f"CodePay refused the {action}: {exc.message}",
-            details={"gateway_code": exc.code, "gateway_message": exc.message},
-        ) from None
-    except (GatewayOutcomeUnknown, GatewayRequestNotSent):
-        raise GatewayUnavailable(f"CodePay did not answer the {action}; retry later.") from None
-    except GatewayConfigurationError as exc:
-        raise Misconfigured(exc.message) from None
-
-
-# --- Follow-up operations -----------------------------------------------------------------------------
 
 
 def order_refunds_reserved(order: Order) -> Decimal:

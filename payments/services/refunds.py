@@ -16,14 +16,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from codepay_service.errors import GatewayRefused, GatewayUnavailable, Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
+from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
+from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
 from payments.models import ApiKey, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
+from payments.services.gateway_errors import client_error, failure_reason
 from payments.services.orders import (
     ApplyResult,
     merchant_order_no_generate,
@@ -79,16 +80,11 @@ def order_refund(
     except GatewayOutcomeUnknown as exc:
         _refund_note(refund, message=exc.message, source=source)
         return Refund.objects.get(pk=refund.pk)
-    except (GatewayDeclined, GatewayRequestNotSent, GatewayConfigurationError) as exc:
+    except (GatewayError, Misconfigured) as exc:
         _refund_failed(refund, exc, source=source)
-        if isinstance(exc, GatewayDeclined):
-            raise GatewayRefused(
-                f"CodePay refused the refund: {exc.message}",
-                details={"gateway_code": exc.code, "gateway_message": exc.message, "merchant_order_no": refund.merchant_order_no},
-            ) from None
-        if isinstance(exc, GatewayConfigurationError):
-            raise Misconfigured(exc.message) from None
-        raise GatewayUnavailable("CodePay could not be reached; the refund was not sent and is marked failed.") from None
+        raise client_error(
+            exc, action="refund", not_sent=" and is marked failed.", details={"merchant_order_no": refund.merchant_order_no}
+        ) from None
 
     Refund.objects.filter(pk=refund.pk).update(gateway_code="0", gateway_message="success")
     refund_apply_gateway_state(
@@ -120,8 +116,7 @@ def _refund_failed(refund: Refund, exc, *, source: str) -> None:
     with transaction.atomic():
         Order.objects.select_for_update().get(pk=refund.order_id)
         refund = Refund.objects.select_for_update().get(pk=refund.pk)
-        refund.gateway_code = getattr(exc, "code", "")[:16]
-        refund.gateway_message = exc.message[:255]
+        refund.gateway_code, refund.gateway_message = failure_reason(exc)
         _refund_move(refund, RefundStatus.FAILED, source=source)
 
 

@@ -75,3 +75,21 @@ def test_missing_account_settings_are_named(settings):
     settings.CODEPAY_MERCHANT_NO = ""
     with pytest.raises(CommandError, match="Set CODEPAY_APP_ID and CODEPAY_MERCHANT_NO"):
         call_command("create_api_key", "--name", "x")
+
+
+def test_a_refund_blocked_by_our_configuration_is_failed_not_left_unknown(api, account, settings):
+    """Misconfiguration means nothing was sent: the refund is failed (its amount freed), the client gets a 500."""
+    from decimal import Decimal
+
+    from payments.models import Refund, RefundStatus
+    from tests.factories import OrderFactory
+
+    OrderFactory(account=account, merchant_order_no="CFG-PAID", status=OrderStatus.SUCCEEDED, paid_amount=Decimal("10.00"))
+    settings.CODEPAY_PRIVATE_KEY, settings.CODEPAY_PRIVATE_KEY_FILE = "", "/nonexistent/app.pem"
+    gateway_clients_reset()
+    response = api.post("/api/v1/orders/CFG-PAID/refunds/", json={"amount": "5.00", "reason": "x"})
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == GENERIC
+    refund = Refund.objects.get(order__merchant_order_no="CFG-PAID")
+    assert (refund.status, refund.next_check_at) == (RefundStatus.FAILED, None)
+    assert refund.gateway_message.startswith("CODEPAY_PRIVATE_KEY_FILE points at /nonexistent/app.pem")
