@@ -1,8 +1,10 @@
 """
 The admin for the people who run the stores' payments: every transaction and its full story.
 
-Money, status and gateway fields are read-only. Anything that changes state is an action that calls the
-same service as the API and leaves an event on the order (source "admin").
+Orders, refunds, gateway calls and batch closes are read-only. Anything that changes state is an action
+that needs its own permission, calls the same service as the API and is recorded in the admin's log under
+the operator's name (order actions also leave an event on the order, source "admin"). Merchant accounts
+are edited here, except the default one, which mirrors the CODEPAY_* settings.
 """
 
 from __future__ import annotations
@@ -44,13 +46,16 @@ class ReadOnlyAdminMixin:
 
 
 def _run_action(modeladmin, request, queryset, action, label):
+    """Run a service for each selected row; each attempt is in the admin's log under the operator's name."""
     done, failed = 0, []
     for obj in queryset:
         try:
             action(obj)
             done += 1
+            modeladmin.log_change(request, obj, f"{label} (through the service)")
         except (ServiceError, GatewayError) as exc:
-            failed.append(f"{obj}: {getattr(exc, 'message', str(exc))}")
+            failed.append(f"{obj}: {getattr(exc, 'detail', None) or exc.message}")
+            modeladmin.log_change(request, obj, f"{label} failed: {getattr(exc, 'detail', None) or exc.message}")
     if done:
         modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
     for line in failed:
@@ -59,9 +64,19 @@ def _run_action(modeladmin, request, queryset, action, label):
 
 @admin.register(MerchantAccount)
 class MerchantAccountAdmin(admin.ModelAdmin):
+    """Further accounts are set up here; the default account mirrors the CODEPAY_* settings and is read-only."""
+
     list_display = ("code", "name", "merchant_no", "app_id", "default_store_no", "sign_type", "is_active")
     search_fields = ("code", "name", "merchant_no", "app_id")
-    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.code == MerchantAccount.DEFAULT_CODE:
+            return [field.name for field in MerchantAccount._meta.fields]
+        # An account's identity at the gateway does not change once orders point at it.
+        return ("code", "app_id", "merchant_no", "created_at", "updated_at") if obj is not None else ("created_at", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiKey)

@@ -18,10 +18,10 @@ from rest_framework.views import APIView
 
 from codepay_service.errors import ServiceError, ValidationFailed
 from payments import selectors, serializers
-from payments.services.accounts import merchant_account_effective
+from payments.services.accounts import store_no_resolve
 from payments.services.batches import batch_close, batch_open_summary
 from payments.services.gateway_errors import gateway_errors_as_service_errors
-from payments.services.idempotency import StoredResponse, idempotency_begin, idempotency_complete, idempotency_release
+from payments.services.idempotency import StoredResponse, idempotency_begin, idempotency_finish, idempotency_release
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
@@ -77,14 +77,8 @@ class IdempotentPostApi(APIView):
         except Exception:
             idempotency_release(record=claim)
             raise
-        if not (response.status_code < 300 or response.status_code == 502):
-            # Only answers of requests that reached CodePay are kept (a success, or its refusal). Invalid
-            # input, a state conflict, an unreachable gateway or our configuration did nothing: the same key
-            # may be used again once the cause is fixed.
-            idempotency_release(record=claim)
-            return response
         body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
-        idempotency_complete(record=claim, status=response.status_code, body=body)
+        idempotency_finish(record=claim, status=response.status_code, body=body)
         return response
 
     def handle_post(self, request, *args, **kwargs):  # pragma: no cover - abstract
@@ -273,11 +267,7 @@ class BatchOpenApi(APIView):
         responses={200: serializers.OpenBatchSerializer, **_errors(400, 502, 503, *COMMON_ERRORS)},
     )
     def get(self, request):
-        store_no = (
-            request.auth.store_no
-            or request.query_params.get("store_no", "")
-            or merchant_account_effective(request.auth.account).default_store_no
-        )
+        store_no = store_no_resolve(account=request.auth.account, api_key=request.auth, requested=request.query_params.get("store_no", ""))
         terminal_sn = request.query_params.get("terminal_sn", "")
         summary = batch_open_summary(account=request.auth.account, store_no=store_no, terminal_sn_list=[terminal_sn] if terminal_sn else None)
         return Response(
@@ -295,13 +285,10 @@ class BatchOpenApi(APIView):
 class BatchCloseApi(IdempotentPostApi):
     def handle_post(self, request):
         data = _validated(serializers.BatchCloseInputSerializer, request).validated_data
-        store_no = data.get("store_no", "")
-        if request.auth.store_no and store_no and store_no != request.auth.store_no:
-            raise ValidationFailed(details={"store_no": [f"This API key is bound to store {request.auth.store_no}."]})
         batch = batch_close(
             account=request.auth.account,
             trigger="api",
-            store_no=request.auth.store_no or store_no or merchant_account_effective(request.auth.account).default_store_no,
+            store_no=store_no_resolve(account=request.auth.account, api_key=request.auth, requested=data.get("store_no", "")),
             terminal_sn_list=data.get("terminal_sn_list"),
             api_key=request.auth,
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from codepay_service.errors import Misconfigured, NotFound
+from codepay_service.errors import Misconfigured, NotFound, ValidationFailed
 from payments.gateway import signing
 from payments.gateway.client import CallRecord, CodePayClient
 from payments.gateway.errors import GatewayConfigurationError
@@ -162,6 +162,20 @@ def _notify_url(account: MerchantAccount) -> str:
         return base
     # Further accounts get their own receiver path so their notifications verify with their own key.
     return f"{base.rstrip('/')}/{account.code}/"
+
+
+def store_no_resolve(*, account: MerchantAccount, api_key: ApiKey | None, requested: str = "") -> str:
+    """
+    The store a request acts for: a store-bound key's own store (naming another is refused), else the
+    requested one, else the account's default store.
+    """
+    if api_key is not None and api_key.store_no:
+        if requested and requested != api_key.store_no:
+            raise ValidationFailed(
+                details={"store_no": [f"This API key is bound to store {api_key.store_no}; omit store_no or use it."]}
+            )
+        return api_key.store_no
+    return requested or merchant_account_effective(account).default_store_no
 
 
 def api_key_create(*, name: str, account: MerchantAccount, store_no: str = "") -> tuple[ApiKey, str]:

@@ -76,7 +76,11 @@ def idempotency_begin(*, api_key: ApiKey, key: str, method: str, path: str, body
     return StoredResponse(status=existing.response_status, body=existing.response_body)
 
 
-def idempotency_complete(*, record: IdempotencyRecord, status: int, body: Any) -> None:
+def idempotency_finish(*, record: IdempotencyRecord, status: int, body: Any) -> None:
+    """Keep the answer of a request that reached CodePay (2xx, or its 502 refusal); release the key otherwise."""
+    if not (status < 300 or status == 502):
+        idempotency_release(record=record)
+        return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         state=IdempotencyRecord.State.COMPLETED, response_status=status, response_body=body
     )

@@ -25,7 +25,6 @@ from django.utils import timezone
 from codepay_service.errors import (
     DuplicateMerchantOrderNo,
     Misconfigured,
-    ValidationFailed,
 )
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
@@ -48,7 +47,7 @@ from payments.models import (
     RefundStatus,
     TransType,
 )
-from payments.services.accounts import gateway_client_for, merchant_account_effective
+from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
 from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
@@ -128,13 +127,7 @@ def order_create(
 ) -> OrderCreateResult:
     """Store the order, send it to the gateway, and record the answer; ``unknown`` when there is none."""
     options = options or {}
-    if api_key is not None and api_key.store_no:
-        if store_no and store_no != api_key.store_no:
-            raise ValidationFailed(
-                details={"store_no": [f"This API key is bound to store {api_key.store_no}; omit store_no or use it."]}
-            )
-        store_no = api_key.store_no
-    store_no = store_no or merchant_account_effective(account).default_store_no
+    store_no = store_no_resolve(account=account, api_key=api_key, requested=store_no)
     merchant_order_no = merchant_order_no or merchant_order_no_generate()
     now = timezone.now()
 
@@ -337,12 +330,12 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
     return order_apply_gateway_state(order_id=order.pk, info=info, source=source)
 
 
-def order_mark_not_found(*, order_id: int, source: str, grace: timedelta | None = None) -> ApplyResult:
+def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
     """
     The gateway does not know this order. Right after a create this can be transient (PROTOCOL.md,
     "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
     """
-    grace = grace if grace is not None else timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
+    grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
     now = timezone.now()
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
