@@ -157,11 +157,8 @@ SPECTACULAR_SETTINGS = {
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 
-CACHES = {
-    "default": env.cache_url("CACHE_URL", default="locmemcache://")
-    if env.str("CACHE_URL", default="")
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-}
+# Shared by every process in production (CACHE_URL=redis://...), for the API throttle; per process otherwise.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 # --- Celery ------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"))
@@ -244,7 +241,9 @@ CODEPAY_UNKNOWN_GRACE_SECONDS = env.int("CODEPAY_UNKNOWN_GRACE_SECONDS", default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"()": "codepay_service.log_format.ContextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -226,8 +226,6 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"card": ["Required for channel 'card': pan, holder, cvv, expiry."]})
         if channel != Channel.TERMINAL and attrs.get("trans_type", TransType.SALE) != TransType.SALE:
             raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
-        if channel == Channel.CHECKOUT and attrs.get("expires_in", 300) > MAX_EXPIRES_IN:
-            raise serializers.ValidationError({"expires_in": ["At most 7 days for a hosted checkout."]})
         parse_money_fields(attrs, attrs["currency"], ("amount",))
         parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
         cashback = attrs.get("trans_type") == TransType.CASHBACK

@@ -2,9 +2,12 @@
 The order and refund state machines: which status may follow which, and how gateway statuses map to ours.
 
 A status never moves backwards: a late ``pending`` or ``processing`` (a stale notification, a slow query)
-is ignored once an order has moved on. The one move out of a final state is into money: a payment the
-gateway reports as succeeded after we marked the order failed or expired (the customer paid just as it
-was closed) is adopted, because the money did move and losing it is worse than a surprising status.
+is ignored once an order has moved on. The moves out of a settled state are the gateway's word on money:
+- ``failed`` or ``expired`` to ``succeeded``/``authorized``: the customer paid just as we gave up or
+  closed the order; the money did move, and losing it is worse than a surprising status;
+- ``succeeded`` to ``cancelled``: a paid online order that was revoked (the gateway refunded it whole).
+``cancelled`` is final. Refunds follow the same rule: a refund we marked failed that the gateway reports
+done is adopted (within what was paid).
 """
 
 from __future__ import annotations

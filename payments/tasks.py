@@ -86,7 +86,7 @@ class CodePayTask(DjangoTask):
 
 @shared_task(base=CodePayTask, soft_time_limit=45, time_limit=60)
 def reconcile_due() -> dict:
-    """One reconciliation pass over the due orders and refunds, paced by the shared gateway limiter."""
+    """One reconciliation pass over the due orders, refunds and operations, paced by the shared gateway limiter."""
     report = reconciliation_run(throttle=gateway_rate_limiter(), max_seconds=RECONCILE_PASS_SECONDS)
     if report.changes or report.errors:
         logger.info("reconcile pass", extra=report.as_dict())

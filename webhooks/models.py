@@ -58,7 +58,7 @@ class NotificationDelivery(models.Model):
     headers = models.JSONField(default=dict, blank=True, help_text="Request headers without Authorization and Cookie.")
     content_type = models.CharField(max_length=255, blank=True)
     raw_body = models.BinaryField(
-        help_text="The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 KiB if rejected)."
+        help_text="The body byte for byte; a rejected delivery keeps its first 4 KiB."
     )
     body_size = models.PositiveIntegerField(help_text="Bytes announced by Content-Length, or read when it was absent.")
     body_truncated = models.BooleanField(default=False)

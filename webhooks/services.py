@@ -5,14 +5,14 @@ Why store before acknowledging: CodePay stops re-posting once it reads ``success
 "Notifications to notify_url"). Whatever is acknowledged must already be committed, or a crash between
 the answer and the write would lose the payment's news for good. So every delivery, valid or not, is a
 committed row before the view answers, and storing depends on nothing but the database: the apply task
-is queued after the commit, the broker gets at most ``PUBLISH_TIMEOUT_SECONDS`` to take it, and a
+is queued after the commit, the broker gets at most ``CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS`` to take it, and a
 delivery whose task was not queued (or got lost) is picked up by the periodic sweep
 (``apply_due_notifications``) through ``next_attempt_at``. Nothing is deleted; failures are retried with
 backoff and then parked ("unmatched", "dead") for an operator, who can replay them.
 
 Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST
 to the notify_url, and a body that did not verify is evidence, not news. Its first 4 KiB show what it was;
-a longer one is cut, flagged truncated, and its parsed fields are not stored either. A genuine notification
+a longer one is cut and flagged truncated, and its parsed payload is not kept (only the identifying fields). A genuine notification
 is about 1 KiB, so one rejected for a key problem is still whole, and a replay verifies it again once an
 operator has fixed the key (``notification_replay``). Valid deliveries keep their whole body.
 
@@ -74,7 +74,7 @@ from django.utils import timezone
 from codepay_service.errors import ServiceError
 from payments.gateway.client import CodePayClient
 from payments.gateway.errors import GatewayDeclined, GatewayError
-from payments.gateway.methods import TransStatus
+from payments.gateway.methods import OPEN_TRANS_STATUSES
 from payments.gateway.results import OrderInfo, RefundInfo
 from payments.models import MerchantAccount, OperationStatus, Order, OrderOperation, Refund
 from payments.ratelimit import gateway_rate_limiter
@@ -113,8 +113,8 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "notification"
 SUCCESS_BODY = "success"
-# Results that decide nothing, applied from the notification itself; every other one only as a query answers it.
-OPEN_GATEWAY_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
+# Results that decide nothing (OPEN_TRANS_STATUSES) are applied from the notification itself; every other
+# one only as a signed query answers it.
 # What a rejected delivery keeps of its body (valid ones keep all of it).
 REJECTED_BODY_MAX_BYTES = 4096
 # Rejected for want of a usable key, or for a signature none of the keys verified: a replay verifies
@@ -315,7 +315,7 @@ _publishes_in_flight = threading.BoundedSemaphore(8)
 
 def _apply_task_publish(delivery_id: int, *, countdown: float = 0) -> bool:
     """
-    Queue ``apply_notification`` and wait for the broker at most ``PUBLISH_TIMEOUT_SECONDS``.
+    Queue ``apply_notification`` and wait for the broker at most ``CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS``.
 
     Celery retries a publish, and kombu re-connects, for several seconds by default, and a broker host
     that drops packets blocks a connect for as long as the OS allows. So the publish makes one connection
@@ -451,7 +451,7 @@ def _query_method(target: Order | Refund) -> str:
 def _gateway_state(delivery: NotificationDelivery, target: Order | Refund) -> tuple[OrderInfo | RefundInfo, bool]:
     """What to apply: a signed query's answer for a final result, else the notification itself."""
     is_refund = isinstance(target, Refund)
-    if not conf.confirm_notifications() or delivery.trans_status in OPEN_GATEWAY_STATUSES:
+    if not conf.confirm_notifications() or delivery.trans_status in OPEN_TRANS_STATUSES:
         return (RefundInfo if is_refund else OrderInfo).from_data(delivery.payload or {}), False
     client = _gateway_client(delivery.account)
     if is_refund:

@@ -35,19 +35,6 @@ class Method(str, Enum):
     OPEN_BATCH = "batch.open.query"
 
 
-INFERRED_METHODS = frozenset(
-    {
-        Method.CAPTURE,
-        Method.INCREMENTAL_AUTH,
-        Method.CANCEL_PAYMENT,
-        Method.REFUND_PAYMENT,
-        Method.TIP_ADJUST_BY_TRANS_NO,
-        Method.RECALL,
-        Method.BATCH_CLOSE_TERMINALS,
-        Method.OPEN_BATCH,
-    }
-)
-
 # Calls that can move money: after a timeout or 5xx they are never resent; the outcome is found by query.
 MONEY_MOVING_METHODS = frozenset(
     {
@@ -93,6 +80,9 @@ class TransStatus(str, Enum):
     SUCCESS = "2"
     CANCELLED = "3"
 
+
+# The gateway has not finished with the transaction yet (created, in progress).
+OPEN_TRANS_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
 
 # Error codes the gateway uses (PROTOCOL.md, "Responses"); the sandbox answers with the same ones.
 ORDER_NOT_FOUND_CODE = "E04111"

@@ -1,7 +1,7 @@
 """
 Follow-up operations on an order: capture, incremental authorization, tip adjustment, void, close and
-revoke. Each is stored before it is sent (like an order), sent outside any transaction, and settled
-under the order's row lock. An operation whose answer is lost stays ``unknown`` and is never resent:
+revoke. Each is stored before it is sent (like an order) and sent outside any transaction; its effect on
+the order (captured, authorized and paid amounts, status) is applied under the order's row lock. An operation whose answer is lost stays ``unknown`` and is never resent:
 one with its own merchant_order_no (capture, void) is looked up by the reconciler and settled by
 ``operation_sync``; the others wait for an operator.
 """

@@ -1,5 +1,5 @@
 """
-Orders: create on any channel, apply what the gateway says, and the follow-up operations.
+Orders: create on any channel, apply what the gateway says, sync, and "never reached the gateway".
 
 Why an order row is written before the gateway is called: if the process dies or the call times out,
 the row is already there as ``unknown`` and the reconciler resolves it by query. A create is never

@@ -1,11 +1,13 @@
 """
-Reconciliation: every order and refund that is not final reaches the gateway's truth on its own.
+Reconciliation: every order, refund and operation that is not final reaches the gateway's truth on its own.
 
 Notifications get lost and calls time out, so nothing waits on them. Each open order (``pending``,
 ``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is
 due, the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same
-services, and so the same state machine, as a confirmed notification. Checks back off (seconds, then
-minutes: ``payments.services.checks``); a final state clears ``next_check_at``.
+services, and so the same state machine, as a confirmed notification. A capture or void whose answer
+was lost (an operation ``unknown`` with its own merchant_order_no) is looked up by that number the same
+way (``operation_sync``). Checks back off (seconds, then minutes: ``payments.services.checks``); a
+final state clears ``next_check_at``. An operation's "not found" grace counts from when it was sent.
 
 Decisions:
 
@@ -61,7 +63,7 @@ from payments.gateway.errors import (
     GatewayOutcomeUnknown,
     GatewayRequestNotSent,
 )
-from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
+from payments.gateway.methods import OPEN_TRANS_STATUSES, ORDER_NOT_FOUND_CODE, TransStatus
 from payments.models import (
     Channel,
     OperationKind,
@@ -100,7 +102,6 @@ CHUNK_SIZE = 25
 OPERATION_OPEN_STATUSES = frozenset({OperationStatus.UNKNOWN})
 # Orders waiting for the customer; only these expire.
 WAITING_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
-GATEWAY_OPEN_STATUSES = frozenset({TransStatus.CREATED.value, TransStatus.IN_PROGRESS.value})
 # Terminal orders paid by wallet QR are closed like online orders (order.revoker supports QR).
 QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
 
@@ -247,7 +248,7 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
             return _order_mark_expired(order, message="expired; the gateway does not know the order", gateway_trans_status="")
         return None
 
-    if order.status in WAITING_STATUSES and info.trans_status not in GATEWAY_OPEN_STATUSES and _order_expired(order, now):
+    if order.status in WAITING_STATUSES and info.trans_status not in OPEN_TRANS_STATUSES and _order_expired(order, now):
         # An earlier close of ours (its answer lost, or the query after it failed) is settled by this answer.
         earlier_close = _earlier_close(order)
         if earlier_close is not None:
@@ -266,7 +267,7 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     if (
         result is not ApplyResult.CONFLICT
         and status in WAITING_STATUSES
-        and info.trans_status in GATEWAY_OPEN_STATUSES
+        and info.trans_status in OPEN_TRANS_STATUSES
         and _order_expired(order, now)
     ):
         return _order_close_expired(order, client, gateway_trans_status=info.trans_status) or status
@@ -401,7 +402,7 @@ def reconciliation_run(
     on_change: Callable[[StatusChange], None] | None = None,
 ) -> ReconcileReport:
     """
-    Check the orders and refunds due when the pass starts (every open one with ``due_only=False``), a
+    Check the orders, refunds and operations due when the pass starts (every open one with ``due_only=False``), a
     chunk at a time, until none is left or ``max_seconds`` have passed. Safe to run in any number of
     processes at once: each row is claimed by one of them.
     """

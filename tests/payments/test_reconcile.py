@@ -48,10 +48,6 @@ def checkout_order(account) -> Order:
     ).order
 
 
-def make_due(order: Order, now) -> None:
-    Order.objects.filter(pk=order.pk).update(next_check_at=now - timedelta(seconds=1))
-
-
 def make_expired(order: Order, now, settings) -> None:
     """Move the order's expiry back so that its grace period has just run out."""
     Order.objects.filter(pk=order.pk).update(
@@ -341,7 +337,7 @@ def test_reconcile_command_prints_each_changed_row(account, sandbox_control, cap
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"{paid.merchant_order_no} pending → succeeded",
-        "Checked 2 orders and 0 refunds: 1 changed, 0 could not be checked.",
+        "Checked 2 orders, 0 refunds and 0 operations: 1 changed, 0 could not be checked.",
     ]
     waiting.refresh_from_db()
     assert (waiting.status, waiting.check_attempts) == (OrderStatus.PENDING, 1)

@@ -4,8 +4,7 @@
 The sandbox accepts the one app configured in settings: its public key is derived from our own private
 key (``CODEPAY_PRIVATE_KEY`` or ``CODEPAY_PRIVATE_KEY_FILE``), so the service signs with the key it would
 use against CodePay. The gateway's own key pair is the sandbox's; its private key is a PEM file named by
-the ``CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE`` environment variable, read here rather than in settings
-because only this development tool needs it. The matching public key is printed at start, ready for
+the ``CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE`` setting (development only; ``make run`` generates it). The matching public key is printed at start, ready for
 ``CODEPAY_GATEWAY_PUBLIC_KEY``.
 """
 

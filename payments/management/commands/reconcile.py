@@ -32,7 +32,8 @@ def parse_since(value: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "Ask the gateway about open orders and refunds now and apply the answers, like the periodic task. "
+        "Ask the gateway about open orders, refunds and operations of unknown outcome now and apply the answers, "
+        "like the periodic task. "
         "Prints one line per changed row: merchant_order_no, old -> new status."
     )
 
@@ -48,13 +49,14 @@ class Command(BaseCommand):
         created_since = parse_since(options["since"]) if options["since"] else None
 
         def show(change: StatusChange) -> None:
-            suffix = " (refund)" if change.kind == "refund" else ""
+            suffix = "" if change.kind == "order" else f" ({change.kind})"
             self.stdout.write(f"{change.merchant_order_no} {change.from_status} → {change.to_status}{suffix}")
 
         report = reconciliation_run(
             throttle=gateway_rate_limiter(), due_only=not options["all"], created_since=created_since, on_change=show
         )
         self.stdout.write(
-            f"Checked {report.orders_checked} orders and {report.refunds_checked} refunds: "
+            f"Checked {report.orders_checked} orders, {report.refunds_checked} refunds and "
+            f"{report.operations_checked} operations: "
             f"{len(report.changes)} changed, {report.errors} could not be checked."
         )
