@@ -11,10 +11,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from payments.gateway import signing
+from payments.management.since import parse_since
 from payments.models import Order, OrderEvent, OrderStatus
 from tests.factories import OrderFactory
 from tests.webhooks.conftest import notification_fields
-from webhooks.management.commands.replay_notifications import parse_since
 from webhooks.models import NotificationDelivery, NotificationReplay, ProcessingStatus
 from webhooks.services import notification_apply, notification_replay
 

@@ -1,33 +1,10 @@
 """``manage.py reconcile``: one reconciliation pass by hand, printing every status it changed."""
 
-import re
-from datetime import datetime, time, timedelta
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
+from payments.management.since import parse_since
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.reconcile import StatusChange, reconciliation_run
-
-_DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_since(value: str) -> datetime:
-    """A duration back from now ("30m", "2h", "7d") or an ISO date or date-time (local time zone if naive)."""
-    match = _DURATION.fullmatch(value.strip())
-    if match:
-        return timezone.now() - timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise CommandError(f"--since takes a duration like 30m, 2h, 7d, or an ISO date or date-time; not '{value}'.")
-        moment = datetime.combine(day, time.min)
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
 
 
 class Command(BaseCommand):
@@ -46,7 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="Only rows created since then: a duration (30m, 2h, 7d) or an ISO date/date-time.")
 
     def handle(self, *args, **options):
-        created_since = parse_since(options["since"]) if options["since"] else None
+        try:
+            created_since = parse_since(options["since"]) if options["since"] else None
+        except ValueError as exc:
+            raise CommandError(f"--since: {exc}") from None
 
         def show(change: StatusChange) -> None:
             suffix = "" if change.kind == "order" else f" ({change.kind})"
