@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -30,10 +31,16 @@ def _setting_or_file(value: str, path: str, name: str) -> str:
         return value
     if path:
         try:
-            return Path(path).read_text()
+            return _read_key_file(path, Path(path).stat().st_mtime_ns)
         except OSError as exc:
             raise Misconfigured(f"{name}_FILE points at {path}, which cannot be read ({exc.strerror}).") from None
     return ""
+
+
+@lru_cache(maxsize=16)
+def _read_key_file(path: str, modified_ns: int) -> str:
+    """A key file's text, read again only when the file changes (every API call resolves the account's keys)."""
+    return Path(path).read_text()
 
 
 def merchant_account_sync_default() -> MerchantAccount:

@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 import requests
 import yaml
 from django.core.management import call_command
@@ -83,3 +84,19 @@ def test_unknown_api_paths_answer_in_the_error_shape(live_server):
     response = requests.get(live_server.url + "/api/v1/nope/", timeout=10)
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "No such path: /api/v1/nope/", "details": {}}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readiness_fails_while_migrations_are_pending(live_server, monkeypatch):
+    """A database one migration behind the code is not ready: readyz says how many are missing."""
+    from codepay_service import health
+
+    monkeypatch.setattr(health, "_migrated", False)
+    call_command("migrate", "webhooks", "0001", verbosity=0)
+    try:
+        behind = requests.get(live_server.url + "/readyz", timeout=30)
+    finally:
+        call_command("migrate", "webhooks", verbosity=0)
+    assert behind.status_code == 503
+    assert behind.json()["checks"]["database"] == "unavailable: 1 migrations not applied"
+    assert requests.get(live_server.url + "/readyz", timeout=30).status_code == 200
