@@ -9,8 +9,15 @@ are edited here, except the default one, which mirrors the CODEPAY_* settings.
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from codepay_service.errors import ServiceError
 from payments.gateway.errors import GatewayError
@@ -25,11 +32,14 @@ from payments.models import (
     OrderEvent,
     OrderOperation,
     Refund,
+    TransType,
 )
+from payments.admin_order_actions import ORDER_ACTIONS
+from payments.order_page import order_summary, order_timeline
 from payments.services.batches import batch_close_attempt
 from payments.services.operations import order_cancel
 from payments.services.orders import order_event, order_sync
-from payments.services.refunds import refund_sync
+from payments.services.refunds import order_refundable_amount, refund_sync
 
 
 class ReadOnlyAdminMixin:
@@ -45,6 +55,10 @@ class ReadOnlyAdminMixin:
         return False
 
 
+def _error_text(exc: ServiceError | GatewayError) -> str:
+    return getattr(exc, "detail", None) or exc.message
+
+
 def _run_action(modeladmin, request, queryset, action, label):
     """Run a service for each selected row; each attempt is in the admin's log under the operator's name."""
     done, failed = 0, []
@@ -54,8 +68,8 @@ def _run_action(modeladmin, request, queryset, action, label):
             done += 1
             modeladmin.log_change(request, obj, f"{label} (through the service)")
         except (ServiceError, GatewayError) as exc:
-            failed.append(f"{obj}: {getattr(exc, 'detail', None) or exc.message}")
-            modeladmin.log_change(request, obj, f"{label} failed: {getattr(exc, 'detail', None) or exc.message}")
+            failed.append(f"{obj}: {_error_text(exc)}")
+            modeladmin.log_change(request, obj, f"{label} failed: {_error_text(exc)}")
     if done:
         modeladmin.message_user(request, f"{label}: {done} done.", messages.SUCCESS)
     for line in failed:
@@ -88,7 +102,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
 
 class RefundInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Refund
-    fields = ("merchant_order_no", "trans_no", "status", "amount", "currency", "reason", "gateway_code", "created_at")
+    fields = ("merchant_order_no", "status", "amount", "reason", "gateway_code", "created_at")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -96,30 +110,69 @@ class RefundInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 class OperationInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderOperation
-    fields = ("kind", "merchant_order_no", "amount", "status", "trans_no", "gateway_code", "gateway_message", "source", "created_at")
+    fields = ("kind", "merchant_order_no", "amount", "status", "gateway_code", "gateway_message", "source", "created_at")
     readonly_fields = fields
     extra = 0
 
 
-class EventInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = OrderEvent
-    fields = ("created_at", "kind", "source", "from_status", "to_status", "message", "refund")
-    readonly_fields = fields
-    extra = 0
-    verbose_name_plural = "Story"
+STATUS_BADGE_CLASSES = {
+    "succeeded": "ok", "applied": "ok", "valid": "ok",
+    "authorized": "info",
+    "pending": "wait", "processing": "wait", "received": "wait", "retrying": "wait",
+    "failed": "bad", "dead": "bad", "conflict": "bad", "rejected": "bad",
+    "unknown": "unknown", "unmatched": "unknown",
+    # Gateway call outcomes (payments.gateway.errors kinds).
+    "ok": "ok", "declined": "bad", "not_sent": "bad", "misconfigured": "bad", "error": "bad",
+}
+
+
+def status_badge(value: str, label: str = "") -> str:
+    """A coloured status label; the colour classes live in payments/static/payments/admin.css."""
+    return format_html('<span class="cp-badge cp-{}">{}</span>', STATUS_BADGE_CLASSES.get(value, "plain"), label or value)
+
+
+class StatusBadgeMixin:
+    class Media:
+        css = {"all": ("payments/admin.css",)}
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return status_badge(obj.status)
+
+
+# Shown first on the order page; every other column of Order is folded into "Internal".
+ORDER_MAIN_FIELDS = (
+    "merchant_order_no", "account", "channel", "trans_type", "status", "currency", "amount", "tip_amount",
+    "cashback_amount", "description", "attach", "store_no", "terminal_sn", "created_at", "updated_at", "expires_at",
+)
+ORDER_GATEWAY_FIELDS = ("trans_no", "gateway_code", "gateway_message", "pay_method_id", "pay_scenario", "pay_url")
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("merchant_order_no", "created_at", "channel", "trans_type", "status", "amount_display",
-                    "refunded_display", "store_no", "terminal_sn", "trans_no", "account")
-    list_filter = ("status", "channel", "trans_type", "store_no", "terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
+class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "refunded_display", "kind_display", "terminal_sn")
+    list_display_links = ("merchant_order_no",)
+    list_filter = ("status", "channel", "trans_type", "store_no", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no")
     list_select_related = ("account",)
+    list_per_page = 50
     date_hierarchy = "created_at"
-    inlines = (RefundInline, OperationInline, EventInline)
+    inlines = (RefundInline, OperationInline)
     actions = ("sync_with_gateway", "cancel_orders")
     readonly_fields = [field.name for field in Order._meta.fields]
+    change_form_template = "admin/payments/order/change_form.html"
+
+    def get_fieldsets(self, request, obj=None):
+        shown = set(ORDER_MAIN_FIELDS) | set(ORDER_GATEWAY_FIELDS)
+        internal = [field.name for field in Order._meta.fields if field.name not in shown and field.name != "id"]
+        return (
+            (None, {"fields": ORDER_MAIN_FIELDS}),
+            ("Gateway", {"fields": ORDER_GATEWAY_FIELDS}),
+            ("Internal", {"classes": ("collapse",), "fields": internal}),
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account", "api_key")
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, order):
@@ -127,7 +180,76 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Refunded")
     def refunded_display(self, order):
-        return f"{format_amount(order.refunded_amount, order.currency)} {order.currency}"
+        return f"{format_amount(order.refunded_amount, order.currency)} {order.currency}" if order.refunded_amount else "-"
+
+    @admin.display(description="Kind", ordering="channel")
+    def kind_display(self, order):
+        return order.channel if order.trans_type == TransType.SALE else f"{order.channel} {order.trans_type}"
+
+    def get_urls(self):
+        own = [
+            path("<path:object_id>/actions/<slug:action>/", self.admin_site.admin_view(self.order_action_view), name="payments_order_action"),
+        ]
+        return own + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        order = self.get_object(request, object_id)
+        if order is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "summary": order_summary(order=order, refundable=order_refundable_amount(order)),
+                "timeline": order_timeline(order=order),
+                "order_actions": [
+                    action for action in ORDER_ACTIONS.values()
+                    if action.offered(order) and request.user.has_perm(action.permission)
+                ],
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def order_action_view(self, request, object_id, action):
+        """The confirmation page of one money action: names the amount, then calls the service."""
+        order_action = ORDER_ACTIONS.get(action)
+        order = self.get_object(request, object_id)
+        if order_action is None or order is None:
+            raise Http404("No such order or action.")
+        if not request.user.has_perm(order_action.permission):
+            raise PermissionDenied
+        change_url = reverse("admin:payments_order_change", args=[order.pk])
+        form = order_action.form(request.POST or None, order=order, initial=order_action.initial(order))
+        if request.method == "POST" and form.is_valid():
+            username = request.user.get_username()
+            # The audit event comes first, so an attempt that fails or never returns is still on record.
+            order_event(order, kind=f"admin_{order_action.slug}", source="admin",
+                        message=order_action.audit_message(order, form.cleaned_data, username))
+            try:
+                outcome = order_action.run(order, form.cleaned_data)
+            except (ServiceError, GatewayError) as exc:
+                text = _error_text(exc)
+                self.log_change(request, order, f"{order_action.label} failed: {text}"[:200])
+                for field, errors in (getattr(exc, "details", None) or {}).items():
+                    if field in form.fields and isinstance(errors, list):
+                        form.add_error(field, errors)
+                if not form.errors:
+                    form.add_error(None, text)
+            else:
+                self.log_change(request, order, order_action.audit_message(order, form.cleaned_data, username)[:200])
+                if getattr(outcome, "outcome_unknown", False) or getattr(outcome, "status", "") == "unknown":
+                    self.message_user(request, f"{order_action.label}: CodePay did not answer; the reconciler will find out.", messages.WARNING)
+                else:
+                    self.message_user(request, f"{order_action.label}: done.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": order,
+            "title": f"{order_action.label} order {order.merchant_order_no}",
+            "order_action": order_action,
+            "description": order_action.describe(order),
+            "summary": order_summary(order=order, refundable=order_refundable_amount(order)),
+            "form": form,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/payments/order/action_confirm.html", context)
 
     def _audited(self, request, order, kind):
         order_event(order, kind=kind, source="admin", message=f"by {request.user.get_username()}")
@@ -155,9 +277,24 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         _run_action(self, request, queryset.select_related("account"), cancel, "Cancel")
 
 
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """One event in full (its data included); reached from the order's timeline, not listed in the index."""
+
+    readonly_fields = [field.name for field in OrderEvent._meta.fields]
+    list_display = ("created_at", "order", "kind", "source", "to_status")
+    list_select_related = ("order", "refund")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("order", "refund")
+
+    def has_module_permission(self, request):
+        return False
+
+
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("merchant_order_no", "order", "status", "amount_display", "reason", "trans_no", "created_at")
+class RefundAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "order", "reason")
     list_filter = ("status", "order__store_no", "order__terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no", "=order__merchant_order_no")
     list_select_related = ("order", "account")
@@ -181,12 +318,16 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(GatewayCall)
-class GatewayCallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "method", "merchant_order_no", "outcome", "gateway_code", "duration_ms", "psn")
+class GatewayCallAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "method", "merchant_order_no", "outcome_badge", "gateway_code", "duration_ms")
     list_filter = ("outcome", "method", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=psn")
     list_select_related = ("account",)
     readonly_fields = [field.name for field in GatewayCall._meta.fields]
+
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_badge(self, call):
+        return status_badge(call.outcome)
 
 
 @admin.register(BatchCloseSchedule)
@@ -197,8 +338,8 @@ class BatchCloseScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(BatchClose)
-class BatchCloseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "store_no", "trigger", "status", "attempts", "count", "total_amount", "gateway_code", "business_date")
+class BatchCloseAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "store_no", "trigger", "status_badge", "attempts", "count", "total_amount", "gateway_code")
     list_filter = ("status", "trigger", "store_no", ("created_at", admin.DateFieldListFilter), "account")
     list_select_related = ("account",)
     readonly_fields = [field.name for field in BatchClose._meta.fields]
@@ -210,3 +351,35 @@ class BatchCloseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry selected failed batch closes", permissions=["retry"])
     def retry(self, request, queryset):
         _run_action(self, request, queryset.select_related("account"), lambda batch: batch_close_attempt(batch=batch), "Retry")
+
+
+# One "API keys" entry: the library's own model admin makes keys without an account, which every request
+# then refuses (401); keys are made in ApiKeyAdmin above.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
+
+
+class SuperuserOnlyAdminMixin:
+    """Periodic-task plumbing: schedules are seeded by migrations, so only superusers see or touch them."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_active and request.user.is_superuser and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
+for _model in apps.get_app_config("django_celery_beat").get_models():
+    if admin.site.is_registered(_model):
+        _library_admin = type(admin.site.get_model_admin(_model))
+        admin.site.unregister(_model)
+        admin.site.register(_model, type(f"SuperuserOnly{_library_admin.__name__}", (SuperuserOnlyAdminMixin, _library_admin), {}))

@@ -12,9 +12,19 @@ def _sync_default_account(sender, **kwargs):
         merchant_account_sync_default()
 
 
+def _ensure_operator_group(sender, **kwargs):
+    """After the permissions of an operator app exist (post_migrate of that app), the group holds them."""
+    from payments.services.operators import OPERATOR_APP_LABELS, operator_group_ensure
+
+    if sender.label in OPERATOR_APP_LABELS:
+        operator_group_ensure()
+
+
 class PaymentsConfig(AppConfig):
     name = "payments"
     verbose_name = "Payments"
 
     def ready(self):
         post_migrate.connect(_sync_default_account, sender=self)
+        # Any sender: webhooks' permissions are created on its own post_migrate, after this app's.
+        post_migrate.connect(_ensure_operator_group)

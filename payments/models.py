@@ -150,6 +150,10 @@ class Order(models.Model):
         permissions = [
             ("sync_order", "Can sync orders with CodePay"),
             ("cancel_order", "Can cancel orders at CodePay"),
+            ("refund_order", "Can refund orders"),
+            ("capture_order", "Can capture authorizations"),
+            ("void_order", "Can void authorizations"),
+            ("adjust_tip_order", "Can adjust tips"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["account", "merchant_order_no"], name="order_merchant_order_no_unique"),
@@ -250,6 +254,9 @@ class OrderOperation(models.Model):
             models.Index(fields=["next_check_at"], name="operation_due_check", condition=Q(next_check_at__isnull=False)),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.merchant_order_no}".strip()
+
 
 class OrderEvent(models.Model):
     """One line of an order's story: status changes, gateway answers, notifications, conflicts."""
@@ -266,6 +273,9 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.source})"
 
 
 class GatewayCall(models.Model):
@@ -286,6 +296,9 @@ class GatewayCall(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.merchant_order_no}".strip()
 
 
 class IdempotencyRecord(models.Model):
