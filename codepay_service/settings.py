@@ -100,6 +100,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Times in the admin to the second (codepay_service/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["codepay_service.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -100,19 +101,34 @@ class ApiKeyAdmin(APIKeyModelAdmin):
     list_filter = (*APIKeyModelAdmin.list_filter, "account")
 
 
+def _money(amount, currency: str) -> str:
+    return f"{format_amount(amount, currency)} {currency}" if amount is not None else "-"
+
+
 class RefundInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Refund
-    fields = ("merchant_order_no", "status", "amount", "reason", "gateway_code", "created_at")
+    fields = ("merchant_order_no", "status", "amount_display", "reason", "gateway_code", "created_at")
     readonly_fields = fields
     extra = 0
     show_change_link = True
 
+    @admin.display(description="Amount")
+    def amount_display(self, refund):
+        return _money(refund.amount, refund.currency)
+
 
 class OperationInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderOperation
-    fields = ("kind", "merchant_order_no", "amount", "status", "gateway_code", "gateway_message", "source", "created_at")
+    fields = ("kind", "merchant_order_no", "amount_display", "status", "gateway_code", "gateway_message", "source", "created_at")
     readonly_fields = fields
     extra = 0
+
+    @admin.display(description="Amount")
+    def amount_display(self, operation):
+        return _money(operation.amount, operation.order.currency)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("order")
 
 
 STATUS_BADGE_CLASSES = {
@@ -140,19 +156,49 @@ class StatusBadgeMixin:
         return status_badge(obj.status)
 
 
-# Shown first on the order page; every other column of Order is folded into "Internal".
+# Shown after the summary, which holds the status and every amount (in the currency's digits); the other
+# columns, money ones excepted, are folded into "Internal".
 ORDER_MAIN_FIELDS = (
-    "merchant_order_no", "account", "channel", "trans_type", "status", "currency", "amount", "tip_amount",
-    "cashback_amount", "description", "attach", "store_no", "terminal_sn", "created_at", "updated_at", "expires_at",
+    "merchant_order_no", "account", "channel", "trans_type", "description", "attach", "store_no", "terminal_sn",
+    "created_at", "updated_at", "expires_at",
 )
+ORDER_SUMMARY_FIELDS = ("status", "currency", "amount", "tip_amount", "cashback_amount", "authorized_amount",
+                        "captured_amount", "paid_amount", "refunded_amount")
 ORDER_GATEWAY_FIELDS = ("trans_no", "gateway_code", "gateway_message", "pay_method_id", "pay_scenario", "pay_url")
+
+
+class NeedsOperatorFilter(admin.SimpleListFilter):
+    """The queues an operator works (docs/operations.md): unknown outcomes and amount conflicts."""
+
+    title = "needs an operator"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("unknown", "Order outcome unknown"),
+            ("operation_unknown", "Operation outcome unknown"),
+            ("refund_unknown", "Refund outcome unknown"),
+            ("conflict", "Amount conflict recorded"),
+        )
+
+    def queryset(self, request, queryset):
+        related = {
+            "operation_unknown": OrderOperation.objects.filter(order=OuterRef("pk"), status="unknown"),
+            "refund_unknown": Refund.objects.filter(order=OuterRef("pk"), status="unknown"),
+            "conflict": OrderEvent.objects.filter(order=OuterRef("pk"), kind="conflict"),
+        }
+        if self.value() == "unknown":
+            return queryset.filter(status="unknown")
+        if self.value() in related:
+            return queryset.filter(Exists(related[self.value()]))
+        return queryset
 
 
 @admin.register(Order)
 class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "refunded_display", "kind_display", "terminal_sn")
     list_display_links = ("merchant_order_no",)
-    list_filter = ("status", "channel", "trans_type", "store_no", ("created_at", admin.DateFieldListFilter), "account")
+    list_filter = (NeedsOperatorFilter, "status", "channel", "trans_type", "store_no", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no")
     list_select_related = ("account",)
     list_per_page = 50
@@ -163,7 +209,7 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/payments/order/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
-        shown = set(ORDER_MAIN_FIELDS) | set(ORDER_GATEWAY_FIELDS)
+        shown = set(ORDER_MAIN_FIELDS) | set(ORDER_GATEWAY_FIELDS) | set(ORDER_SUMMARY_FIELDS)
         internal = [field.name for field in Order._meta.fields if field.name not in shown and field.name != "id"]
         return (
             (None, {"fields": ORDER_MAIN_FIELDS}),
@@ -176,11 +222,11 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, order):
-        return f"{format_amount(order.amount, order.currency)} {order.currency}"
+        return _money(order.amount, order.currency)
 
     @admin.display(description="Refunded")
     def refunded_display(self, order):
-        return f"{format_amount(order.refunded_amount, order.currency)} {order.currency}" if order.refunded_amount else "-"
+        return _money(order.refunded_amount, order.currency) if order.refunded_amount else "-"
 
     @admin.display(description="Kind", ordering="channel")
     def kind_display(self, order):
@@ -298,12 +344,14 @@ class RefundAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "order__store_no", "order__terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no", "=order__merchant_order_no")
     list_select_related = ("order", "account")
-    readonly_fields = [field.name for field in Refund._meta.fields]
+    # The amount in the currency's digits instead of the raw column.
+    fields = [field.name if field.name != "amount" else "amount_display" for field in Refund._meta.fields if field.name != "id"]
+    readonly_fields = fields
     actions = ("sync_with_gateway",)
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, refund):
-        return f"{format_amount(refund.amount, refund.currency)} {refund.currency}"
+        return _money(refund.amount, refund.currency)
 
     def has_sync_permission(self, request):
         return request.user.has_perm("payments.sync_refund")

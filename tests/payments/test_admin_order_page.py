@@ -306,3 +306,22 @@ def test_an_event_linked_from_the_timeline_opens_with_its_data(admin_client, acc
     assert response.status_code == 200
     assert "10.01" in response.content.decode()
     assert b'name="_save"' not in response.content
+
+
+def test_needs_an_operator_filter_lists_each_queue(admin_client, account):
+    """The order list filters the queues of docs/operations.md: unknown orders, unknown refunds, conflicts."""
+    unknown = OrderFactory(account=account, status=OrderStatus.UNKNOWN)
+    conflicted = OrderFactory(account=account, status=OrderStatus.PENDING)
+    OrderEvent.objects.create(order=conflicted, kind="conflict", source="notification", message="amount differs")
+    OrderEvent.objects.create(order=conflicted, kind="conflict", source="sync", message="amount differs again")
+    refund_unknown = RefundFactory(account=account, order__account=account, status="unknown").order
+    OrderFactory(account=account, status=OrderStatus.SUCCEEDED)
+
+    def listed(value):
+        response = admin_client.get(reverse("admin:payments_order_changelist"), {"attention": value})
+        return [order.pk for order in response.context["cl"].result_list]
+
+    assert listed("unknown") == [unknown.pk]
+    assert listed("conflict") == [conflicted.pk]
+    assert listed("refund_unknown") == [refund_unknown.pk]
+    assert listed("operation_unknown") == []
