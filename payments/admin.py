@@ -401,6 +401,11 @@ class BatchCloseAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         _run_action(self, request, queryset.select_related("account"), lambda batch: batch_close_attempt(batch=batch), "Retry")
 
 
+# Room for the lists at 1,366 px: the app menu is on the index page, not beside every list.
+admin.site.enable_nav_sidebar = False
+admin.site.site_header = "CodePay payments"
+admin.site.site_title = "CodePay payments"
+
 # One "API keys" entry: the library's own model admin makes keys without an account, which every request
 # then refuses (401); keys are made in ApiKeyAdmin above.
 if admin.site.is_registered(APIKey):

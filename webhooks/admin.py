@@ -59,8 +59,8 @@ class NotificationReplayInline(admin.TabularInline):
 
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(admin.ModelAdmin):
-    # Nine short columns: readable at 1,366 px. The account, trans_no and next attempt are on the detail page.
-    list_display = ("id", "received_at", "merchant_order_no", "trans_status", "verification_badge", "status_badge", "attempts", "order_link")
+    # Seven short columns, readable at 1,366 px; account, trans_no and next attempt are on the detail page.
+    list_display = ("id", "received_at", "order_number", "trans_status", "verification_badge", "status_badge", "attempts")
     list_filter = ("verification", "status", "body_truncated", "account_code", "received_at")
     search_fields = ("=merchant_order_no", "=trans_no")
     list_select_related = ("account", "order", "refund")
@@ -118,6 +118,11 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, delivery: NotificationDelivery) -> str:
         return status_badge(delivery.status)
+
+    @admin.display(description="Merchant order no", ordering="merchant_order_no")
+    def order_number(self, delivery: NotificationDelivery) -> str:
+        """The number the delivery carried, linked to its order once it matched one."""
+        return _admin_link(delivery.order, delivery.merchant_order_no) if delivery.order else delivery.merchant_order_no or "-"
 
     @admin.display(description="Order", ordering="order__merchant_order_no")
     def order_link(self, delivery: NotificationDelivery) -> str:

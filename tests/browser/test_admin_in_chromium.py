@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.utils import timezone
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from payments.models import Order, Refund, RefundStatus
+from payments.models import GatewayCall, Order, OrderStatus, Refund, RefundStatus
 from payments.services.operators import OPERATOR_GROUP
 from payments.services.refunds import order_refund
+from tests.factories import OrderFactory, RefundFactory
 from tests.webhooks.conftest import deliveries_for, terminal_order
 from webhooks.models import NotificationDelivery
 from webhooks.services import notification_apply
@@ -120,3 +122,45 @@ def test_operator_reads_an_order_and_refunds_it_in_chromium(browser, live_server
         (Decimal("5.00"), RefundStatus.SUCCEEDED),
     ]
     assert _save_screenshot(browser, "admin-order.png").stat().st_size > 10_000
+
+
+def test_changelists_fit_a_1366_pixel_screen(browser, live_server, admin_user, account):
+    """
+    At 1,366 px wide, the orders, refunds, gateway calls and notification lists need no horizontal scroll,
+    and the status badge column is on screen.
+    """
+    # Numbers as long as the service generates them (28 characters).
+    order = OrderFactory(
+        account=account, merchant_order_no="CP20261126131452019C6F40D64C", status=OrderStatus.SUCCEEDED,
+        paid_amount=Decimal("10.00"), trans_no="52611260000000000001",
+    )
+    RefundFactory(order=order, account=account, merchant_order_no="CP20261126131455571212E44F94")
+    GatewayCall.objects.create(
+        account=account, method="wisehub.cloud.pay.order", merchant_order_no=order.merchant_order_no, outcome="ok",
+        gateway_code="0", gateway_message="success", psn="11261311310000000003", duration_ms=15, created_at=timezone.now(),
+    )
+    NotificationDelivery.objects.create(
+        account=account, account_code="default", received_at=timezone.now(), raw_body=b"{}", body_size=2,
+        verification="valid", merchant_order_no=order.merchant_order_no, trans_no="52611260000000000001",
+        trans_status="2", status="applied", order=order,
+    )
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys(admin_user.username)
+    browser.find_element(By.NAME, "password").send_keys("password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 20).until(expected_conditions.presence_of_element_located((By.ID, "site-name")))
+
+    widths = {}
+    for path in ("payments/order/", "payments/refund/", "payments/gatewaycall/", "webhooks/notificationdelivery/"):
+        browser.get(f"{live_server.url}/admin/{path}")
+        # The admin scrolls a wide result table inside its own box: compare that box's content to its width.
+        widths[path] = browser.execute_script(
+            "const box = document.querySelector('#changelist .results'); return box.scrollWidth - box.clientWidth"
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / f"list-{path.replace('/', '-').strip('-')}.png"))
+    browser.get(f"{live_server.url}/admin/payments/order/")
+    badge = browser.find_element(By.CSS_SELECTOR, "#result_list .cp-badge")
+
+    assert widths == dict.fromkeys(widths, 0)
+    assert badge.location["x"] + badge.size["width"] <= 1366
