@@ -5,6 +5,10 @@ Orders, refunds, gateway calls and batch closes are read-only. Anything that cha
 that needs its own permission, calls the same service as the API and is recorded in the admin's log under
 the operator's name (order actions also leave an event on the order, source "admin"). Merchant accounts
 are edited here, except the default one, which mirrors the CODEPAY_* settings.
+
+The order page opens with a summary and one timeline (``payments.order_page``) and offers the money
+actions of ``payments.admin_order_actions``, each on its own confirmation page. At the end of this module:
+the site itself (one "API keys" entry, periodic tasks for superusers only, no app menu beside the lists).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from codepay_service.errors import ServiceError
+from payments.admin_order_actions import ORDER_ACTIONS
 from payments.gateway.errors import GatewayError
 from payments.gateway.money import format_amount
 from payments.models import (
@@ -31,11 +36,13 @@ from payments.models import (
     MerchantAccount,
     Order,
     OrderEvent,
+    OperationStatus,
     OrderOperation,
+    OrderStatus,
     Refund,
+    RefundStatus,
     TransType,
 )
-from payments.admin_order_actions import ORDER_ACTIONS
 from payments.order_page import order_summary, order_timeline
 from payments.services.batches import batch_close_attempt
 from payments.services.operations import order_cancel
@@ -183,12 +190,12 @@ class NeedsOperatorFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         related = {
-            "operation_unknown": OrderOperation.objects.filter(order=OuterRef("pk"), status="unknown"),
-            "refund_unknown": Refund.objects.filter(order=OuterRef("pk"), status="unknown"),
+            "operation_unknown": OrderOperation.objects.filter(order=OuterRef("pk"), status=OperationStatus.UNKNOWN),
+            "refund_unknown": Refund.objects.filter(order=OuterRef("pk"), status=RefundStatus.UNKNOWN),
             "conflict": OrderEvent.objects.filter(order=OuterRef("pk"), kind="conflict"),
         }
         if self.value() == "unknown":
-            return queryset.filter(status="unknown")
+            return queryset.filter(status=OrderStatus.UNKNOWN)
         if self.value() in related:
             return queryset.filter(Exists(related[self.value()]))
         return queryset
@@ -258,7 +265,7 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         order = self.get_object(request, object_id)
         if order_action is None or order is None:
             raise Http404("No such order or action.")
-        if not request.user.has_perm(order_action.permission):
+        if not (self.has_view_permission(request, order) and request.user.has_perm(order_action.permission)):
             raise PermissionDenied
         change_url = reverse("admin:payments_order_change", args=[order.pk])
         form = order_action.form(request.POST or None, order=order, initial=order_action.initial(order))
@@ -268,7 +275,7 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             order_event(order, kind=f"admin_{order_action.slug}", source="admin",
                         message=order_action.audit_message(order, form.cleaned_data, username))
             try:
-                outcome = order_action.run(order, form.cleaned_data)
+                outcome_unknown = order_action.run(order, form.cleaned_data)
             except (ServiceError, GatewayError) as exc:
                 text = _error_text(exc)
                 self.log_change(request, order, f"{order_action.label} failed: {text}"[:200])
@@ -279,7 +286,7 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                     form.add_error(None, text)
             else:
                 self.log_change(request, order, order_action.audit_message(order, form.cleaned_data, username)[:200])
-                if getattr(outcome, "outcome_unknown", False) or getattr(outcome, "status", "") == "unknown":
+                if outcome_unknown:
                     self.message_user(request, f"{order_action.label}: CodePay did not answer; the reconciler will find out.", messages.WARNING)
                 else:
                     self.message_user(request, f"{order_action.label}: done.", messages.SUCCESS)

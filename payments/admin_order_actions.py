@@ -18,7 +18,7 @@ from typing import Any
 from django import forms
 
 from payments.gateway.money import AmountError, format_amount, parse_amount
-from payments.models import Order, OrderStatus, TransType
+from payments.models import Order, OrderStatus, RefundStatus, TransType
 from payments.services.operations import order_cancel, order_capture, order_tip_adjust
 from payments.services.orders import order_sync
 from payments.services.refunds import order_refund, order_refundable_amount
@@ -73,7 +73,8 @@ class OrderAction:
     # The sentence on the confirmation page naming the order's amount at stake.
     describe: Callable[[Order], str]
     offered: Callable[[Order], bool]
-    run: Callable[[Order, dict[str, Any]], Any]
+    # Calls the service; answers whether CodePay's answer was lost (the outcome is unknown, nothing resent).
+    run: Callable[[Order, dict[str, Any]], bool]
 
     def audit_message(self, order: Order, data: dict[str, Any], username: str) -> str:
         amount = data.get("amount", data.get("tip_amount"))
@@ -90,6 +91,12 @@ def _capturable(order: Order) -> Decimal:
     return max(order.authorized_amount - order.captured_amount, Decimal("0"))
 
 
+def _sync(order: Order, data: dict[str, Any]) -> bool:
+    # A query moves no money: a lost answer raises and is shown like any failure, never "unknown".
+    order_sync(order=order, source="admin")
+    return False
+
+
 ORDER_ACTIONS: dict[str, OrderAction] = {
     action.slug: action
     for action in (
@@ -104,7 +111,9 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 f"at most {_money(order, order_refundable_amount(order))} can still be refunded."
             ),
             offered=lambda order: order.status == OrderStatus.SUCCEEDED,
-            run=lambda order, data: order_refund(order=order, amount=data["amount"], reason=data["reason"], source="admin"),
+            run=lambda order, data: order_refund(
+                order=order, amount=data["amount"], reason=data["reason"], source="admin"
+            ).status == RefundStatus.UNKNOWN,
         ),
         OrderAction(
             slug="capture",
@@ -117,7 +126,7 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 f"at most {_money(order, _capturable(order))} can be captured."
             ),
             offered=lambda order: order.trans_type == TransType.AUTH and order.status == OrderStatus.AUTHORIZED,
-            run=lambda order, data: order_capture(order=order, amount=data["amount"], source="admin"),
+            run=lambda order, data: order_capture(order=order, amount=data["amount"], source="admin").outcome_unknown,
         ),
         OrderAction(
             slug="void",
@@ -127,7 +136,7 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
             initial=lambda order: {},
             describe=lambda order: f"Void the authorization: {_money(order, order.authorized_amount)} is released to the customer.",
             offered=lambda order: order.status == OrderStatus.AUTHORIZED,
-            run=lambda order, data: order_cancel(order=order, source="admin"),
+            run=lambda order, data: order_cancel(order=order, source="admin").outcome_unknown,
         ),
         OrderAction(
             slug="tip",
@@ -140,7 +149,7 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 "the paid amount moves by the difference."
             ),
             offered=lambda order: order.status == OrderStatus.SUCCEEDED,
-            run=lambda order, data: order_tip_adjust(order=order, tip_amount=data["tip_amount"], source="admin"),
+            run=lambda order, data: order_tip_adjust(order=order, tip_amount=data["tip_amount"], source="admin").outcome_unknown,
         ),
         OrderAction(
             slug="sync",
@@ -152,7 +161,7 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 f"Ask CodePay about this {_money(order, order.amount)} order now and apply its answer; nothing is charged."
             ),
             offered=lambda order: True,
-            run=lambda order, data: order_sync(order=order, source="admin"),
+            run=_sync,
         ),
     )
 }

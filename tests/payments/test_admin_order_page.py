@@ -325,3 +325,27 @@ def test_needs_an_operator_filter_lists_each_queue(admin_client, account):
     assert listed("conflict") == [conflicted.pk]
     assert listed("refund_unknown") == [refund_unknown.pk]
     assert listed("operation_unknown") == []
+
+
+def test_a_capture_whose_answer_is_lost_is_reported_as_unknown(client, account, sandbox_control):
+    """
+    CodePay acts on the capture but answers 500: the operator is told the outcome is unknown (nothing is
+    resent), the operation stays unknown for the reconciler, and the attempt is on record.
+    """
+    order = _paid(account, sandbox_control, "ADM-LOST", trans_type="auth")
+    client.force_login(_operator("payments.capture_order"))
+    sandbox_control.fault(method="pay.capture", fault="http_500_after")
+
+    response = client.post(_action_url(order, "capture"), {"amount": "5.00"}, follow=True)
+
+    assert "Capture: CodePay did not answer; the reconciler will find out." in response.content.decode()
+    assert list(order.operations.values_list("kind", "status")) == [("capture", "unknown")]
+    assert OrderEvent.objects.get(order=order, kind="admin_capture").message == "by olivia: capture 5.00 USD"
+
+
+def test_an_unknown_action_or_order_is_not_found(admin_client, account):
+    """Only the five declared actions exist; any other name, or a missing order, answers 404."""
+    order = OrderFactory(account=account)
+
+    assert admin_client.get(_action_url(order, "delete")).status_code == 404
+    assert admin_client.get(reverse("admin:payments_order_action", args=[999999, "refund"])).status_code == 404
