@@ -57,7 +57,10 @@ def _action_url(order: Order, action: str) -> str:
 
 
 def test_summary_shows_amounts_in_the_currency_digits_with_the_currency(admin_client, account):
-    """Amounts read "12.34 USD" (never 12.340); the status is a badge; a failed order shows its decline reason."""
+    """
+    Amounts read "12.34 USD" (never 12.340); the status is a badge; a failed order shows its decline reason;
+    times are shown to the second.
+    """
     order = OrderFactory(
         account=account, status=OrderStatus.FAILED, amount=Decimal("12.340"), gateway_code="2002",
         gateway_message="Insufficient funds", pay_method_id="Visa", pay_scenario="SWIPE_CARD",
@@ -70,6 +73,7 @@ def test_summary_shows_amounts_in_the_currency_digits_with_the_currency(admin_cl
     assert '<span class="cp-badge cp-failed">Failed</span>' in page
     assert "<dt>Paid with</dt><dd>Visa · SWIPE_CARD</dd>" in page
     assert '<dd class="cp-decline">Insufficient funds (code 2002)</dd>' in page
+    assert f'<div class="readonly">{order.created_at:%Y-%m-%d %H:%M:%S}</div>' in page
 
 
 def test_internal_fields_are_folded_and_inline_rows_have_names(admin_client, account):
