@@ -12,15 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from payments.models import Order, OrderOperation, OrderStatus, Refund
-from payments.services.reconcile import OPERATION_OPEN_STATUSES
-from payments.state_machine import ORDER_OPEN_STATUSES, REFUND_OPEN_STATUSES
-
-# What the reconciler looks after, by the kind label the metrics use.
-RECONCILED = (
-    ("order", Order.objects.all(), ORDER_OPEN_STATUSES),
-    ("refund", Refund.objects.all(), REFUND_OPEN_STATUSES),
-    ("operation", OrderOperation.objects.exclude(merchant_order_no=""), OPERATION_OPEN_STATUSES),
-)
+from payments.services.reconcile import reconciliation_candidates_count
 
 
 class PaymentsCollector(Collector):
@@ -43,14 +35,15 @@ class PaymentsCollector(Collector):
         )
         backlog = GaugeMetricFamily(
             "codepay_reconcile_backlog",
-            "Open rows whose next check by the reconciler is due now or overdue, by kind.",
+            "Open rows whose next check by the reconciler is due now or overdue and not being checked, by kind.",
             labels=["kind"],
         )
-        for kind, rows, open_statuses in RECONCILED:
-            unknown = rows.filter(status="unknown").aggregate(count=Count("id"), oldest=Min("created_at"))
+        for kind, model in (("order", Order), ("refund", Refund), ("operation", OrderOperation)):
+            unknown = model.objects.filter(status="unknown").aggregate(count=Count("id"), oldest=Min("created_at"))
             unknown_count.add_metric([kind], unknown["count"])
             unknown_age.add_metric([kind], (now - unknown["oldest"]).total_seconds() if unknown["oldest"] else 0)
-            backlog.add_metric([kind], rows.filter(status__in=open_statuses, next_check_at__lte=now).count())
+        for kind, count in reconciliation_candidates_count(now=now).items():
+            backlog.add_metric([kind], count)
         yield unknown_count
         yield unknown_age
         yield backlog
