@@ -171,27 +171,28 @@ OPEN_BATCH = OpenApiExample(
     value={"count": 12, "total_amount": "402.15", "store_no": "4021000008", "terminal_sn": "WPYB002248000865"},
 )
 
-INVALID_FIELDS = OpenApiExample(
+
+
+def _error(name: str, *, status: str, code: str, message: str, details: dict) -> OpenApiExample:
+    return OpenApiExample(
+        name,
+        response_only=True,
+        status_codes=[status],
+        value={"error": {"code": code, "message": message, "details": details}},
+    )
+
+
+INVALID_FIELDS = _error(
     "Invalid field",
-    response_only=True,
-    status_codes=["400"],
-    value={
-        "error": {
-            "code": "invalid_request",
-            "message": "The request has invalid fields; see details.",
-            "details": {"amount": ["USD amounts have at most 2 decimal places; got '12.345'."]},
-        }
-    },
+    status="400",
+    code="invalid_request",
+    message="The request has invalid fields; see details.",
+    details={"amount": ["USD amounts have at most 2 decimal places; got '12.345'."]},
 )
-STATE_CONFLICT = OpenApiExample(
+STATE_CONFLICT = _error(
     "Not allowed in this state",
-    response_only=True,
-    status_codes=["409"],
-    value={
-        "error": {
-            "code": "state_conflict",
-            "message": "Only a paid order can be refunded; this one is pending.",
-            "details": {},
-        }
-    },
+    status="409",
+    code="state_conflict",
+    message="Only a paid order can be refunded; this one is pending.",
+    details={},
 )
