@@ -1,6 +1,6 @@
 """
-Progress for long management commands: a bar on stderr while the command works (only when stderr is a
-terminal, so cron jobs and pipes get clean output), one line per item at DEBUG (and on stdout with
+Progress for long management commands: a bar on stderr while the command works, left at its final count
+(only when stderr is a terminal, so cron jobs and pipes get clean output), one line per item at DEBUG (and on stdout with
 ``--verbosity 2``), then the command's closing summary line.
 """
 
@@ -40,6 +40,6 @@ def progress(*, command, total: int | None, unit: str, description: str, logger:
     """
     stream = getattr(command.stderr, "_out", command.stderr)
     with logging_redirect_tqdm(), tqdm(
-        total=total, unit=unit, desc=description, file=stream, disable=None, leave=False, dynamic_ncols=True
+        total=total, unit=unit, desc=description, file=stream, disable=None, dynamic_ncols=True
     ) as bar:
         yield Progress(bar=bar, command=command, logger=logger)

@@ -357,7 +357,7 @@ def test_reconcile_command_prints_each_changed_row_at_verbosity_2(account, sandb
 def test_reconcile_command_shows_a_progress_bar_on_a_terminal_and_only_the_summary_on_stdout(account, sandbox_control):
     """
     At the default verbosity the per-row lines stay out of stdout; on a terminal, stderr carries a bar
-    counting the rows checked against the open rows there were (3/3), cleared when the pass ends.
+    counting the rows checked against the open rows there were, left at its final count (3/3).
     """
     for _ in range(3):
         terminal_order(account)

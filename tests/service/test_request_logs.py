@@ -3,6 +3,10 @@
 import io
 import json
 import logging
+import logging.config
+import os
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -14,8 +18,10 @@ VISA_OK = {"pan": "4111111111111111", "holder": "TEST HOLDER", "cvv": "987", "ex
 
 
 @pytest.fixture
-def log_lines():
+def log_lines(settings):
     """What the configured console handler (JSON, as in production) writes, as a list of parsed lines."""
+    # An in-process Celery worker in an earlier test may have replaced the root handlers with its own.
+    logging.config.dictConfig(settings.LOGGING)
     handler = next(
         h for h in logging.getLogger().handlers if any(isinstance(f, RequestContextFilter) for f in h.filters)
     )
@@ -103,3 +109,28 @@ def test_probes_and_scrapes_stay_out_of_the_info_log(live_server, log_lines, db)
     assert response.status_code == 200
     assert len(response.headers["X-Request-ID"]) == 32
     assert [line for line in log_lines() if line["logger"] == "codepay_service.request"] == []
+
+
+def _settings_in_a_fresh_process(**env: str) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key not in ("DJANGO_DEBUG", "LOG_FORMAT")}
+    environment.update(DJANGO_SETTINGS_MODULE="codepay_service.settings", **env)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.LOG_FORMAT)"
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({}, "json"), ({"DJANGO_DEBUG": "1"}, "text"), ({"DJANGO_DEBUG": "1", "LOG_FORMAT": "json"}, "json"), ({"LOG_FORMAT": "text"}, "text")],
+)
+def test_log_format_is_json_outside_debug_and_text_for_make_run(env, expected):
+    """LOG_FORMAT defaults to json, to text on a DEBUG server (make run); either can be chosen explicitly."""
+    result = _settings_in_a_fresh_process(**env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_an_unknown_log_format_stops_the_service_with_the_fix():
+    """A typo in LOG_FORMAT is refused at start-up with the two accepted values."""
+    result = _settings_in_a_fresh_process(LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "LOG_FORMAT is 'xml'; set it to 'json' or 'text'." in result.stderr
