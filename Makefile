@@ -45,16 +45,19 @@ DEV_ENV = DJANGO_DEBUG=1 DJANGO_SECRET_KEY=$$(cat $(DEV)/secret_key) DJANGO_SECU
 	CODEPAY_GATEWAY_PUBLIC_KEY_FILE=$(DEV)/gateway_public_key.txt \
 	CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE=$(DEV)/gateway_private_key.pem \
 	CODEPAY_BASIC_AUTH_USER=dev CODEPAY_BASIC_AUTH_PASSWORD=dev-password \
-	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/
+	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/ PROMETHEUS_MULTIPROC_DIR=$(DEV)/metrics
 
+# Web, worker and commands add up their /metrics counters in .dev/metrics; each `make run` starts from zero.
 run: install
 	mkdir -p $(DEV)
 	test -s $(DEV)/secret_key || $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > $(DEV)/secret_key
 	printf 'HOST ?= %s\nPORT ?= %s\nSANDBOX_PORT ?= %s\n' '$(HOST)' '$(PORT)' '$(SANDBOX_PORT)' > $(DEV)/ports.mk
+	rm -rf $(DEV)/metrics && mkdir -p $(DEV)/metrics
 	$(DEV_ENV) $(BIN)/python manage.py devserver --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
 # Any manage.py command against the `make run` database, e.g. make manage ARGS=createsuperuser
 manage: install
+	mkdir -p $(DEV)/metrics
 	$(DEV_ENV) $(BIN)/python manage.py $(ARGS)
 
 test: install-dev

@@ -55,6 +55,28 @@ def test_make_test_installs_both_sets_and_make_run_the_runtime_set():
     assert "pip install --quiet -r requirements-dev.txt" in makefile
 
 
+def test_make_manage_uses_the_addresses_make_run_recorded(tmp_path):
+    """
+    After `make run PORT=18698 SANDBOX_PORT=18699` (which writes .dev/ports.mk), a plain `make manage` calls
+    that sandbox and announces that notification URL; a port given on the command line still wins.
+    """
+    makefile = (ROOT / "Makefile").read_text()
+    assert "printf 'HOST ?= %s\\nPORT ?= %s\\nSANDBOX_PORT ?= %s\\n'" in makefile and "> $(DEV)/ports.mk" in makefile
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / ".dev").mkdir()
+    (tmp_path / ".dev" / "ports.mk").write_text("HOST ?= 127.0.0.1\nPORT ?= 18698\nSANDBOX_PORT ?= 18699\n")
+
+    def dry_run(*overrides: str) -> str:
+        command = ["make", "-n", "-f", str(ROOT / "Makefile"), "manage", "ARGS=check", *overrides]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    recorded = dry_run()
+    assert "CODEPAY_BASE_URL=http://127.0.0.1:18699 " in recorded
+    assert "CODEPAY_NOTIFY_URL=http://127.0.0.1:18698/webhooks/codepay/ " in recorded
+    assert "CODEPAY_BASE_URL=http://127.0.0.1:18601 " in dry_run("SANDBOX_PORT=18601")
+
+
 def test_the_image_installs_runtime_dependencies_at_build_and_runs_as_a_non_root_user():
     """Slim base, requirements.txt (never the dev set) installed at build, static files collected, USER not root."""
     bases = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
