@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# `make run` remembers the addresses it served on, so `make manage` (reconcile, close_batches...) talks to
+# the same sandbox and builds the same notify URL; HOST=... PORT=... on the command line still win.
+-include .dev/ports.mk
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SANDBOX_PORT ?= 8010
@@ -12,15 +15,25 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install run manage test check bench clean
+.PHONY: install install-dev run manage test check bench clean
 
-$(BIN)/.installed: requirements.txt
+# Two sets, both pinned: requirements.txt is what the service runs on (and all the image holds);
+# requirements-dev.txt adds the test tools. `make run` needs the first, `make test` both.
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(BIN)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+$(BIN)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(BIN)/.installed $@
+
 install: $(BIN)/.installed
+
+install-dev: $(BIN)/.installed-dev
 
 DEV := $(CURDIR)/.dev
 DEV_ENV = DJANGO_DEBUG=1 DJANGO_SECRET_KEY=$$(cat $(DEV)/secret_key) DJANGO_SECURE_SSL_REDIRECT=0 \
@@ -32,18 +45,22 @@ DEV_ENV = DJANGO_DEBUG=1 DJANGO_SECRET_KEY=$$(cat $(DEV)/secret_key) DJANGO_SECU
 	CODEPAY_GATEWAY_PUBLIC_KEY_FILE=$(DEV)/gateway_public_key.txt \
 	CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE=$(DEV)/gateway_private_key.pem \
 	CODEPAY_BASIC_AUTH_USER=dev CODEPAY_BASIC_AUTH_PASSWORD=dev-password \
-	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/
+	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/ PROMETHEUS_MULTIPROC_DIR=$(DEV)/metrics
 
+# Web, worker and commands add up their /metrics counters in .dev/metrics; each `make run` starts from zero.
 run: install
 	mkdir -p $(DEV)
 	test -s $(DEV)/secret_key || $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > $(DEV)/secret_key
+	printf 'HOST ?= %s\nPORT ?= %s\nSANDBOX_PORT ?= %s\n' '$(HOST)' '$(PORT)' '$(SANDBOX_PORT)' > $(DEV)/ports.mk
+	rm -rf $(DEV)/metrics && mkdir -p $(DEV)/metrics
 	$(DEV_ENV) $(BIN)/python manage.py devserver --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
 # Any manage.py command against the `make run` database, e.g. make manage ARGS=createsuperuser
 manage: install
+	mkdir -p $(DEV)/metrics
 	$(DEV_ENV) $(BIN)/python manage.py $(ARGS)
 
-test: install
+test: install-dev
 	DJANGO_SECRET_KEY=test-only-not-secret DJANGO_DEBUG=0 DJANGO_SECURE_SSL_REDIRECT=0 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} \
@@ -57,7 +74,7 @@ BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)}
 
 # Measured figures, not timed tests: a reconciliation pass over 10,000 orders, notification intake latency.
-bench: install
+bench: install-dev
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_reconcile.py
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_webhook.py
 

@@ -29,13 +29,23 @@ class _HealthApi(APIView):
 
 
 class LivenessApi(_HealthApi):
-    @extend_schema(responses={200: HEALTH_SCHEMA}, tags=["health"])
+    @extend_schema(
+        operation_id="health_liveness",
+        summary="Liveness",
+        description="The process answers. Restart it when this fails.",
+        responses={200: HEALTH_SCHEMA},
+    )
     def get(self, request):
         return Response({"status": "ok"})
 
 
 class ReadinessApi(_HealthApi):
-    @extend_schema(responses={200: HEALTH_SCHEMA, 503: HEALTH_SCHEMA}, tags=["health"])
+    @extend_schema(
+        operation_id="health_readiness",
+        summary="Readiness",
+        description="The database (fully migrated) and the broker answer; send traffic only while this is 200.",
+        responses={200: HEALTH_SCHEMA, 503: HEALTH_SCHEMA},
+    )
     def get(self, request):
         checks = {"database": _database_check(), "broker": _broker_check()}
         ready = all(value == "ok" for value in checks.values())

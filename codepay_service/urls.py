@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from codepay_service import health
+from codepay_service import health, observability
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("healthz", health.LivenessApi.as_view(), name="healthz"),
     path("readyz", health.ReadinessApi.as_view(), name="readyz"),
+    path("metrics", observability.metrics_view, name="metrics"),
 ]
 
 # Unknown API paths and crashes answer in the API's error shape rather than an HTML page.

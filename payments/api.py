@@ -1,6 +1,9 @@
 """
 The REST API for store systems: one view per operation, each parsing input, calling one service or
 selector, and rendering. Every POST honours an ``Idempotency-Key`` header.
+
+The texts in ``extend_schema`` are the API documentation (``/api/docs/``), written for the developer of
+a store system; headers every operation shares are added by ``codepay_service.openapi``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codepay_service.errors import ServiceError, ValidationFailed
+from payments import api_examples as examples
 from payments import selectors, serializers
 from payments.services.accounts import store_no_resolve
 from payments.services.batches import batch_close, batch_open_summary
@@ -25,14 +29,6 @@ from payments.services.idempotency import StoredResponse, idempotency_begin, ide
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description="Same key and body: the stored answer is replayed without a second gateway call (kept 48 h).",
-)
-
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     descriptions = {
@@ -60,7 +56,8 @@ class OrderCursorPagination(CursorPagination):
 
 
 class IdempotentPostApi(APIView):
-    """A POST that replays its first answer for a repeated Idempotency-Key. Subclasses implement ``handle_post``."""
+    # Not a docstring: drf-spectacular would publish it as the description of every POST.
+    # A POST that replays its first answer for a repeated Idempotency-Key; subclasses implement ``handle_post``.
 
     def post(self, request, *args, **kwargs):
         key = request.headers.get("Idempotency-Key")
@@ -93,10 +90,20 @@ def _validated(serializer_class, request, **context):
 
 @extend_schema_view(post=extend_schema(
     operation_id="orders_create",
-    parameters=[IDEMPOTENCY_HEADER],
+    summary="Create an order",
+    description=(
+        "Start a payment on one of three channels. `terminal`: the order is pushed to the card terminal "
+        "`terminal_sn` and is `pending` until the customer pays there. `checkout`: the answer has a `pay_url` "
+        "for the customer's browser. `card`: you send the card details and the answer is final (`succeeded` "
+        "or `failed`), or carries `redirect_url_3dsecure` when the issuer asks for 3-D Secure.\n\n"
+        "Follow a pending order by reading it (`GET /orders/{merchant_order_no}/`); it becomes `succeeded`, "
+        "`failed`, `cancelled` or `expired` (after `expires_in` seconds). `merchant_order_no` is yours to choose "
+        "(unique per merchant account) or generated."
+    ),
     request=serializers.OrderCreateSerializer,
+    examples=[*examples.ORDER_CREATE_REQUESTS, examples.ORDER_PENDING, examples.ORDER_UNKNOWN, examples.INVALID_FIELDS],
     responses={
-        201: serializers.OrderSerializer,
+        201: OpenApiResponse(serializers.OrderSerializer, description="Created; `status` says where the payment is."),
         202: OpenApiResponse(serializers.OrderSerializer, description="Sent, but CodePay's answer was lost: status `unknown`, resolved by query."),
         **_errors(400, 409, 422, 500, 502, 503, *COMMON_ERRORS),
     },
@@ -106,15 +113,21 @@ class OrderListCreateApi(IdempotentPostApi):
 
     @extend_schema(
         operation_id="orders_list",
+        summary="List orders",
+        description=(
+            "Your orders, newest first, a page at a time (follow `next`). Filter by status, channel, store, "
+            "terminal and creation time. Only the orders your API key may see are listed."
+        ),
+        examples=[examples.ORDER_LIST],
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=[c for c, _ in serializers.Order._meta.get_field("status").choices]),
             OpenApiParameter("channel", OpenApiTypes.STR, enum=["terminal", "checkout", "card"]),
-            OpenApiParameter("store_no", OpenApiTypes.STR),
-            OpenApiParameter("terminal_sn", OpenApiTypes.STR),
-            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
-            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
-            OpenApiParameter("cursor", OpenApiTypes.STR),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            OpenApiParameter("store_no", OpenApiTypes.STR, description="Only this store's orders."),
+            OpenApiParameter("terminal_sn", OpenApiTypes.STR, description="Only this terminal's orders."),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="ISO 8601, e.g. `2024-02-28T00:00:00Z`."),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="ISO 8601, exclusive."),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 200; 50 by default."),
         ],
         responses={200: serializers.OrderSerializer(many=True), **_errors(400, *COMMON_ERRORS)},
     )
@@ -145,16 +158,33 @@ class OrderListCreateApi(IdempotentPostApi):
 
 
 class OrderDetailApi(APIView):
-    @extend_schema(responses={200: serializers.OrderDetailSerializer, **_errors(404, *COMMON_ERRORS)})
+    @extend_schema(
+        operation_id="orders_retrieve",
+        summary="Read an order",
+        description=(
+            "The order as the service knows it now, with its refunds and operations (captures, voids, tip "
+            "adjustments). Poll this while an order is `pending` or `unknown`: notifications from CodePay and "
+            "the service's own look-ups keep it current."
+        ),
+        examples=[examples.ORDER_SUCCEEDED, examples.ORDER_REFUNDED],
+        responses={200: serializers.OrderDetailSerializer, **_errors(404, *COMMON_ERRORS)},
+    )
     def get(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         return Response(serializers.OrderDetailSerializer(order).data)
 
 
 @extend_schema_view(post=extend_schema(
-    operation_id="orders_refunds_create",
-    parameters=[IDEMPOTENCY_HEADER],
+    operation_id="refunds_create",
+    summary="Refund an order",
+    description=(
+        "Give back `amount` of a paid order. Several partial refunds are allowed until their sum reaches the "
+        "paid amount (tip included); more is refused with 409 before anything is sent. Most refunds are final "
+        "in the answer; a `pending` one completes at CodePay and is followed by the service. Give the refund "
+        "its own `merchant_order_no` to find it later with `GET /refunds/{merchant_order_no}/`."
+    ),
     request=serializers.RefundCreateSerializer,
+    examples=[examples.REFUND_CREATE_REQUEST, examples.REFUND_SUCCEEDED, examples.STATE_CONFLICT],
     responses={
         201: serializers.RefundSerializer,
         202: OpenApiResponse(serializers.RefundSerializer, description="Sent, outcome not yet known (`unknown`)."),
@@ -171,14 +201,20 @@ class OrderRefundCreateApi(IdempotentPostApi):
 
 
 class RefundDetailApi(APIView):
-    @extend_schema(responses={200: serializers.RefundSerializer, **_errors(404, *COMMON_ERRORS)})
+    @extend_schema(
+        operation_id="refunds_retrieve",
+        summary="Read a refund",
+        description="A refund by its own `merchant_order_no`; `orig_merchant_order_no` is the order it refunds.",
+        examples=[examples.REFUND_SUCCEEDED],
+        responses={200: serializers.RefundSerializer, **_errors(404, *COMMON_ERRORS)},
+    )
     def get(self, request, merchant_order_no):
         refund = selectors.refund_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         return Response(serializers.RefundSerializer(refund).data)
 
 
 class _OrderActionApi(IdempotentPostApi):
-    """POST /orders/{merchant_order_no}/<action>/: one service call, answers the updated order."""
+    # POST /orders/{merchant_order_no}/<action>/: one service call, answers the updated order.
 
     input_serializer = None
 
@@ -196,11 +232,13 @@ class _OrderActionApi(IdempotentPostApi):
         return Response(serializers.OrderDetailSerializer(order).data, status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK)
 
 
-def _action_schema(request_serializer=None, description=""):
+def _action_schema(*, operation_id: str, summary: str, description: str, request_serializer=None, example=None):
     return extend_schema(
-        parameters=[IDEMPOTENCY_HEADER],
+        operation_id=operation_id,
+        summary=summary,
         request=request_serializer,
         description=description,
+        examples=[*([example] if example else []), examples.ORDER_SUCCEEDED, examples.STATE_CONFLICT],
         responses={
             200: serializers.OrderDetailSerializer,
             202: OpenApiResponse(serializers.OrderDetailSerializer, description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."),
@@ -210,7 +248,15 @@ def _action_schema(request_serializer=None, description=""):
 
 
 class OrderCancelApi(_OrderActionApi):
-    @_action_schema(description="Close a waiting terminal order, revoke a waiting online order, or void an authorization.")
+    @_action_schema(
+        operation_id="orders_cancel",
+        summary="Cancel an order or void an authorization",
+        description=(
+            "Stop an order that is still waiting for the customer (a terminal order is taken off the terminal, "
+            "a checkout page stops accepting payment), or release the amount held by an `authorized` "
+            "pre-authorization. A paid sale cannot be cancelled: refund it."
+        ),
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -221,7 +267,16 @@ class OrderCancelApi(_OrderActionApi):
 class OrderCaptureApi(_OrderActionApi):
     input_serializer = serializers.AmountSerializer
 
-    @_action_schema(serializers.AmountSerializer, "Capture an authorization; a partial amount is allowed.")
+    @_action_schema(
+        operation_id="orders_capture",
+        summary="Capture an authorization",
+        description=(
+            "Take `amount` of an `authorized` pre-authorization, at most what is authorized; a smaller amount "
+            "releases the rest. The order becomes `succeeded` with `captured_amount` set."
+        ),
+        request_serializer=serializers.AmountSerializer,
+        example=examples.AMOUNT_REQUEST,
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -232,7 +287,13 @@ class OrderCaptureApi(_OrderActionApi):
 class OrderIncrementApi(_OrderActionApi):
     input_serializer = serializers.AmountSerializer
 
-    @_action_schema(serializers.AmountSerializer, "Raise an authorization by `amount`.")
+    @_action_schema(
+        operation_id="orders_increment",
+        summary="Raise an authorization",
+        description="Add `amount` to what an `authorized` pre-authorization holds (a longer stay, extra charges).",
+        request_serializer=serializers.AmountSerializer,
+        example=examples.AMOUNT_REQUEST,
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -243,7 +304,13 @@ class OrderIncrementApi(_OrderActionApi):
 class OrderTipApi(_OrderActionApi):
     input_serializer = serializers.TipSerializer
 
-    @_action_schema(serializers.TipSerializer, "Set the tip of a paid sale before its batch closes.")
+    @_action_schema(
+        operation_id="orders_tip_adjust",
+        summary="Adjust the tip",
+        description="Set the tip of a paid terminal sale (the total becomes amount + tip) until its batch is closed.",
+        request_serializer=serializers.TipSerializer,
+        example=examples.TIP_REQUEST,
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -252,7 +319,14 @@ class OrderTipApi(_OrderActionApi):
 
 
 class OrderSyncApi(_OrderActionApi):
-    @_action_schema(description="Query CodePay now and apply what it says.")
+    @_action_schema(
+        operation_id="orders_sync",
+        summary="Look the order up at CodePay now",
+        description=(
+            "Ask CodePay for the order's state and apply it, instead of waiting for the notification or the "
+            "service's periodic look-up. Useful right after the customer says they paid."
+        ),
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -263,7 +337,14 @@ class OrderSyncApi(_OrderActionApi):
 
 class BatchOpenApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("terminal_sn", OpenApiTypes.STR), OpenApiParameter("store_no", OpenApiTypes.STR)],
+        operation_id="batches_open_retrieve",
+        summary="Read the open batch",
+        description="How many payments, and how much, the open batch holds (as CodePay counts it), for a store or one terminal.",
+        examples=[examples.OPEN_BATCH],
+        parameters=[
+            OpenApiParameter("terminal_sn", OpenApiTypes.STR, description="One terminal; all of the store's when absent."),
+            OpenApiParameter("store_no", OpenApiTypes.STR, description="Defaults to your API key's store or the account's default store."),
+        ],
         responses={200: serializers.OpenBatchSerializer, **_errors(400, 502, 503, *COMMON_ERRORS)},
     )
     def get(self, request):
@@ -278,8 +359,15 @@ class BatchOpenApi(APIView):
 
 
 @extend_schema_view(post=extend_schema(
-    parameters=[IDEMPOTENCY_HEADER],
+    operation_id="batches_close",
+    summary="Close the batch",
+    description=(
+        "Settle the open batch of a store, or of the listed terminals. The answer is recorded with what "
+        "CodePay counted; a close that fails is retried automatically a few times and stays listed with its "
+        "attempts. Tips can no longer be adjusted on the closed payments."
+    ),
     request=serializers.BatchCloseInputSerializer,
+    examples=[examples.BATCH_CLOSE_REQUEST, examples.BATCH_CLOSED],
     responses={201: serializers.BatchCloseSerializer, **_errors(400, 409, 422, *COMMON_ERRORS)},
 ))
 class BatchCloseApi(IdempotentPostApi):
@@ -299,7 +387,13 @@ class BatchListApi(APIView):
     pagination_class = OrderCursorPagination
 
     @extend_schema(
-        parameters=[OpenApiParameter("cursor", OpenApiTypes.STR), OpenApiParameter("page_size", OpenApiTypes.INT)],
+        operation_id="batches_list",
+        summary="List batch closes",
+        description="Every batch close, newest first, whether made through the API, a schedule or an operator.",
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 200; 50 by default."),
+        ],
         responses={200: serializers.BatchCloseSerializer(many=True), **_errors(*COMMON_ERRORS)},
     )
     def get(self, request):

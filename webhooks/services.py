@@ -62,7 +62,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -730,22 +730,13 @@ def notification_statuses_expand(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(statuses))
 
 
-def notification_replay(
+def notification_replay_candidates(
     *,
-    actor: str,
     delivery_ids: Iterable[int] | None = None,
     statuses: Iterable[str] | None = None,
     since: datetime | None = None,
-) -> list[ReplayOutcome]:
-    """
-    Apply stored deliveries again, synchronously, through the same service; always safe.
-
-    Selects by ids and/or processing status (with neither: retrying, dead, unmatched, conflict), received
-    since ``since``. A delivery rejected for its key or signature (``REVERIFIABLE``; select them by id or
-    with the status "rejected") is verified again from its stored body, and applied like a new delivery
-    once it passes; any other delivery that never verified is reported (when named by id) and never applied.
-    Each replay leaves a NotificationReplay audit row.
-    """
+):
+    """The deliveries ``notification_replay`` would replay for these arguments (a queryset)."""
     deliveries = NotificationDelivery.objects.all()
     statuses = list(statuses or [])
     if delivery_ids is not None:
@@ -757,6 +748,27 @@ def notification_replay(
         deliveries = deliveries.filter(status__in=statuses)
     if since is not None:
         deliveries = deliveries.filter(received_at__gte=since)
+    return deliveries
+
+
+def notification_replay(
+    *,
+    actor: str,
+    delivery_ids: Iterable[int] | None = None,
+    statuses: Iterable[str] | None = None,
+    since: datetime | None = None,
+    on_replayed: Callable[[ReplayOutcome], None] | None = None,
+) -> list[ReplayOutcome]:
+    """
+    Apply stored deliveries again, synchronously, through the same service; always safe.
+
+    Selects by ids and/or processing status (with neither: retrying, dead, unmatched, conflict), received
+    since ``since``. A delivery rejected for its key or signature (``REVERIFIABLE``; select them by id or
+    with the status "rejected") is verified again from its stored body, and applied like a new delivery
+    once it passes; any other delivery that never verified is reported (when named by id) and never applied.
+    Each replay leaves a NotificationReplay audit row; ``on_replayed`` is called with each outcome.
+    """
+    deliveries = notification_replay_candidates(delivery_ids=delivery_ids, statuses=statuses, since=since)
     outcomes = []
     for delivery_id, verification, status_before, merchant_order_no in deliveries.order_by("id").values_list(
         "pk", "verification", "status", "merchant_order_no"
@@ -783,7 +795,10 @@ def notification_replay(
                 message=outcome.message,
             )
         )
-        logger.info(
+        if on_replayed is not None:
+            on_replayed(outcomes[-1])
+        # The NotificationReplay row is the record; this line is for following a replay as it runs.
+        logger.debug(
             "notification replayed",
             extra={
                 "delivery_id": delivery_id,

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from codepay_service.errors import Misconfigured, NotFound, ValidationFailed
+from codepay_service.instruments import GATEWAY_CALL_SECONDS
 from payments.gateway import signing
 from payments.gateway.client import CallRecord, CodePayClient
 from payments.gateway.errors import GatewayConfigurationError
@@ -107,6 +108,7 @@ def merchant_account_effective(account: MerchantAccount) -> MerchantAccount:
 
 
 def _record_gateway_call(account_id: int, record: CallRecord) -> None:
+    GATEWAY_CALL_SECONDS.labels(method=record.method, outcome=record.outcome).observe(record.duration_ms / 1000)
     GatewayCall.objects.create(
         account_id=account_id,
         method=record.method,

@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
+from codepay_service.instruments import BATCH_CLOSE_FAILURES
 from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown
 from payments.gateway.results import BatchSummary
 from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount
@@ -118,6 +119,7 @@ def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
     else:
         delay = batch_close_retry_delay(attempts=batch.attempts)
         batch.next_attempt_at = None if delay is None else timezone.now() + delay
+        BATCH_CLOSE_FAILURES.labels(status=batch.status).inc()
         logger.warning(
             "batch close failed",
             extra={

@@ -26,6 +26,7 @@ from codepay_service.errors import (
     DuplicateMerchantOrderNo,
     Misconfigured,
 )
+from codepay_service.instruments import CONFLICTS
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
     GatewayDeclined,
@@ -92,6 +93,8 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
 
 
 def order_event(order: Order, *, kind: str, source: str, message: str = "", from_status: str = "", to_status: str = "", data: dict | None = None, refund=None) -> None:
+    if kind == "conflict":
+        CONFLICTS.labels(source=source).inc()
     OrderEvent.objects.create(
         order=order,
         refund=refund,

@@ -52,7 +52,7 @@ from functools import partial
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
@@ -138,8 +138,23 @@ class ReconcileReport:
 # --- Claiming -----------------------------------------------------------------------------------------
 
 
+def _candidates(queryset, open_statuses, *, now: datetime, due_before: datetime | None, created_since: datetime | None):
+    """Open rows no other worker holds: those due by ``due_before``, or every open one when it is None."""
+    rows = (
+        queryset.filter(status__in=open_statuses)
+        # SKIP LOCKED passes over rows being claimed right now; this, over rows claimed earlier and still
+        # being checked outside any transaction.
+        .filter(Q(check_leased_until__isnull=True) | Q(check_leased_until__lte=now))
+    )
+    if due_before is not None:
+        rows = rows.filter(next_check_at__lte=due_before)
+    if created_since is not None:
+        rows = rows.filter(created_at__gte=created_since)
+    return rows
+
+
 def _claim(
-    model,
+    queryset,
     open_statuses,
     *,
     now: datetime,
@@ -153,22 +168,19 @@ def _claim(
     by ``due_before``, or every open row (walking up from ``after_pk``) when it is None.
     """
     lease_until = now + LEASE
-    queryset = model if isinstance(model, QuerySet) else model.objects.all()
     with transaction.atomic():
-        rows = (
-            queryset.select_for_update(skip_locked=True)
-            .filter(status__in=open_statuses)
-            # SKIP LOCKED passes over rows being claimed right now; this, over rows claimed earlier and still
-            # being checked outside any transaction.
-            .filter(Q(check_leased_until__isnull=True) | Q(check_leased_until__lte=now))
+        rows = _candidates(
+            queryset.select_for_update(skip_locked=True),
+            open_statuses,
+            now=now,
+            due_before=due_before,
+            created_since=created_since,
         )
         if due_before is not None:
-            rows = rows.filter(next_check_at__lte=due_before).order_by("next_check_at", "pk")
+            rows = rows.order_by("next_check_at", "pk")
         else:
             # Every open row once: walk by id, since leased rows stay open.
             rows = rows.filter(pk__gt=after_pk).order_by("pk")
-        if created_since is not None:
-            rows = rows.filter(created_at__gte=created_since)
         ids = list(rows.values_list("pk", flat=True)[:limit])
         if ids:
             queryset.filter(pk__in=ids).update(check_leased_until=lease_until)
@@ -177,9 +189,26 @@ def _claim(
 
 # What each kind of row is claimed from: open orders, open refunds, and operations of unknown outcome that
 # have their own merchant_order_no (only those can be looked up).
-orders_claim_due = partial(_claim, Order, ORDER_OPEN_STATUSES)
-refunds_claim_due = partial(_claim, Refund, REFUND_OPEN_STATUSES)
-operations_claim_due = partial(_claim, OrderOperation.objects.exclude(merchant_order_no=""), OPERATION_OPEN_STATUSES)
+RECONCILED = {
+    "order": (Order.objects.all(), ORDER_OPEN_STATUSES),
+    "refund": (Refund.objects.all(), REFUND_OPEN_STATUSES),
+    "operation": (OrderOperation.objects.exclude(merchant_order_no=""), OPERATION_OPEN_STATUSES),
+}
+orders_claim_due = partial(_claim, *RECONCILED["order"])
+refunds_claim_due = partial(_claim, *RECONCILED["refund"])
+operations_claim_due = partial(_claim, *RECONCILED["operation"])
+
+
+def reconciliation_candidates_count(
+    *, now: datetime, due_only: bool = True, created_since: datetime | None = None
+) -> dict[str, int]:
+    """How many rows of each kind a pass starting now would check (rows another worker holds are not counted)."""
+    return {
+        kind: _candidates(
+            rows, open_statuses, now=now, due_before=now if due_only else None, created_since=created_since
+        ).count()
+        for kind, (rows, open_statuses) in RECONCILED.items()
+    }
 
 
 def _release(model, ids: list[int], *, lease_until: datetime) -> None:
@@ -400,11 +429,13 @@ def reconciliation_run(
     chunk_size: int = CHUNK_SIZE,
     chunk_seconds: float = CHUNK_SECONDS,
     on_change: Callable[[StatusChange], None] | None = None,
+    on_checked: Callable[[], None] | None = None,
 ) -> ReconcileReport:
     """
     Check the orders, refunds and operations due when the pass starts (every open one with ``due_only=False``), a
     chunk at a time, until none is left or ``max_seconds`` have passed. Safe to run in any number of
-    processes at once: each row is claimed by one of them.
+    processes at once: each row is claimed by one of them. ``on_checked`` is called after each row checked
+    (a progress bar), ``on_change`` for each status it changed.
     """
     report = ReconcileReport()
     pass_deadline = None if max_seconds is None else time.monotonic() + max_seconds
@@ -428,7 +459,8 @@ def reconciliation_run(
             if pass_deadline is not None:
                 chunk_deadline = min(chunk_deadline, pass_deadline)
             last_checked = _run_chunk(
-                model, ids, lease_until, report, throttle=throttle, clock=clock, deadline=chunk_deadline, on_change=on_change
+                model, ids, lease_until, report,
+                throttle=throttle, clock=clock, deadline=chunk_deadline, on_change=on_change, on_checked=on_checked,
             )
             if last_checked is not None:
                 # A walk over every open row (due_only=False) goes on after the last row checked, so the rows
@@ -437,7 +469,7 @@ def reconciliation_run(
     return report
 
 
-def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change) -> int | None:
+def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change, on_checked) -> int | None:
     """
     Check the claimed rows in id order, starting none after ``deadline`` but the first, hand back the rest,
     and answer the id of the last row checked (None: none was).
@@ -467,12 +499,14 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
             raise
         except (GatewayError, Misconfigured):
             report.errors += 1
-            continue
+            change = None
         except Exception:
             # One bad row must not stop the others; it was rescheduled and is retried after its back-off.
             logger.exception("reconcile: unexpected error", extra={"merchant_order_no": row.merchant_order_no})
             report.errors += 1
-            continue
+            change = None
+        if on_checked is not None:
+            on_checked()
         if change is not None:
             report.changes.append(change)
             if on_change is not None:

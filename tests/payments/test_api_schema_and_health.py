@@ -1,6 +1,7 @@
 """The OpenAPI schema, the docs page, health checks and the API key command."""
 
 import io
+import re
 
 import pytest
 import requests
@@ -42,10 +43,95 @@ def test_schema_is_valid_openapi_and_documents_every_endpoint_and_error(live_ser
     assert {"merchant_order_no", "trans_no", "status", "amount", "refunded_amount", "pay_url", "refunds"} <= order_fields
 
 
-def test_docs_page_is_served(live_server):
+OPERATIONS = {
+    ("get", "/api/v1/orders/"): ("orders_list", "orders"),
+    ("post", "/api/v1/orders/"): ("orders_create", "orders"),
+    ("get", "/api/v1/orders/{merchant_order_no}/"): ("orders_retrieve", "orders"),
+    ("post", "/api/v1/orders/{merchant_order_no}/refunds/"): ("refunds_create", "refunds"),
+    ("get", "/api/v1/refunds/{merchant_order_no}/"): ("refunds_retrieve", "refunds"),
+    ("post", "/api/v1/orders/{merchant_order_no}/cancel/"): ("orders_cancel", "operations"),
+    ("post", "/api/v1/orders/{merchant_order_no}/capture/"): ("orders_capture", "operations"),
+    ("post", "/api/v1/orders/{merchant_order_no}/increment/"): ("orders_increment", "operations"),
+    ("post", "/api/v1/orders/{merchant_order_no}/tip/"): ("orders_tip_adjust", "operations"),
+    ("post", "/api/v1/orders/{merchant_order_no}/sync/"): ("orders_sync", "operations"),
+    ("get", "/api/v1/batches/"): ("batches_list", "batches"),
+    ("get", "/api/v1/batches/open/"): ("batches_open_retrieve", "batches"),
+    ("post", "/api/v1/batches/close/"): ("batches_close", "batches"),
+    ("get", "/healthz"): ("health_liveness", "health"),
+    ("get", "/readyz"): ("health_readiness", "health"),
+}
+
+
+@pytest.fixture
+def schema(live_server):
+    response = requests.get(live_server.url + "/api/schema/", timeout=30)
+    assert response.status_code == 200
+    return yaml.safe_load(response.text)
+
+
+def test_every_operation_has_its_resource_tag_a_consistent_id_and_a_summary_for_store_developers(schema):
+    """One tag per resource, ids `<resource>_<action>`, and a summary and description that are not docstrings."""
+    found = {
+        (method, path): (operation["operationId"], operation["tags"])
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if method != "parameters"
+    }
+    assert found == {key: (operation_id, [tag]) for key, (operation_id, tag) in OPERATIONS.items()}
+    assert [tag["name"] for tag in schema["tags"]] == ["orders", "refunds", "operations", "batches", "health"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation["summary"] and operation["description"], (method, path)
+            assert "Subclasses" not in operation["description"] and "handle_post" not in operation["description"]
+    assert "Idempotency-Key" in schema["info"]["description"]
+
+
+def test_every_header_is_documented(schema):
+    """
+    X-Request-ID is a request and a response header of every operation; every POST under /api/v1/ takes
+    Idempotency-Key and may answer Idempotent-Replayed; Authorization is the security scheme.
+    """
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            request_headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            posted = method == "post" and path.startswith("/api/v1/")
+            assert request_headers == ({"X-Request-ID", "Idempotency-Key"} if posted else {"X-Request-ID"}), path
+            for code, response in operation["responses"].items():
+                expected = {"X-Request-ID", "Idempotent-Replayed"} if posted else {"X-Request-ID"}
+                assert set(response["headers"]) == expected, (path, code)
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Api-Key <key>`; create a key with `python manage.py create_api_key`.",
+    }
+
+
+def test_operations_carry_request_and_response_examples(schema):
+    """Creating an order shows a request example per channel and an answer; errors show their body."""
+    create = schema["paths"]["/api/v1/orders/"]["post"]
+    request_examples = create["requestBody"]["content"]["application/json"]["examples"]
+    assert {example["value"]["channel"] for example in request_examples.values()} == {"terminal", "checkout", "card"}
+    answer = create["responses"]["201"]["content"]["application/json"]["examples"]
+    assert [example["value"]["status"] for example in answer.values()] == ["pending"]
+    invalid = create["responses"]["400"]["content"]["application/json"]["examples"]
+    assert [example["value"]["error"]["code"] for example in invalid.values()] == ["invalid_request"]
+    capture = schema["paths"]["/api/v1/orders/{merchant_order_no}/capture/"]["post"]
+    assert [e["value"] for e in capture["requestBody"]["content"]["application/json"]["examples"].values()] == [
+        {"amount": "120.00"}
+    ]
+
+
+def test_docs_page_loads_swagger_ui_from_this_server_not_a_cdn(live_server):
+    """/api/docs/ refers only to static files served here (drf-spectacular-sidecar), so it renders offline."""
     response = requests.get(live_server.url + "/api/docs/", timeout=30)
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    [bundle] = [source for source in sources if source.endswith("swagger-ui-dist/swagger-ui-bundle.js")]
+    assert requests.get(live_server.url + bundle, timeout=30).status_code == 200
+    assert [source for source in sources if source.startswith(("http:", "https:", "//"))] == []
+    assert "cdn" not in response.text.lower()
 
 
 def test_liveness_and_readiness(live_server, settings):

@@ -227,23 +227,33 @@ def test_a_failed_close_is_retried_with_back_off_a_bounded_number_of_times(accou
 
 
 def test_close_batches_command_closes_now_through_the_same_service(account, sandbox_reset, sandbox_control, capsys):
-    """`manage.py close_batches --now --store S` records a close with trigger "command" and prints its result."""
+    """
+    `manage.py close_batches --now --store S -v 2` records a close with trigger "command" and prints its
+    result, then the summary.
+    """
     paid_terminal_sale(account, sandbox_control, "10.00")
 
-    call_command("close_batches", "--now", "--store", STORE_NO)
+    call_command("close_batches", "--now", "--store", STORE_NO, verbosity=2)
 
     batch = BatchClose.objects.get()
     assert (batch.trigger, batch.status, batch.count, batch.total_amount) == ("command", "succeeded", 1, Decimal("10.00"))
-    assert capsys.readouterr().out == f"Batch close {batch.pk} ({STORE_NO}): succeeded, 1 transactions, total 10.00.\n"
+    assert capsys.readouterr().out == (
+        f"Batch close {batch.pk} ({STORE_NO}): succeeded, 1 transactions, total 10.00.\n"
+        "Batch closes: 1 succeeded, 0 did not.\n"
+    )
 
 
 def test_close_batches_command_reports_a_failed_close(account, sandbox_reset, sandbox_control, capsys):
-    """A close that fails makes the command exit with an error after printing the record."""
+    """A close that fails makes the command print the summary and exit with an error naming the failed close."""
     sandbox_control.fault(fault="http_500", method="batch.close.terminals")
-    with pytest.raises(CommandError, match="did not succeed"):
+    with pytest.raises(CommandError) as raised:
         call_command("close_batches", "--now")
     batch = BatchClose.objects.get()
-    assert capsys.readouterr().out == f"Batch close {batch.pk} (all stores): unknown after 1 attempt(s):  the gateway answered HTTP 500\n"
+    assert capsys.readouterr().out == "Batch closes: 0 succeeded, 1 did not.\n"
+    assert str(raised.value) == (
+        f"Batch close {batch.pk} (all stores): unknown after 1 attempt(s):  the gateway answered HTTP 500. "
+        "A close that did not succeed is retried automatically while attempts remain."
+    )
 
 
 @pytest.mark.parametrize(

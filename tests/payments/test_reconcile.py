@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -24,6 +25,13 @@ from payments.services.orders import ApplyResult, order_apply_gateway_state, ord
 from payments.services.reconcile import StatusChange, reconciliation_run
 from payments.services.refunds import order_refund
 from tests.factories import OrderFactory
+
+
+class TerminalStream(StringIO):
+    """stderr as an interactive terminal would present itself."""
+
+    def isatty(self) -> bool:
+        return True
 
 TERMINAL_SN = "WPYB002248000865"
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
@@ -326,13 +334,16 @@ def test_refund_completing_later_is_settled_by_reconcile(account, sandbox_contro
     assert order.refunded_amount == Decimal("4.00")
 
 
-def test_reconcile_command_prints_each_changed_row(account, sandbox_control, capsys):
-    """`manage.py reconcile --all` checks every open order, due or not, and prints merchant_order_no, old → new."""
+def test_reconcile_command_prints_each_changed_row_at_verbosity_2(account, sandbox_control, capsys):
+    """
+    `manage.py reconcile --all -v 2` checks every open order, due or not, and prints merchant_order_no,
+    old → new, before the summary.
+    """
     paid = terminal_order(account)
     waiting = terminal_order(account)
     sandbox_control.pay(paid.merchant_order_no)
 
-    call_command("reconcile", "--all")
+    call_command("reconcile", "--all", verbosity=2)
 
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -343,6 +354,29 @@ def test_reconcile_command_prints_each_changed_row(account, sandbox_control, cap
     assert (waiting.status, waiting.check_attempts) == (OrderStatus.PENDING, 1)
 
 
+def test_reconcile_command_shows_a_progress_bar_on_a_terminal_and_only_the_summary_on_stdout(account, sandbox_control):
+    """
+    At the default verbosity the per-row lines stay out of stdout; on a terminal, stderr carries a bar
+    counting the rows checked against the open rows there were, left at its final count (3/3).
+    """
+    for _ in range(3):
+        terminal_order(account)
+    stdout, stderr = StringIO(), TerminalStream()
+
+    call_command("reconcile", "--all", stdout=stdout, stderr=stderr)
+
+    assert stdout.getvalue() == "Checked 3 orders, 0 refunds and 0 operations: 0 changed, 0 could not be checked.\n"
+    assert "Reconciling" in stderr.getvalue() and "3/3" in stderr.getvalue()
+
+
+def test_reconcile_command_draws_no_bar_when_stderr_is_not_a_terminal(account, sandbox_control):
+    """Cron and pipes get no bar characters: stderr stays empty."""
+    terminal_order(account)
+    stderr = StringIO()
+    call_command("reconcile", "--all", stdout=StringIO(), stderr=stderr)
+    assert stderr.getvalue() == ""
+
+
 def test_reconcile_command_since_limits_to_recent_orders(account, sandbox_control, capsys):
     """`--since 1h` leaves older orders alone."""
     old = terminal_order(account)
@@ -351,7 +385,7 @@ def test_reconcile_command_since_limits_to_recent_orders(account, sandbox_contro
     for order in (old, recent):
         sandbox_control.pay(order.merchant_order_no)
 
-    call_command("reconcile", "--all", "--since", "1h")
+    call_command("reconcile", "--all", "--since", "1h", verbosity=2)
 
     assert capsys.readouterr().out.splitlines()[0] == f"{recent.merchant_order_no} pending → succeeded"
     old.refresh_from_db()

@@ -19,9 +19,9 @@ from webhooks.models import NotificationDelivery, NotificationReplay, Processing
 from webhooks.services import notification_apply, notification_replay
 
 
-def _replay(*args: str) -> list[str]:
+def _replay(*args: str, verbosity: int = 2) -> list[str]:
     out = StringIO()
-    call_command("replay_notifications", *args, stdout=out)
+    call_command("replay_notifications", *args, stdout=out, verbosity=verbosity)
     return out.getvalue().splitlines()
 
 
@@ -152,6 +152,17 @@ def test_replay_applies_a_parked_unmatched_delivery_once_its_order_exists(gatewa
     assert found[0] == f"#{delivery.pk} RPL-3: unmatched -> applied [applied] applied: trans_status 2 from the notification"
     order.refresh_from_db()
     assert order.status == OrderStatus.SUCCEEDED
+
+
+def test_replay_command_prints_only_its_summary_at_the_default_verbosity(gateway, notify_account):
+    """Without -v 2 the per-delivery lines go to the DEBUG log only; stdout has the closing summary."""
+    gateway.notify(notification_fields("RPL-4"))
+    [delivery] = NotificationDelivery.objects.all()
+    for _ in range(3):
+        notification_apply(delivery_id=delivery.pk)
+
+    assert _replay("--status", "unmatched", verbosity=1) == ["Replayed 1 deliveries; 0 changed status."]
+    assert NotificationReplay.objects.filter(delivery=delivery).count() == 1
 
 
 def test_replay_selects_by_since(gateway, notify_account):

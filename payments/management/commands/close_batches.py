@@ -1,11 +1,17 @@
 """``manage.py close_batches``: close terminal batches on demand, or run the due schedules once."""
 
+import logging
+from functools import partial
+
 from django.core.management.base import BaseCommand, CommandError
 
 from codepay_service.errors import ServiceError
+from payments.management.progress import progress
 from payments.models import BatchClose, MerchantAccount
 from payments.services.accounts import merchant_account_sync_default
 from payments.services.batches import batch_close, batch_close_attempt, batch_schedules_open_due
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -21,22 +27,34 @@ class Command(BaseCommand):
         parser.add_argument("--account", help="Merchant account id or code (default: the account from CODEPAY_* settings).")
 
     def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
         if not options["now"]:
             if options["store"] or options["terminal"]:
                 raise CommandError("--store and --terminal go with --now.")
-            batches = [batch_close_attempt(batch=batch) for batch in batch_schedules_open_due()]
-            if not batches:
+            closes = [partial(batch_close_attempt, batch=batch) for batch in batch_schedules_open_due()]
+            if not closes:
                 self.stdout.write("No schedule is due.")
+                return
         else:
             account = self._account(options["account"])
-            batches = [
-                batch_close(account=account, trigger=BatchClose.Trigger.COMMAND, store_no=store, terminal_sn_list=options["terminal"])
+            closes = [
+                partial(batch_close, account=account, trigger=BatchClose.Trigger.COMMAND, store_no=store, terminal_sn_list=options["terminal"])
                 for store in options["store"] or [""]
             ]
-        for batch in batches:
-            self.stdout.write(self._describe(batch))
-        if any(batch.status != "succeeded" for batch in batches):
-            raise CommandError("At least one batch close did not succeed; it is retried automatically while attempts remain.")
+        batches = []
+        with progress(command=self, total=len(closes), unit="batch", description="Closing batches", logger=logger) as tracker:
+            for close in closes:
+                batch = close()
+                tracker.item(self._describe(batch), batch_close_id=batch.pk, store_no=batch.store_no)
+                tracker.advance()
+                batches.append(batch)
+        failed = [batch for batch in batches if batch.status != "succeeded"]
+        self.stdout.write(f"Batch closes: {len(batches) - len(failed)} succeeded, {len(failed)} did not.")
+        if failed:
+            raise CommandError(
+                "; ".join(self._describe(batch).rstrip(".") for batch in failed)
+                + ". A close that did not succeed is retried automatically while attempts remain."
+            )
 
     @staticmethod
     def _account(code: str | None) -> MerchantAccount:

@@ -13,10 +13,15 @@ A delivery rejected for its key or signature is verified again from its stored b
 
 from __future__ import annotations
 
+import logging
+
 from django.core.management.base import BaseCommand, CommandError
 
+from payments.management.progress import progress
 from payments.management.since import parse_since
-from webhooks.services import notification_replay, notification_statuses_expand
+from webhooks.services import notification_replay, notification_replay_candidates, notification_statuses_expand
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -44,19 +49,28 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
-        outcomes = notification_replay(actor="command", delivery_ids=ids or None, statuses=statuses, since=since_at)
-        if not outcomes:
+        self.verbosity = options["verbosity"]
+        selection = {"delivery_ids": ids or None, "statuses": statuses, "since": since_at}
+        total = notification_replay_candidates(**selection).count()
+        if not total:
             self.stdout.write("No deliveries to replay.")
             return
-        for outcome in outcomes:
-            if outcome.changed:
-                change = f"{outcome.status_before} -> {outcome.status_after}"
-            else:
-                change = f"{outcome.status_after} (unchanged)"
-            self.stdout.write(
-                f"#{outcome.delivery_id} {outcome.merchant_order_no or '-'}: {change}"
-                + (f" [{outcome.result}]" if outcome.result else "")
-                + (f" {outcome.message}" if outcome.message else "")
-            )
+        with progress(command=self, total=total, unit="delivery", description="Replaying", logger=logger) as tracker:
+
+            def show(outcome) -> None:
+                if outcome.changed:
+                    change = f"{outcome.status_before} -> {outcome.status_after}"
+                else:
+                    change = f"{outcome.status_after} (unchanged)"
+                tracker.item(
+                    f"#{outcome.delivery_id} {outcome.merchant_order_no or '-'}: {change}"
+                    + (f" [{outcome.result}]" if outcome.result else "")
+                    + (f" {outcome.message}" if outcome.message else ""),
+                    delivery_id=outcome.delivery_id,
+                    merchant_order_no=outcome.merchant_order_no,
+                )
+                tracker.advance()
+
+            outcomes = notification_replay(actor="command", **selection, on_replayed=show)
         changed = sum(1 for outcome in outcomes if outcome.changed)
         self.stdout.write(self.style.SUCCESS(f"Replayed {len(outcomes)} deliveries; {changed} changed status."))
