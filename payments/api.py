@@ -210,7 +210,11 @@ def _action_schema(request_serializer=None, description=""):
 
 
 class OrderCancelApi(_OrderActionApi):
-    @_action_schema(description="Close a waiting terminal order, revoke a waiting online order, or void an authorization.")
+    @_action_schema(
+        description="Close a waiting terminal order, revoke a waiting online order, or void an authorization. "
+        "A captured authorization is voided through its capture while the gateway allows it (before the "
+        "batch closes, nothing refunded yet); otherwise 409: refund it instead."
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -221,7 +225,13 @@ class OrderCancelApi(_OrderActionApi):
 class OrderCaptureApi(_OrderActionApi):
     input_serializer = serializers.AmountSerializer
 
-    @_action_schema(serializers.AmountSerializer, "Capture an authorization; a partial amount is allowed.")
+    @_action_schema(
+        serializers.AmountSerializer,
+        "Capture an authorization, once: a partial amount is allowed and the rest of the authorization is "
+        "released. A second capture is refused with 409 (the gateway's reference describes one capture per "
+        "authorization; the database holds one capture per order). Refunds, tip adjustments and a void "
+        "after the capture act on the capture.",
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -232,7 +242,7 @@ class OrderCaptureApi(_OrderActionApi):
 class OrderIncrementApi(_OrderActionApi):
     input_serializer = serializers.AmountSerializer
 
-    @_action_schema(serializers.AmountSerializer, "Raise an authorization by `amount`.")
+    @_action_schema(serializers.AmountSerializer, "Raise an authorization by `amount`, before it is captured.")
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -243,7 +253,11 @@ class OrderIncrementApi(_OrderActionApi):
 class OrderTipApi(_OrderActionApi):
     input_serializer = serializers.TipSerializer
 
-    @_action_schema(serializers.TipSerializer, "Set the tip of a paid sale before its batch closes.")
+    @_action_schema(
+        serializers.TipSerializer,
+        "Set the tip of a paid sale, or of a captured authorization's capture, before its batch closes. "
+        "`tip_amount` is the new total tip, not an amount to add.",
+    )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 

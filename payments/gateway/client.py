@@ -292,6 +292,8 @@ class CodePayClient:
         term_ip: str = "",
     ) -> CardCheckoutResult:
         """``pay.merchant.checkout``: charge a card collected by the merchant; the card is encrypted here."""
+        if not billing_address:
+            raise ValueError("pay.merchant.checkout requires billing_address (docs/protocol.md, \"Card checkout\").")
         if self._gateway_public_key is None:
             raise GatewayConfigurationError(
                 "Card checkout encrypts the card with the gateway public key; set CODEPAY_GATEWAY_PUBLIC_KEY."

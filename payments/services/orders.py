@@ -173,6 +173,7 @@ def order_create(
         order.terminal_online_status = answer.get("terminal_online_status", "")
         order.pay_method_id = answer.get("pay_method_id") or order.pay_method_id
         order.gateway_code, order.gateway_message = "0", "success"
+        _record_decline(order, code=answer.get("trans_error_code", ""), message=answer.get("trans_error_msg", ""))
         order.save()
         trans_status = answer.get("trans_status") or TransStatus.CREATED.value
         order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
@@ -211,13 +212,15 @@ def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str,
         result = client.create_checkout(**common, return_url=options.get("return_url", ""), order_detail=options.get("order_detail"))
         return {"trans_no": result.trans_no, "pay_url": result.pay_url}
     result = client.create_card_checkout(
-        **common, card=card, billing_address=options.get("billing_address") or {}, return_url=options.get("return_url", "")
+        **common, card=card, billing_address=options["billing_address"], return_url=options.get("return_url", "")
     )
     return {
         "trans_no": result.trans_no,
         "trans_status": result.trans_status,
         "pay_method_id": result.pay_method_id,
         "redirect_url_3dsecure": result.redirect_url_3dsecure,
+        "trans_error_code": result.trans_error_code,
+        "trans_error_msg": result.trans_error_msg,
     }
 
 
@@ -230,7 +233,8 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
             order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
             order_event(order, kind="outcome_unknown", source="api", message=exc.message)
             return
-        order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
+        order.failure_code, order.failure_message = order.gateway_code, order.gateway_message
+        order.save(update_fields=["gateway_code", "gateway_message", "failure_code", "failure_message", "updated_at"])
         order_transition(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
     raise client_error(
         exc,
@@ -259,6 +263,8 @@ def order_transition(
         order.authorized_amount = order.amount
     if to_status == OrderStatus.SUCCEEDED and not order.paid_amount:
         order.paid_amount = order.captured_amount or (order.amount + order.tip_amount + order.cashback_amount)
+    if to_status == OrderStatus.SUCCEEDED and order.paid_at is None:
+        order.paid_at = timezone.now()
     if to_status in ORDER_FINAL_STATUSES:
         order.next_check_at = None
     order.save()
@@ -286,6 +292,8 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
             order.pay_method_id = info.pay_method_id
         order.not_found_since = None
         to_status = order_status_from_gateway(info.trans_status, order.trans_type)
+        if to_status == OrderStatus.FAILED:
+            _record_decline(order, code=info.trans_error_code, message=info.trans_error_msg)
         if to_status == OrderStatus.SUCCEEDED and order.status != OrderStatus.SUCCEEDED and not order.captured_amount:
             mismatch = _adopt_paid_amounts(order, info)
             if mismatch:
@@ -294,19 +302,33 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
         return order_transition(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
 
 
+def _record_decline(order: Order, *, code: str, message: str) -> None:
+    """Keep why the payment failed, as the gateway said it (trans_error_code / trans_error_msg)."""
+    if code or message:
+        order.failure_code, order.failure_message = code[:32], message[:255]
+
+
 def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
     """
-    Take what the customer really paid from the gateway: a tip entered on the terminal screen changes it.
-    The parts must add up (order + tip + cashback = paid); otherwise nothing is taken and the caller
-    records a conflict.
+    Take what the customer really paid from the gateway: a tip entered on the terminal screen changes it,
+    and so do the discounts and the fee order.query reports (docs/protocol.md, "Amounts the gateway
+    reports"). The parts must add up (order + tip + cashback - discounts + fee = paid); otherwise nothing
+    is taken and the caller records a conflict.
     """
     tip = info.tip_amount if info.tip_amount is not None else order.tip_amount
     paid = info.paid_amount if info.paid_amount is not None else info.trans_amount
     if paid is None:
         return ""
-    if paid != order.amount + tip + order.cashback_amount:
-        return f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
+    zero = Decimal("0")
+    discount_bpc, discount_bmopc, fee = (value or zero for value in (info.discount_bpc, info.discount_bmopc, info.trans_fee_c))
+    expected = order.amount + tip + order.cashback_amount - discount_bpc - discount_bmopc + fee
+    if paid != expected:
+        return (
+            f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
+            f" - discounts {discount_bpc} and {discount_bmopc} + fee {fee}"
+        )
     order.tip_amount, order.paid_amount = tip, paid
+    order.discount_bpc, order.discount_bmopc, order.trans_fee_c = discount_bpc, discount_bmopc, fee
     return ""
 
 
@@ -332,7 +354,7 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
 
 def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
     """
-    The gateway does not know this order. Right after a create this can be transient (PROTOCOL.md,
+    The gateway does not know this order. Right after a create this can be transient (docs/protocol.md,
     "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
     """
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
@@ -343,8 +365,9 @@ def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
             order.not_found_since = now
             order.save(update_fields=["not_found_since", "updated_at"])
         if order.status == OrderStatus.UNKNOWN and now - order.not_found_since >= grace:
-            order.gateway_code = ORDER_NOT_FOUND_CODE
+            order.gateway_code = order.failure_code = ORDER_NOT_FOUND_CODE
             order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
+            order.failure_message = order.gateway_message
             return order_transition(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
         return ApplyResult.UNCHANGED
 
