@@ -10,7 +10,9 @@ Decisions:
 - Every move into a final status (2, 1, 3) goes through ``_finish``, which hands the notification to the
   notifier; no path can forget one. The notifier only starts a thread, so calling it under the lock is cheap.
 - Orders expire lazily: whoever reads an order past ``expires`` closes it first (status 1). That is what a
-  caller of the real gateway sees, without a timer thread per order.
+  caller of the real gateway sees, without a timer thread per order. An authorization never captured is
+  released the same way after ``AUTHORIZATION_HOLD_SECONDS`` (status 3, reason authorization_expired), or
+  at once through the control API's ``expire``.
 - Card numbers never reach this module: the card checkout passes only the last four digits and the brand.
 - Follow-ups on a pre-authorization obey ``payments.gateway.methods.FOLLOW_UPS`` strictly: one capture
   per authorization; captured money is refunded, re-tipped and voided through the capture's own trans_no
@@ -42,6 +44,10 @@ from .transactions import (
     Transaction,
     gateway_time,
 )
+
+
+# How long an uncaptured authorization holds the money (inferred: card schemes release most holds in 7 days).
+AUTHORIZATION_HOLD_SECONDS = 7 * 24 * 3600
 
 
 class SandboxState:
@@ -193,6 +199,12 @@ class SandboxState:
     def _expire_if_due(self, txn: Transaction) -> None:
         if txn.status in OPEN_STATUSES and txn.expires and self._clock() > txn.created_at + txn.expires:
             self._finish(txn, TransStatus.CLOSED, "expired")
+        elif self._uncaptured_authorization(txn) and self._clock() > txn.end_time + AUTHORIZATION_HOLD_SECONDS:
+            self._finish(txn, TransStatus.CANCELLED, "authorization_expired")
+
+    @staticmethod
+    def _uncaptured_authorization(txn: Transaction) -> bool:
+        return txn.trans_type is TransType.PRE_AUTH and txn.status is TransStatus.SUCCESS and txn.completion is None
 
     # --- transitions -------------------------------------------------------------------------------
 
@@ -273,9 +285,13 @@ class SandboxState:
             return txn.control_view()
 
     def close_unpaid(self, merchant_order_no: str, *, reason: str, merchant_no: str = "") -> dict:
-        """The customer declines or walks away, or the order runs out of time: status 1."""
+        """The customer declines or walks away, or the order runs out of time: status 1. An uncaptured
+        authorization that runs out of time is released instead: status 3."""
         with self._lock:
             txn = self._find_for_control(merchant_order_no, merchant_no)
+            if reason == "expired" and self._uncaptured_authorization(txn):
+                self._finish(txn, TransStatus.CANCELLED, "authorization_expired")
+                return txn.control_view()
             require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
             self._finish(txn, TransStatus.CLOSED, reason)
             return txn.control_view()

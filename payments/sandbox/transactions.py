@@ -46,6 +46,7 @@ DECLINES = {
     "card_declined": ("05", "[05]DO NOT HONOR"),
     "3ds_failed": ("65", "[65]AUTHENTICATION FAILED"),
     "refund_failed": ("12", "[12]INVALID TRANSACTION"),
+    "authorization_expired": ("AUTH_EXPIRED", "[AUTH_EXPIRED]AUTHORIZATION EXPIRED"),
 }
 
 # The fields a notification carries (docs/protocol.md, "Notifications", inferred), besides app_id,
@@ -157,7 +158,8 @@ class Transaction:
 
     @property
     def decline(self) -> tuple[str, str]:
-        return DECLINES.get(self.close_reason, ("", "")) if self.status is TransStatus.CLOSED else ("", "")
+        ended_unpaid = self.status in (TransStatus.CLOSED, TransStatus.CANCELLED)
+        return DECLINES.get(self.close_reason, ("", "")) if ended_unpaid else ("", "")
 
     def money(self, amount: Decimal) -> str:
         return format_amount(amount, self.price_currency)

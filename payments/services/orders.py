@@ -292,7 +292,7 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
             order.pay_method_id = info.pay_method_id
         order.not_found_since = None
         to_status = order_status_from_gateway(info.trans_status, order.trans_type)
-        if to_status == OrderStatus.FAILED:
+        if to_status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
             _record_decline(order, code=info.trans_error_code, message=info.trans_error_msg)
         if to_status == OrderStatus.SUCCEEDED and order.status != OrderStatus.SUCCEEDED and not order.captured_amount:
             mismatch = _adopt_paid_amounts(order, info)

@@ -100,14 +100,17 @@ def test_card_order_is_charged_and_the_card_is_never_stored_echoed_or_logged(api
 
 
 def test_declined_card_is_answered_and_stored_as_failed(api):
-    """A card the issuer declines (trans_status 1 in a successful answer) is a created order that failed."""
+    """A card the issuer declines (trans_status 1 in a successful answer) is a created order that failed, and
+    says why: the answer's trans_error_code and trans_error_msg."""
     response = api.post(
         "/api/v1/orders/",
         json={"channel": "card", "amount": "10.00", "currency": "USD", "description": "Declined",
               "merchant_order_no": "CARD-DECLINE-1", "card": {**VISA_OK, "pan": "4000000000000002"}, "billing_address": BILLING},
     )
     assert response.status_code == 201, response.text
-    assert response.json()["status"] == "failed"
+    body = response.json()
+    assert (body["status"], body["failure_code"], body["failure_message"]) == ("failed", "05", "[05]DO NOT HONOR")
+    assert (body["paid_amount"], body["paid_at"], body["refundable_amount"]) == ("0.00", None, "0.00")
     assert Order.objects.get(merchant_order_no="CARD-DECLINE-1").status == OrderStatus.FAILED
 
 
