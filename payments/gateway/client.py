@@ -1,7 +1,7 @@
 """
 The CodePay gateway client: one typed method per gateway operation.
 
-It knows HTTP and the protocol (PROTOCOL.md) and nothing about our models. Every request goes to
+It knows HTTP and the protocol (docs/protocol.md) and nothing about our models. Every request goes to
 ``POST {base_url}/api/entry`` as a flat JSON object of strings, signed with the app key (RSA2) or sent
 with Basic Auth (sign_type NONE). Every answer with ``code`` "0" must carry a valid gateway signature.
 
@@ -35,6 +35,7 @@ from .errors import (
     GatewayError,
     GatewayOutcomeUnknown,
     GatewayRequestNotSent,
+    GatewayUnsignedRefusal,
 )
 from .methods import MONEY_MOVING_METHODS, Method
 from .money import format_amount
@@ -101,7 +102,7 @@ def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _wire_value(value: Any) -> str:
-    """Every field travels as the exact text that is signed (PROTOCOL.md, "Scalars")."""
+    """Every field travels as the exact text that is signed (docs/protocol.md, "Scalars")."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -398,7 +399,8 @@ class CodePayClient:
     # --- Orders and refunds by query, revoke and refund ------------------------------------------------
 
     def query_order(self, *, trans_no: str = "", merchant_order_no: str = "") -> OrderInfo:
-        """``order.query``; an unknown order raises GatewayDeclined with code ORDER_NOT_FOUND_CODE."""
+        """``order.query``; an unknown order raises GatewayDeclined (or, unsigned, GatewayUnsignedRefusal) with
+        code ORDER_NOT_FOUND_CODE: see ``is_order_not_found``."""
         data = self._call(Method.ORDER_QUERY, self._order_reference(trans_no, merchant_order_no))
         return OrderInfo.from_data(*data)
 
@@ -474,7 +476,8 @@ class CodePayClient:
             try:
                 return self._send_once(method, business_fields)
             except (GatewayRequestNotSent, GatewayOutcomeUnknown) as exc:
-                retryable = isinstance(exc, GatewayRequestNotSent) or read_only
+                # An unsigned error answer is an answer: asking again brings the same one.
+                retryable = isinstance(exc, GatewayRequestNotSent) or (read_only and not isinstance(exc, GatewayUnsignedRefusal))
                 if not retryable or attempt >= self._max_retries:
                     raise
                 attempt += 1
@@ -582,11 +585,10 @@ class CodePayClient:
         if code != SUCCESS_CODE:
             message = str(envelope.get("msg") or "no message")
             if not verified:
-                # An unsigned "no" may not come from the gateway (PROTOCOL.md, "Responses"): acting on it,
-                # e.g. on "order not found", could fail an order that was paid. Its outcome stays unknown.
-                raise GatewayOutcomeUnknown(
-                    f"unsigned error answer [{code}] {message}; not trusted", method=method.value, psn=psn
-                )
+                # An unsigned "no" may not come from the gateway (docs/protocol.md, "Responses"): acting on it
+                # at once, e.g. on "order not found", could fail an order that was paid. Its outcome stays
+                # unknown; only a query's "not found" repeated past the grace period is believed.
+                raise GatewayUnsignedRefusal(code=code, message=message, method=method.value, psn=psn)
             raise GatewayDeclined(code=code, message=message, method=method.value, psn=psn, data=self._decode_data(envelope))
         if not verified:
             raise GatewayOutcomeUnknown(

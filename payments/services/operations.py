@@ -23,7 +23,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
+from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.money import format_amount
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus, TransType
@@ -116,8 +116,8 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
     client = client or gateway_client_for(operation.order.account)
     try:
         info = client.query_order(merchant_order_no=operation.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
             return ApplyResult.UNCHANGED

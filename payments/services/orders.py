@@ -28,9 +28,9 @@ from codepay_service.errors import (
 )
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
-    GatewayDeclined,
     GatewayError,
     GatewayOutcomeUnknown,
+    is_order_not_found,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
@@ -345,8 +345,8 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
     client = gateway_client_for(order.account)
     try:
         info = client.query_order(merchant_order_no=order.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         return order_mark_not_found(order_id=order.pk, source=source)
     return order_apply_gateway_state(order_id=order.pk, info=info, source=source)

@@ -62,8 +62,9 @@ from payments.gateway.errors import (
     GatewayError,
     GatewayOutcomeUnknown,
     GatewayRequestNotSent,
+    is_order_not_found,
 )
-from payments.gateway.methods import OPEN_TRANS_STATUSES, ORDER_NOT_FOUND_CODE, TransStatus
+from payments.gateway.methods import OPEN_TRANS_STATUSES, TransStatus
 from payments.models import (
     Channel,
     OperationKind,
@@ -238,8 +239,8 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     """The order's status after the check (None: unchanged)."""
     try:
         info = client.query_order(merchant_order_no=order.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         if order_mark_not_found(order_id=order.pk, source=SOURCE) is ApplyResult.APPLIED:
             return OrderStatus.FAILED

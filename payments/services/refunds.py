@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
+from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Target
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
@@ -182,8 +182,8 @@ def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyRe
     client = client or gateway_client_for(refund.account)
     try:
         info = client.query_refund(merchant_order_no=refund.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         return refund_mark_not_found(refund_id=refund.pk, source=source)
     return refund_apply_gateway_state(refund_id=refund.pk, info=info, source=source)

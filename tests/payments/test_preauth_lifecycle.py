@@ -269,3 +269,20 @@ def test_a_decline_on_the_terminal_is_stored_and_shown_with_its_reason(api, sand
         "[05]DO NOT HONOR",
         "0",
     )
+
+
+@pytest.mark.django_db
+def test_the_database_holds_one_capture_per_authorization():
+    """A second capture that succeeded or may have is refused by the database itself; a failed one leaves room."""
+    from django.db import IntegrityError, transaction
+
+    from payments.models import OrderOperation
+    from tests.factories import OrderFactory
+
+    order = OrderFactory(trans_type="auth", status="authorized")
+    OrderOperation.objects.create(order=order, kind="capture", amount="1.00", status="failed")
+    OrderOperation.objects.create(order=order, kind="capture", amount="1.00", status="unknown")
+    for status in ("unknown", "succeeded"):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            OrderOperation.objects.create(order=order, kind="capture", amount="1.00", status=status)
+    assert OrderOperation.objects.filter(order=order, kind="capture").count() == 2
