@@ -80,7 +80,7 @@ from payments.models import MerchantAccount, OperationStatus, Order, OrderOperat
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.accounts import gateway_client_for, merchant_account_effective, merchant_account_get
 from payments.services.operations import operation_sync
-from payments.services.orders import ApplyResult, order_apply_gateway_state
+from payments.services.orders import ApplyResult, order_apply_gateway_state, order_note_notified_amounts
 from payments.services.refunds import refund_apply_gateway_state
 from payments.state_machine import (
     order_can_move,
@@ -528,6 +528,10 @@ def _apply_locked(
         if replay and locked.status in SETTLED_STATUSES and result is not ApplyResult.APPLIED:
             # Replaying a settled delivery keeps its record of what it did the first time.
             return ApplyOutcome(locked.pk, locked.status, result.value, f"replayed: {message}")
+        if confirmed and not is_refund:
+            notified_mismatch = order_note_notified_amounts(order_id=order_id, notified=OrderInfo.from_data(delivery.payload or {}), source=SOURCE)
+            if notified_mismatch:
+                status, message = ProcessingStatus.CONFLICT, f"{message}; but the notification said: {notified_mismatch}"
         locked.result = result.value
         locked.confirmed_trans_status = answered if confirmed else ""
         outcome = _finish(locked, status, now=now, message=message)

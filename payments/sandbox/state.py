@@ -268,14 +268,15 @@ class SandboxState:
         *,
         merchant_no: str = "",
         pay_method_id: str = "",
-        tip_amount: Decimal | None = None,
+        **amounts: Decimal,
     ) -> dict:
-        """The customer pays (or the card is authorized, for a pre-auth); a terminal follow-up takes effect."""
+        """The customer pays (or the card is authorized, for a pre-auth); a terminal follow-up takes effect.
+        ``amounts``: the tip entered on the terminal, the discounts and the fee the payment ends with."""
         with self._lock:
             txn = self._find_for_control(merchant_order_no, merchant_no)
             require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
-            if tip_amount is not None:
-                txn.tip_amount = tip_amount
+            for name, value in amounts.items():
+                setattr(txn, name, value)
             if txn.original is not None:
                 self._check_follow_up(txn.trans_type, txn.original, txn.trans_amount)
                 if txn.trans_type is TransType.VOID:

@@ -34,6 +34,7 @@ from payments.gateway.errors import (
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
+from payments.gateway.money import format_amount
 from payments.gateway.results import OrderInfo
 from payments.models import (
     ApiKey,
@@ -332,11 +333,24 @@ def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
     return ""
 
 
+def order_note_notified_amounts(*, order_id: int, notified: OrderInfo, source: str) -> str:
+    """
+    A validly signed notification whose amount or currency differs from the order is recorded as a conflict
+    for an operator, even when the confirming query then settles the order: the gateway said two things.
+    Answers the difference ("" when there is none). The caller holds the order's row lock.
+    """
+    order = Order.objects.get(pk=order_id)
+    mismatch = _amount_mismatch(order, notified)
+    if mismatch:
+        order_event(order, kind="conflict", source=source, message=f"notification: {mismatch}", data=notified.data)
+    return mismatch
+
+
 def _amount_mismatch(order: Order, info: OrderInfo) -> str:
     if info.price_currency and info.price_currency.upper() != order.currency:
         return f"gateway currency {info.price_currency} differs from ours ({order.currency})"
     if info.order_amount is not None and info.order_amount != order.amount:
-        return f"gateway order_amount {info.order_amount} differs from ours ({order.amount})"
+        return f"gateway order_amount {info.order_amount} differs from ours ({format_amount(order.amount, order.currency)})"
     return ""
 
 
