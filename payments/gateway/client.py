@@ -102,7 +102,7 @@ def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _wire_value(value: Any) -> str:
-    """Every field travels as the exact text that is signed (docs/protocol.md, "Scalars")."""
+    """Every field travels as the exact text that is signed (docs/protocol.md, "Request signing")."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

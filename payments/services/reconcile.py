@@ -24,7 +24,7 @@ Decisions:
 - **Pace.** Every gateway request waits on the shared limiter (``payments.ratelimit``), so all workers
   together stay under ``CODEPAY_MAX_QPS``.
 - **Unknown creates** are only ever queried, never resent. Found: the gateway's state is adopted.
-  "Not found" (E04111) is transient right after a create (PROTOCOL.md, "Responses"), so the order only
+  "Not found" (E04111) is transient right after a create (docs/protocol.md, "Responses"), so the order only
   fails once the gateway has kept not knowing it for ``CODEPAY_UNKNOWN_GRACE_SECONDS`` counted from the
   first "not found" (``order_mark_not_found`` keeps that first time; any answer that finds the order
   clears it).
