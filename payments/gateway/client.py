@@ -319,6 +319,9 @@ class CodePayClient:
         return CardCheckoutResult.from_data(*data)
 
     # --- Authorizations and adjustments -----------------------------------------------------------------
+    # Which trans_no each of these takes is FOLLOW_UPS in methods.py (docs/protocol.md, "Follow-ups"): the
+    # authorization's before a capture, the capture's after it. The client sends what it is given; the
+    # services pick the number from that table and the sandbox refuses any other.
 
     def capture(self, *, merchant_order_no: str, trans_no: str, amount: Decimal, currency: str) -> TransactionResult:
         """Capture (part of) an authorization; ``merchant_order_no`` is the capture's own new number."""
@@ -334,7 +337,8 @@ class CodePayClient:
         return TransactionResult.from_data(*data)
 
     def cancel_payment(self, *, merchant_order_no: str, trans_no: str) -> TransactionResult:
-        """Void an authorization not yet captured; ``merchant_order_no`` is the void's own new number."""
+        """Void an authorization not yet captured (its trans_no: trans_type 5) or a capture (the capture's
+        trans_no: trans_type 7); ``merchant_order_no`` is the void's own new number."""
         data = self._call(Method.CANCEL_PAYMENT, {"merchant_order_no": merchant_order_no, "trans_no": trans_no})
         return TransactionResult.from_data(*data)
 
@@ -347,7 +351,8 @@ class CodePayClient:
         currency: str,
         tip_amount: Decimal | None = None,
     ) -> TransactionResult:
-        """Refund a captured payment by its trans_no; ``merchant_order_no`` is the refund's own number."""
+        """Refund a sale, or a captured authorization by its capture's trans_no (trans_type 8);
+        ``merchant_order_no`` is the refund's own number."""
         data = self._call(
             Method.REFUND_PAYMENT,
             {
@@ -360,14 +365,14 @@ class CodePayClient:
         return TransactionResult.from_data(*data)
 
     def adjust_tip_by_trans_no(self, *, trans_no: str, tip_amount: Decimal, currency: str) -> TransactionResult:
-        """Set the tip of a transaction by its trans_no."""
+        """Set the tip of a sale or a capture by its trans_no; ``tip_amount`` is the new total tip."""
         data = self._call(
             Method.TIP_ADJUST_BY_TRANS_NO, {"trans_no": trans_no, "tip_amount": format_amount(tip_amount, currency)}
         )
         return TransactionResult.from_data(*data)
 
     def adjust_tip(self, *, merchant_order_no: str, tip_amount: Decimal, currency: str) -> Acknowledged:
-        """``tip.adjustment``: set the tip of a transaction by its merchant_order_no."""
+        """``tip.adjustment``: set the tip of a sale or a capture by its merchant_order_no, as the new total."""
         data = self._call(
             Method.TIP_ADJUSTMENT,
             {"merchant_order_no": merchant_order_no, "tip_adjustment_amount": format_amount(tip_amount, currency)},
@@ -382,12 +387,13 @@ class CodePayClient:
     # --- Batches -----------------------------------------------------------------------------------------
 
     def close_batch(self, *, terminal_sn: str) -> Acknowledged:
-        """``batch.close``: close one terminal's open batch."""
+        """``batch.close`` (published): close one terminal's open batch; the answer carries no count."""
         data = self._call(Method.BATCH_CLOSE, {"terminal_sn": terminal_sn})
         return Acknowledged.from_data(*data)
 
     def close_batch_for_terminals(self, *, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
-        """Close the open batch of the listed terminals (all of the store's when the list is empty)."""
+        """Close the open batch of the listed terminals (all of the store's when the list is empty); inferred
+        method name, used only where the terminals are not known (docs/protocol.md, "Batch close")."""
         data = self._call(Method.BATCH_CLOSE_TERMINALS, {"store_no": store_no, "terminal_sn_list": terminal_sn_list or None})
         return BatchSummary.from_data(*data)
 
