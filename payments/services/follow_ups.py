@@ -23,14 +23,14 @@ class FollowUpReference:
     merchant_order_no: str
 
 
-def order_capture_operation(order: Order) -> OrderOperation | None:
+def order_capture_operation(*, order: Order) -> OrderOperation | None:
     """The authorization's capture that succeeded (one at most: ``one_capture_per_authorization``)."""
     return OrderOperation.objects.filter(order=order, kind=OperationKind.CAPTURE, status=OperationStatus.SUCCEEDED).first()
 
 
 def follow_up_reference(*, order: Order, action: str) -> FollowUpReference:
     """The rule and the numbers a ``action`` ("void", "refund", "tip_adjust") on ``order`` sends."""
-    capture = order_capture_operation(order) if order.trans_type == TransType.AUTH else None
+    capture = order_capture_operation(order=order) if order.trans_type == TransType.AUTH else None
     follow_up = follow_up_for(action=action, captured=capture is not None)
     if follow_up.target is Target.COMPLETION:
         return FollowUpReference(follow_up=follow_up, trans_no=capture.trans_no, merchant_order_no=capture.merchant_order_no)
