@@ -254,7 +254,9 @@ class OrderCancelApi(_OrderActionApi):
         description=(
             "Stop an order that is still waiting for the customer (a terminal order is taken off the terminal, "
             "a checkout page stops accepting payment), or release the amount held by an `authorized` "
-            "pre-authorization. A paid sale cannot be cancelled: refund it."
+            "pre-authorization. A captured authorization is voided through its capture while the gateway allows "
+            "it (before the batch closes, nothing refunded yet); otherwise 409: refund it instead. A paid sale "
+            "cannot be cancelled: refund it."
         ),
     )
     def post(self, request, *args, **kwargs):
@@ -271,8 +273,10 @@ class OrderCaptureApi(_OrderActionApi):
         operation_id="orders_capture",
         summary="Capture an authorization",
         description=(
-            "Take `amount` of an `authorized` pre-authorization, at most what is authorized; a smaller amount "
-            "releases the rest. The order becomes `succeeded` with `captured_amount` set."
+            "Take `amount` of an `authorized` pre-authorization, once, at most what is authorized; a smaller amount "
+            "releases the rest. The order becomes `succeeded` with `captured_amount` set. A second capture is "
+            "refused with 409 (CodePay's reference describes one capture per authorization; the database holds one "
+            "capture per order). Refunds, tip adjustments and a void after the capture act on the capture."
         ),
         request_serializer=serializers.AmountSerializer,
         example=examples.AMOUNT_REQUEST,
@@ -290,7 +294,10 @@ class OrderIncrementApi(_OrderActionApi):
     @_action_schema(
         operation_id="orders_increment",
         summary="Raise an authorization",
-        description="Add `amount` to what an `authorized` pre-authorization holds (a longer stay, extra charges).",
+        description=(
+            "Add `amount` to what an `authorized` pre-authorization holds (a longer stay, extra charges), before "
+            "it is captured."
+        ),
         request_serializer=serializers.AmountSerializer,
         example=examples.AMOUNT_REQUEST,
     )
@@ -307,7 +314,10 @@ class OrderTipApi(_OrderActionApi):
     @_action_schema(
         operation_id="orders_tip_adjust",
         summary="Adjust the tip",
-        description="Set the tip of a paid terminal sale (the total becomes amount + tip) until its batch is closed.",
+        description=(
+            "Set the tip of a paid terminal sale, or of a captured authorization's capture, until its batch is "
+            "closed. `tip_amount` is the new total tip, not an amount to add."
+        ),
         request_serializer=serializers.TipSerializer,
         example=examples.TIP_REQUEST,
     )

@@ -114,6 +114,12 @@ class Order(models.Model):
     captured_amount = models.DecimalField(**MONEY, default=0)
     paid_amount = models.DecimalField(**MONEY, default=0)
     refunded_amount = models.DecimalField(**MONEY, default=0)
+    paid_at = models.DateTimeField(null=True, blank=True, help_text="When the money first moved (capture, payment).")
+    # What order.query reports was given off by the payment channel and the merchant, and the fee the
+    # customer paid (docs/protocol.md, "Amounts the gateway reports"); paid = total - discounts + fee.
+    discount_bpc = models.DecimalField(**MONEY, default=0)
+    discount_bmopc = models.DecimalField(**MONEY, default=0)
+    trans_fee_c = models.DecimalField(**MONEY, default=0)
 
     description = models.CharField(max_length=128)
     attach = models.CharField(max_length=128, blank=True)
@@ -131,6 +137,9 @@ class Order(models.Model):
     gateway_trans_status = models.CharField(max_length=2, blank=True)
     gateway_code = models.CharField(max_length=16, blank=True)
     gateway_message = models.CharField(max_length=255, blank=True)
+    # Why the payment failed, as the gateway said (trans_error_code / trans_error_msg, or a refusal's code).
+    failure_code = models.CharField(max_length=32, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
 
     expires_in = models.PositiveIntegerField(default=300)
     expires_at = models.DateTimeField()
@@ -248,7 +257,14 @@ class OrderOperation(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0), name="operation_amount_not_negative")
+            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0), name="operation_amount_not_negative"),
+            # One capture per authorization (docs/protocol.md, "Follow-ups"): a capture that succeeded or
+            # may have succeeded holds the place; only a failed one leaves room for another.
+            models.UniqueConstraint(
+                fields=["order"],
+                condition=Q(kind="capture", status__in=["succeeded", "unknown"]),
+                name="one_capture_per_authorization",
+            ),
         ]
         indexes = [
             models.Index(fields=["next_check_at"], name="operation_due_check", condition=Q(next_check_at__isnull=False)),

@@ -24,8 +24,10 @@ from payments.models import (
     Order,
     OrderOperation,
     Refund,
+    RefundStatus,
     TransType,
 )
+from payments.state_machine import ORDER_PAID_STATUSES
 
 MERCHANT_ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_\-|*@]{1,32}$")
 MERCHANT_ORDER_NO_HELP = "Up to 32 letters, digits and _ - | * @; unique per merchant account. Generated when absent."
@@ -37,6 +39,12 @@ READ_ONLY_ORDER_FIELDS = (
     "trans_no",
     "refunded_amount",
     "captured_amount",
+    "authorized_amount",
+    "paid_amount",
+    "paid_at",
+    "refundable_amount",
+    "failure_code",
+    "failure_message",
     "pay_url",
     "redirect_url_3dsecure",
     "terminal_online_status",
@@ -187,7 +195,12 @@ class OrderCreateSerializer(serializers.Serializer):
     )
     # channel "card"
     card = CardInputSerializer(required=False, write_only=True)
-    billing_address = serializers.DictField(required=False, validators=[validate_nested_object])
+    billing_address = serializers.DictField(
+        required=False,
+        validators=[validate_nested_object],
+        help_text="Required for channel 'card' (the gateway requires it): name, country, province, city, address1, "
+        "address2, zip, phone.",
+    )
 
     TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", "card_type",
                      "on_screen_tip", "on_screen_signature", "confirm_on_terminal", "reject_when_terminal_offline",
@@ -224,6 +237,10 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"terminal_sn": ["Required for channel 'terminal'."]})
         if channel == Channel.CARD and not attrs.get("card"):
             raise serializers.ValidationError({"card": ["Required for channel 'card': pan, holder, cvv, expiry."]})
+        if channel == Channel.CARD and not attrs.get("billing_address"):
+            raise serializers.ValidationError(
+                {"billing_address": ["Required for channel 'card': an object with the cardholder's billing address."]}
+            )
         if channel != Channel.TERMINAL and attrs.get("trans_type", TransType.SALE) != TransType.SALE:
             raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
         parse_money_fields(attrs, attrs["currency"], ("amount",))
@@ -295,18 +312,34 @@ class OrderSerializer(serializers.ModelSerializer):
     tip_amount = MoneyField()
     cashback_amount = MoneyField()
     refunded_amount = MoneyField()
-    captured_amount = MoneyField()
-    authorized_amount = MoneyField()
+    captured_amount = MoneyField(help_text="What the capture took; an authorization is captured once.")
+    authorized_amount = MoneyField(help_text="What the authorization holds: its amount plus increments.")
+    paid_amount = MoneyField(help_text="What the customer paid (captured amount plus tip, for an authorization).")
+    refundable_amount = serializers.SerializerMethodField(
+        help_text="What can still be refunded: paid less every refund that has not failed; 0 unless succeeded."
+    )
+    discount_bpc = MoneyField(help_text="Discount the gateway reports as borne by the payment channel.")
+    discount_bmopc = MoneyField(help_text="Discount the gateway reports as borne by the merchant.")
+    trans_fee_c = MoneyField(help_text="Fee the gateway reports the customer paid.")
     refunds = RefundSerializer(many=True, read_only=True)
 
     class Meta:
         model = Order
         fields = ["merchant_order_no", "trans_no", "channel", "trans_type", "status", "amount", "tip_amount",
-                  "cashback_amount", "currency", "refunded_amount", "captured_amount", "authorized_amount",
+                  "cashback_amount", "currency", "paid_amount", "paid_at", "authorized_amount", "captured_amount",
+                  "refunded_amount", "refundable_amount", "discount_bpc", "discount_bmopc", "trans_fee_c",
                   "description", "attach", "store_no", "terminal_sn", "pay_url", "redirect_url_3dsecure",
-                  "terminal_online_status", "pay_method_id", "gateway_code", "gateway_message", "expires_at",
-                  "created_at", "updated_at", "refunds"]
+                  "terminal_online_status", "pay_method_id", "gateway_code", "gateway_message", "failure_code",
+                  "failure_message", "expires_at", "created_at", "updated_at", "refunds"]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_refundable_amount(self, order) -> str:
+        # From the prefetched refunds, so a list costs no query per order.
+        if order.status not in ORDER_PAID_STATUSES:
+            return format_amount(Decimal("0"), order.currency)
+        reserved = sum((refund.amount for refund in order.refunds.all() if refund.status != RefundStatus.FAILED), Decimal("0"))
+        return format_amount(order.paid_amount - reserved, order.currency)
 
 
 class OrderDetailSerializer(OrderSerializer):

@@ -46,7 +46,7 @@ REFUND_OPEN_STATUSES = frozenset({RefundStatus.PENDING, RefundStatus.UNKNOWN})
 
 
 def order_status_from_gateway(trans_status: str, trans_type: str) -> str | None:
-    """Our status for a gateway ``trans_status`` (PROTOCOL.md, "Enumerations"); None when unrecognised."""
+    """Our status for a gateway ``trans_status`` (docs/protocol.md, "Enumerations"); None when unrecognised."""
     return {
         TransStatus.CREATED.value: S.PENDING,
         TransStatus.IN_PROGRESS.value: S.PROCESSING,

@@ -1,8 +1,8 @@
 """
 Notification intake: verify, store, acknowledge, then apply (HOUSE_STYLE.md, "Webhooks").
 
-Why store before acknowledging: CodePay stops re-posting once it reads ``success`` (PROTOCOL.md,
-"Notifications to notify_url"). Whatever is acknowledged must already be committed, or a crash between
+Why store before acknowledging: CodePay stops re-posting once it reads ``success`` (docs/protocol.md,
+"Notifications"). Whatever is acknowledged must already be committed, or a crash between
 the answer and the write would lose the payment's news for good. So every delivery, valid or not, is a
 committed row before the view answers, and storing depends on nothing but the database: the apply task
 is queued after the commit, the broker gets at most ``CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS`` to take it, and a
@@ -21,7 +21,7 @@ is the latest word (deliveries are duplicated, late and out of order), nor even 
 merchant's order: the gateway signs for every merchant with one key, and a body that omits merchant_no
 and app_id cannot be told apart. So a final result (trans_status 2 success, 3 cancelled, 1 closed) is
 only applied as a signed ``order.query`` / ``order.refund.query`` answers it at the time of applying
-(PROTOCOL.md: "Treat a notification as a hint"). Only 9 created and 0 in progress, which decide nothing,
+(docs/protocol.md, "Notifications": a notification is a hint). Only 9 created and 0 in progress, which decide nothing,
 are applied from the notification itself. ``CODEPAY_CONFIRM_NOTIFICATIONS`` turns confirmation off
 (tests, or a gateway without queries); never in production. Every query takes its turn on the gateway
 rate limit that all workers share (``payments.ratelimit``), like the reconciler's.
@@ -80,7 +80,7 @@ from payments.models import MerchantAccount, OperationStatus, Order, OrderOperat
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.accounts import gateway_client_for, merchant_account_effective, merchant_account_get
 from payments.services.operations import operation_sync
-from payments.services.orders import ApplyResult, order_apply_gateway_state
+from payments.services.orders import ApplyResult, order_apply_gateway_state, order_note_notified_amounts
 from payments.services.refunds import refund_apply_gateway_state
 from payments.state_machine import (
     order_can_move,
@@ -528,6 +528,10 @@ def _apply_locked(
         if replay and locked.status in SETTLED_STATUSES and result is not ApplyResult.APPLIED:
             # Replaying a settled delivery keeps its record of what it did the first time.
             return ApplyOutcome(locked.pk, locked.status, result.value, f"replayed: {message}")
+        if confirmed and not is_refund:
+            notified_mismatch = order_note_notified_amounts(order_id=order_id, notified=OrderInfo.from_data(delivery.payload or {}), source=SOURCE)
+            if notified_mismatch:
+                status, message = ProcessingStatus.CONFLICT, f"{message}; but the notification said: {notified_mismatch}"
         locked.result = result.value
         locked.confirmed_trans_status = answered if confirmed else ""
         outcome = _finish(locked, status, now=now, message=message)

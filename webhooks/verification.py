@@ -1,7 +1,7 @@
 """
 Is a notification genuine? Parsing the body, the RSA2 signature, the source address.
 
-PROTOCOL.md, "Notifications to notify_url": the body is a flat object signed by the gateway like a
+docs/protocol.md, "Notifications": the body is a flat object signed by the gateway like a
 response, and new fields may be added at any time. So the sign string is built from every field that
 arrived except ``sign`` (never from a list of known fields), with the value as the exact text that was
 sent: a JSON number ``10.50`` is signed as ``10.50``, which a parse into Decimal and back could change,

@@ -1,7 +1,7 @@
 """
 The CodePay gateway client: one typed method per gateway operation.
 
-It knows HTTP and the protocol (PROTOCOL.md) and nothing about our models. Every request goes to
+It knows HTTP and the protocol (docs/protocol.md) and nothing about our models. Every request goes to
 ``POST {base_url}/api/entry`` as a flat JSON object of strings, signed with the app key (RSA2) or sent
 with Basic Auth (sign_type NONE). Every answer with ``code`` "0" must carry a valid gateway signature.
 
@@ -35,6 +35,7 @@ from .errors import (
     GatewayError,
     GatewayOutcomeUnknown,
     GatewayRequestNotSent,
+    GatewayUnsignedRefusal,
 )
 from .methods import MONEY_MOVING_METHODS, Method
 from .money import format_amount
@@ -101,7 +102,7 @@ def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _wire_value(value: Any) -> str:
-    """Every field travels as the exact text that is signed (PROTOCOL.md, "Scalars")."""
+    """Every field travels as the exact text that is signed (docs/protocol.md, "Request signing")."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -292,6 +293,8 @@ class CodePayClient:
         term_ip: str = "",
     ) -> CardCheckoutResult:
         """``pay.merchant.checkout``: charge a card collected by the merchant; the card is encrypted here."""
+        if not billing_address:
+            raise ValueError("pay.merchant.checkout requires billing_address (docs/protocol.md, \"Card checkout\").")
         if self._gateway_public_key is None:
             raise GatewayConfigurationError(
                 "Card checkout encrypts the card with the gateway public key; set CODEPAY_GATEWAY_PUBLIC_KEY."
@@ -316,6 +319,9 @@ class CodePayClient:
         return CardCheckoutResult.from_data(*data)
 
     # --- Authorizations and adjustments -----------------------------------------------------------------
+    # Which trans_no each of these takes is FOLLOW_UPS in methods.py (docs/protocol.md, "Follow-ups"): the
+    # authorization's before a capture, the capture's after it. The client sends what it is given; the
+    # services pick the number from that table and the sandbox refuses any other.
 
     def capture(self, *, merchant_order_no: str, trans_no: str, amount: Decimal, currency: str) -> TransactionResult:
         """Capture (part of) an authorization; ``merchant_order_no`` is the capture's own new number."""
@@ -331,7 +337,8 @@ class CodePayClient:
         return TransactionResult.from_data(*data)
 
     def cancel_payment(self, *, merchant_order_no: str, trans_no: str) -> TransactionResult:
-        """Void an authorization not yet captured; ``merchant_order_no`` is the void's own new number."""
+        """Void an authorization not yet captured (its trans_no: trans_type 5) or a capture (the capture's
+        trans_no: trans_type 7); ``merchant_order_no`` is the void's own new number."""
         data = self._call(Method.CANCEL_PAYMENT, {"merchant_order_no": merchant_order_no, "trans_no": trans_no})
         return TransactionResult.from_data(*data)
 
@@ -344,7 +351,8 @@ class CodePayClient:
         currency: str,
         tip_amount: Decimal | None = None,
     ) -> TransactionResult:
-        """Refund a captured payment by its trans_no; ``merchant_order_no`` is the refund's own number."""
+        """Refund a sale, or a captured authorization by its capture's trans_no (trans_type 8);
+        ``merchant_order_no`` is the refund's own number."""
         data = self._call(
             Method.REFUND_PAYMENT,
             {
@@ -357,14 +365,14 @@ class CodePayClient:
         return TransactionResult.from_data(*data)
 
     def adjust_tip_by_trans_no(self, *, trans_no: str, tip_amount: Decimal, currency: str) -> TransactionResult:
-        """Set the tip of a transaction by its trans_no."""
+        """Set the tip of a sale or a capture by its trans_no; ``tip_amount`` is the new total tip."""
         data = self._call(
             Method.TIP_ADJUST_BY_TRANS_NO, {"trans_no": trans_no, "tip_amount": format_amount(tip_amount, currency)}
         )
         return TransactionResult.from_data(*data)
 
     def adjust_tip(self, *, merchant_order_no: str, tip_amount: Decimal, currency: str) -> Acknowledged:
-        """``tip.adjustment``: set the tip of a transaction by its merchant_order_no."""
+        """``tip.adjustment``: set the tip of a sale or a capture by its merchant_order_no, as the new total."""
         data = self._call(
             Method.TIP_ADJUSTMENT,
             {"merchant_order_no": merchant_order_no, "tip_adjustment_amount": format_amount(tip_amount, currency)},
@@ -379,12 +387,13 @@ class CodePayClient:
     # --- Batches -----------------------------------------------------------------------------------------
 
     def close_batch(self, *, terminal_sn: str) -> Acknowledged:
-        """``batch.close``: close one terminal's open batch."""
+        """``batch.close`` (published): close one terminal's open batch; the answer carries no count."""
         data = self._call(Method.BATCH_CLOSE, {"terminal_sn": terminal_sn})
         return Acknowledged.from_data(*data)
 
     def close_batch_for_terminals(self, *, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
-        """Close the open batch of the listed terminals (all of the store's when the list is empty)."""
+        """Close the open batch of the listed terminals (all of the store's when the list is empty); inferred
+        method name, used only where the terminals are not known (docs/protocol.md, "Batch close")."""
         data = self._call(Method.BATCH_CLOSE_TERMINALS, {"store_no": store_no, "terminal_sn_list": terminal_sn_list or None})
         return BatchSummary.from_data(*data)
 
@@ -396,7 +405,8 @@ class CodePayClient:
     # --- Orders and refunds by query, revoke and refund ------------------------------------------------
 
     def query_order(self, *, trans_no: str = "", merchant_order_no: str = "") -> OrderInfo:
-        """``order.query``; an unknown order raises GatewayDeclined with code ORDER_NOT_FOUND_CODE."""
+        """``order.query``; an unknown order raises GatewayDeclined (or, unsigned, GatewayUnsignedRefusal) with
+        code ORDER_NOT_FOUND_CODE: see ``is_order_not_found``."""
         data = self._call(Method.ORDER_QUERY, self._order_reference(trans_no, merchant_order_no))
         return OrderInfo.from_data(*data)
 
@@ -472,7 +482,8 @@ class CodePayClient:
             try:
                 return self._send_once(method, business_fields)
             except (GatewayRequestNotSent, GatewayOutcomeUnknown) as exc:
-                retryable = isinstance(exc, GatewayRequestNotSent) or read_only
+                # An unsigned error answer is an answer: asking again brings the same one.
+                retryable = isinstance(exc, GatewayRequestNotSent) or (read_only and not isinstance(exc, GatewayUnsignedRefusal))
                 if not retryable or attempt >= self._max_retries:
                     raise
                 attempt += 1
@@ -580,11 +591,10 @@ class CodePayClient:
         if code != SUCCESS_CODE:
             message = str(envelope.get("msg") or "no message")
             if not verified:
-                # An unsigned "no" may not come from the gateway (PROTOCOL.md, "Responses"): acting on it,
-                # e.g. on "order not found", could fail an order that was paid. Its outcome stays unknown.
-                raise GatewayOutcomeUnknown(
-                    f"unsigned error answer [{code}] {message}; not trusted", method=method.value, psn=psn
-                )
+                # An unsigned "no" may not come from the gateway (docs/protocol.md, "Responses"): acting on it
+                # at once, e.g. on "order not found", could fail an order that was paid. Its outcome stays
+                # unknown; only a query's "not found" repeated past the grace period is believed.
+                raise GatewayUnsignedRefusal(code=code, message=message, method=method.value, psn=psn)
             raise GatewayDeclined(code=code, message=message, method=method.value, psn=psn, data=self._decode_data(envelope))
         if not verified:
             raise GatewayOutcomeUnknown(

@@ -3,7 +3,7 @@ Amounts on the wire: ``Decimal`` in, fixed-point text out, never float.
 
 The number of minor digits of each currency comes from Babel's copy of the CLDR currency data
 (USD 2, JPY 0, BHD 3), not from a hand-written table. CodePay takes amounts in major units
-(PROTOCOL.md, "Rules": "1" USD is one dollar) formatted to those digits ("34.50", "200").
+(docs/protocol.md, "Rules": "1" USD is one dollar) formatted to those digits ("34.50", "200").
 """
 
 from __future__ import annotations

@@ -76,6 +76,8 @@ class CardCheckoutResult(GatewayResult):
     pay_method_id: str
     redirect_url_3dsecure: str
     trans_end_time: str
+    trans_error_code: str = ""
+    trans_error_msg: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +109,13 @@ class OrderInfo(GatewayResult):
     pay_method_id: str
     terminal_sn: str
     trans_end_time: str
+    # Why a transaction failed (docs/protocol.md, "Responses"); empty when it did not.
+    trans_error_code: str = ""
+    trans_error_msg: str = ""
+    # Given off by the payment channel / the merchant, and the fee the customer paid (order.query).
+    discount_bpc: Decimal | None = None
+    discount_bmopc: Decimal | None = None
+    trans_fee_c: Decimal | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

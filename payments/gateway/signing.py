@@ -1,5 +1,5 @@
 """
-CodePay message signing, verification and card encryption (PROTOCOL.md, "Request signing",
+CodePay message signing, verification and card encryption (docs/protocol.md, "Request signing",
 "Responses", "Rules: merchant-hosted checkout").
 
 The sign string is every top-level field except ``sign``, with null and empty values dropped, keys
@@ -42,7 +42,7 @@ def raw_top_level_values(body: str) -> dict[str, str]:
     The raw JSON text of each top-level value of ``body``.
 
     When ``data`` arrives as an object rather than a string, the signature covers its text as sent, so it
-    is taken from the body rather than re-serialised (PROTOCOL.md, "Responses").
+    is taken from the body rather than re-serialised (docs/protocol.md, "Responses").
     """
     decoder = json.JSONDecoder()
     raw: dict[str, str] = {}

@@ -29,6 +29,7 @@ from .responses import Response, error_response, json_response, text_response
 from .state import SandboxState
 
 _ORDER = r"/sandbox/orders/(?P<merchant_order_no>[^/]+)"
+PAY_AMOUNTS = ("tip_amount", "discount_bpc", "discount_bmopc", "trans_fee_c")
 CLOSE_REASONS = {"decline": "declined", "abandon": "abandoned", "expire": "expired"}
 
 
@@ -73,16 +74,15 @@ class Control:
         return json_response(200, self._state.control_view(merchant_order_no, merchant_no))
 
     def _pay(self, body: dict, *, merchant_no: str, merchant_order_no: str) -> Response:
-        """The customer pays, or the card is authorized for a pre-auth; optional pay_method_id and tip_amount."""
-        tip_amount = None
-        if body.get("tip_amount") is not None:
-            currency = self._state.control_view(merchant_order_no, merchant_no)["price_currency"]
-            tip_amount = _amount(body["tip_amount"], currency)
+        """The customer pays, or the card is authorized for a pre-auth; optional pay_method_id, tip_amount, and
+        the discounts and fee order.query then reports (discount_bpc, discount_bmopc, trans_fee_c)."""
+        currency = self._state.control_view(merchant_order_no, merchant_no)["price_currency"]
+        amounts = {name: _amount(body[name], currency, name) for name in PAY_AMOUNTS if body.get(name) is not None}
         view = self._state.pay(
             merchant_order_no,
             merchant_no=merchant_no,
             pay_method_id=str(body.get("pay_method_id") or ""),
-            tip_amount=tip_amount,
+            **amounts,
         )
         return json_response(200, view)
 
@@ -141,11 +141,11 @@ def _json_body(body: bytes) -> dict:
     return value
 
 
-def _amount(value: object, currency: str) -> Decimal:
+def _amount(value: object, currency: str, name: str) -> Decimal:
     try:
         return parse_amount(value, currency)
     except AmountError as exc:
-        raise ValueError(f"tip_amount: {exc}") from None
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _page(title: str, view: dict, actions: tuple[tuple[str, str], ...]) -> Response:

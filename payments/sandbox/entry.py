@@ -4,11 +4,12 @@ The CodePay entry point, ``POST /api/entry``: parse, authenticate, dispatch, ans
 Checks run in the order a careful gateway runs them, cheapest and least revealing first: the body parses
 and every value is a string; the common fields are present and hold their fixed values; the app exists
 and owns ``merchant_no``; the signature (RSA2) or the Basic credentials (NONE) hold; the timestamp is
-within 15 minutes; the method is known; then the method's own fields (PROTOCOL.md, "Request signing",
+within 15 minutes; the method is known; then the method's own fields (docs/protocol.md, "Request signing",
 "Basic Auth", "Rules").
 
 Every refusal is an HTTP 200 with an ``E`` code, and every answer, refusals included, is signed with the
-gateway key over code, msg, psn and ``data``, which is a compact JSON string (PROTOCOL.md, "Responses").
+gateway key over code, msg, psn and ``data``, which is a compact JSON string (docs/protocol.md,
+"Responses"), unless the ``unsigned_errors`` fault leaves refusals unsigned.
 Transport faults (``faults.py``) are applied around all of this, as a network or front end would.
 The call log keeps method, order number and outcome only: never a field that could carry card data.
 """
@@ -42,6 +43,7 @@ FIXED_VALUES = {"format": "JSON", "charset": "UTF-8", "version": "1.0"}
 SIGN_TYPES = ("RSA2", "NONE")
 TIMESTAMP_TOLERANCE_MS = 15 * 60 * 1000
 TRANSPORT_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create"})
+UNSIGNED_FAULT = frozenset({"unsigned_errors"})
 SUCCESS_CODE = "0"
 
 
@@ -137,17 +139,19 @@ class Entry:
         require(abs(int(timestamp) - self._clock() * 1000) <= TIMESTAMP_TOLERANCE_MS, errors.TIMESTAMP_OUT_OF_RANGE)
 
     def _refuse(self, fields: Mapping[str, str], error: SandboxError, *, fault_name: str) -> Response:
-        return self._answer(fields, error.code, error.msg, None, fault_name=fault_name)
+        unsigned = self._faults.take_call_fault(fields.get("method", ""), UNSIGNED_FAULT) is not None
+        return self._answer(fields, error.code, error.msg, None, fault_name="unsigned_errors" if unsigned else fault_name, signed=not unsigned)
 
     def _answer(
-        self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str
+        self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str, signed: bool = True
     ) -> Response:
         self._record_call(fields, code=code, fault_name=fault_name)
         now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
         envelope = {"code": code, "msg": msg, "psn": f"{now:%m%d%H%M%S}{self._state.next_serial():010d}"}
         if data is not None:
             envelope["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        envelope["sign"] = signing.sign(envelope, self._gateway_private_key)
+        if signed:
+            envelope["sign"] = signing.sign(envelope, self._gateway_private_key)
         return json_response(200, envelope)
 
     def _record_call(self, fields: Mapping[str, str], *, code: str, fault_name: str) -> None:
@@ -163,7 +167,7 @@ class Entry:
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, str]:
-    """The request's fields: a flat JSON object of strings, or a form (PROTOCOL.md, "Transport")."""
+    """The request's fields: a flat JSON object of strings, or a form (docs/protocol.md, "Transport")."""
     try:
         text = body.decode("utf-8")
         if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":

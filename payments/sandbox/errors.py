@@ -2,7 +2,7 @@
 The sandbox's error codes, declared as data in one table.
 
 CodePay answers a refused request with HTTP 200, ``code`` = "E" + 5 digits and ``msg`` = "[Exxxxx]text"
-(PROTOCOL.md, "Responses"). No full error table is public: only ``E04111`` ("Merchant order number is
+(docs/protocol.md, "Responses"). No full error table is public: only ``E04111`` ("Merchant order number is
 invalid", order.query for an unknown order) is confirmed, and it is imported from the gateway package so
 the client and the sandbox cannot disagree on it. Every other code below is the sandbox's own, grouped by
 hundreds (E001xx the request envelope, E002xx authentication, E041xx orders, E05xxx cards and terminals)

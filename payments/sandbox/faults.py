@@ -10,6 +10,9 @@ Call faults are chosen per method ("*" for any) and fire a number of ``times`` (
 - ``timeout_after_create``: process, then wait ``seconds`` before answering, so the caller's read times
   out on a call that did act. These last two are why a money-moving call is resolved by query, never resent.
 - ``refund_async``: a refund stays in progress (status 0) until the control API completes or fails it.
+- ``unsigned_errors``: error answers (``code`` != "0") go out without ``sign``, as a gateway that never
+  signs its refusals would send them (docs/protocol.md, "Responses"). It counts only error answers; give
+  ``"rate": 1`` to leave every one unsigned until cleared.
 
 Notification faults apply to each notification as it is raised:
 
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 from payments.gateway.methods import Method
 
-CALL_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async"})
+CALL_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async", "unsigned_errors"})
 NOTIFICATION_FAULTS = frozenset({"drop", "duplicate", "reorder", "delay"})
 ANY_METHOD = "*"
 

@@ -1,7 +1,7 @@
 """
 Delivery of payment and refund notifications to ``notify_url``, as the gateway does it.
 
-PROTOCOL.md, "Notifications to notify_url": the gateway POSTs a flat JSON object signed with its key
+docs/protocol.md, "Notifications": the gateway POSTs a flat JSON object signed with its key
 whenever a transaction reaches a final status. The merchant must answer HTTP 200 with the plain text
 ``success`` within 5 seconds; anything else is a failure and is retried on a fixed schedule, 15 tries in
 all. The sandbox follows that schedule multiplied by ``schedule_scale``, so a test can watch retries in
@@ -32,7 +32,7 @@ from .faults import Fault, FaultPlan
 
 logger = logging.getLogger(__name__)
 
-# Waits before each retry; with the first try, 15 tries over about 12 hours (PROTOCOL.md, corroborated).
+# Waits before each retry; with the first try, 15 tries over about 12 hours (docs/protocol.md, corroborated).
 RETRY_DELAYS_SECONDS = (5, 10, 15, 30, 60, 180, 600, 900, 1800, 1800, 1800, 10800, 10800, 10800)
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 5.0

@@ -1,7 +1,7 @@
 """
 The gateway methods: each reads its business fields, applies them to the state and shapes ``data``.
 
-- Every request value arrives as a string (PROTOCOL.md, "Request signing": scalars as strings, nested
+- Every request value arrives as a string (docs/protocol.md, "Request signing": scalars as strings, nested
   objects as compact JSON strings). ``Fields`` turns them into typed values and names the field in every
   refusal; it is strict (only "true"/"false", amounts with the currency's digits) so that a client bug
   shows up here rather than against the real gateway.
@@ -67,10 +67,11 @@ CARD_BRANDS = (
     ("4", "4", "Visa"),
 )
 
-# The fields of the query answers (reference, "Query Order" and "Query Refund", and PROTOCOL.md).
+# The fields of the query answers (reference, "Query Order" and "Query Refund", and docs/protocol.md).
 ORDER_QUERY_KEYS = (
     "trans_no merchant_order_no trans_type trans_status price_currency order_amount tip_amount cashback_amount "
-    "trans_amount paid_amount attach pay_method_id pay_scenario terminal_sn store_no trans_end_time"
+    "trans_amount paid_amount attach pay_method_id pay_scenario terminal_sn store_no trans_end_time "
+    "trans_error_code trans_error_msg discount_bpc discount_bmopc trans_fee_c"
 ).split()
 REFUND_QUERY_KEYS = (
     "trans_no merchant_order_no orig_merchant_order_no trans_type trans_status price_currency order_amount "
@@ -174,7 +175,7 @@ class Fields:
         return int(raw)
 
     def json(self, name: str, kind: type) -> dict | list | None:
-        """A nested object sent as a JSON string (PROTOCOL.md, "Request signing"); None when absent."""
+        """A nested object or array sent as a JSON string (docs/protocol.md, "Arrays and objects"); None when absent."""
         raw = self.text(name)
         if not raw:
             return None
@@ -291,7 +292,8 @@ class Operations:
         return {"pay_url": self._page_url("checkout", merchant_order_no), "trans_no": order["trans_no"]}
 
     def _merchant_checkout(self, f: Fields, app_id: str, merchant_no: str) -> dict:
-        f.json("billing_address", dict)
+        # Required by the reference; an empty object "{}" is no address either.
+        require(bool(f.json("billing_address", dict)), errors.MISSING_PARAMETER, "billing_address")
         currency = f.currency()
         merchant_order_no = f.new_merchant_order_no()
         order_amount = f.amount("order_amount", currency)
@@ -307,11 +309,14 @@ class Operations:
             order_amount=order_amount,
             expires=expires,
             status=status,
+            close_reason="card_declined" if status is TransStatus.CLOSED else "",
             card_last4=last4,
             pay_method_id=brand,
             **self._order_details(f, "store_no", "attach", "description", "notify_url", "return_url"),
         )
         data = {key: order[key] for key in ("trans_no", "trans_status", "pay_method_id", "trans_end_time")}
+        if order["trans_error_code"]:
+            data.update(trans_error_code=order["trans_error_code"], trans_error_msg=order["trans_error_msg"])
         if status is TransStatus.IN_PROGRESS:
             data["redirect_url_3dsecure"] = self._page_url("3ds", merchant_order_no)
         return data
@@ -376,7 +381,7 @@ class Operations:
         }
 
     def _cancel_payment(self, f: Fields, app_id: str, merchant_no: str) -> dict:
-        cancel = self._state.cancel_authorization(
+        cancel = self._state.cancel_payment(
             merchant_no, trans_no=f.text("trans_no"), merchant_order_no=f.new_merchant_order_no()
         )
         return self._approval(cancel)
@@ -420,7 +425,7 @@ class Operations:
         return {"trans_time": sale["trans_end_time"], "trans_status": sale["trans_status"]}
 
     def _tip_adjustment(self, f: Fields, app_id: str, merchant_no: str) -> dict:
-        """tip.adjustment sets the tip to ``tip_adjustment_amount`` (inferred: the reference says "add or modify")."""
+        """tip.adjustment sets the tip to ``tip_adjustment_amount``: the new total (TIP_ADJUSTMENT_MEANING)."""
         merchant_order_no = f.text("merchant_order_no")
         currency = self._state.get(merchant_no, merchant_order_no=merchant_order_no)["price_currency"]
         self._state.adjust_tip(

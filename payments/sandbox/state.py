@@ -10,8 +10,14 @@ Decisions:
 - Every move into a final status (2, 1, 3) goes through ``_finish``, which hands the notification to the
   notifier; no path can forget one. The notifier only starts a thread, so calling it under the lock is cheap.
 - Orders expire lazily: whoever reads an order past ``expires`` closes it first (status 1). That is what a
-  caller of the real gateway sees, without a timer thread per order.
+  caller of the real gateway sees, without a timer thread per order. An authorization never captured is
+  released the same way after ``AUTHORIZATION_HOLD_SECONDS`` (status 3, reason authorization_expired), or
+  at once through the control API's ``expire``.
 - Card numbers never reach this module: the card checkout passes only the last four digits and the brand.
+- Follow-ups on a pre-authorization obey ``payments.gateway.methods.FOLLOW_UPS`` strictly: one capture
+  per authorization; captured money is refunded, re-tipped and voided through the capture's own trans_no
+  (trans_types 8 and 7); the authorization named instead is refused, as the real gateway would refuse a
+  reference it does not accept (docs/protocol.md, "Follow-ups").
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
-from payments.gateway.methods import TransStatus, TransType
+from payments.gateway.methods import FOLLOW_UPS, FollowUpKind, TransStatus, TransType
 
 from . import errors
 from .errors import require
@@ -30,6 +36,7 @@ from .transactions import (
     FINAL_STATUSES,
     OPEN_STATUSES,
     QR_PAY_SCENARIOS,
+    REFUND_TYPES,
     REFUNDABLE_TYPES,
     SETTLED_TYPES,
     VOIDABLE_TYPES,
@@ -37,6 +44,10 @@ from .transactions import (
     Transaction,
     gateway_time,
 )
+
+
+# How long an uncaptured authorization holds the money (inferred: card schemes release most holds in 7 days).
+AUTHORIZATION_HOLD_SECONDS = 7 * 24 * 3600
 
 
 class SandboxState:
@@ -74,6 +85,7 @@ class SandboxState:
         order_amount: Decimal,
         expires: int | None,
         status: TransStatus = TransStatus.CREATED,
+        close_reason: str = "",
         orig_merchant_order_no: str = "",
         **details,
     ) -> dict:
@@ -98,7 +110,7 @@ class SandboxState:
                 **details,
             )
             if status in FINAL_STATUSES:
-                self._finish(txn, status)
+                self._finish(txn, status, close_reason)
             else:
                 txn.status = status
             return txn.public_fields()
@@ -155,7 +167,7 @@ class SandboxState:
         """A transaction's public fields, by trans_no when given, else by merchant_order_no (order.query rule)."""
         with self._lock:
             txn = self._find(merchant_no, trans_no=trans_no, merchant_order_no=merchant_order_no)
-            require(not refund or txn.trans_type is TransType.REFUND, errors.ORDER_NOT_FOUND)
+            require(not refund or txn.trans_type in REFUND_TYPES, errors.ORDER_NOT_FOUND)
             return txn.public_fields()
 
     def control_view(self, merchant_order_no: str, merchant_no: str = "") -> dict:
@@ -187,6 +199,12 @@ class SandboxState:
     def _expire_if_due(self, txn: Transaction) -> None:
         if txn.status in OPEN_STATUSES and txn.expires and self._clock() > txn.created_at + txn.expires:
             self._finish(txn, TransStatus.CLOSED, "expired")
+        elif self._uncaptured_authorization(txn) and self._clock() > txn.end_time + AUTHORIZATION_HOLD_SECONDS:
+            self._finish(txn, TransStatus.CANCELLED, "authorization_expired")
+
+    @staticmethod
+    def _uncaptured_authorization(txn: Transaction) -> bool:
+        return txn.trans_type is TransType.PRE_AUTH and txn.status is TransStatus.SUCCESS and txn.completion is None
 
     # --- transitions -------------------------------------------------------------------------------
 
@@ -208,6 +226,11 @@ class SandboxState:
 
     @staticmethod
     def _check_refundable(original: Transaction, amount: Decimal) -> None:
+        require(
+            original.trans_type is not TransType.PRE_AUTH,
+            errors.TRANS_TYPE_NOT_ALLOWED,
+            "an authorization moved no money; refund its capture (trans_type 6) by the capture's trans_no",
+        )
         require(original.trans_type in REFUNDABLE_TYPES, errors.TRANS_TYPE_NOT_ALLOWED)
         require(original.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
         require(
@@ -227,6 +250,11 @@ class SandboxState:
         require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
         require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
         require(
+            authorization.completion is None,
+            errors.ORDER_STATUS_INVALID,
+            "the authorization is already captured; one capture per authorization",
+        )
+        require(
             amount <= authorization.capturable_amount,
             errors.CAPTURE_EXCEEDS_AUTHORIZED,
             f"at most {authorization.money(authorization.capturable_amount)} can be captured",
@@ -240,14 +268,15 @@ class SandboxState:
         *,
         merchant_no: str = "",
         pay_method_id: str = "",
-        tip_amount: Decimal | None = None,
+        **amounts: Decimal,
     ) -> dict:
-        """The customer pays (or the card is authorized, for a pre-auth); a terminal follow-up takes effect."""
+        """The customer pays (or the card is authorized, for a pre-auth); a terminal follow-up takes effect.
+        ``amounts``: the tip entered on the terminal, the discounts and the fee the payment ends with."""
         with self._lock:
             txn = self._find_for_control(merchant_order_no, merchant_no)
             require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
-            if tip_amount is not None:
-                txn.tip_amount = tip_amount
+            for name, value in amounts.items():
+                setattr(txn, name, value)
             if txn.original is not None:
                 self._check_follow_up(txn.trans_type, txn.original, txn.trans_amount)
                 if txn.trans_type is TransType.VOID:
@@ -257,9 +286,13 @@ class SandboxState:
             return txn.control_view()
 
     def close_unpaid(self, merchant_order_no: str, *, reason: str, merchant_no: str = "") -> dict:
-        """The customer declines or walks away, or the order runs out of time: status 1."""
+        """The customer declines or walks away, or the order runs out of time: status 1. An uncaptured
+        authorization that runs out of time is released instead: status 3."""
         with self._lock:
             txn = self._find_for_control(merchant_order_no, merchant_no)
+            if reason == "expired" and self._uncaptured_authorization(txn):
+                self._finish(txn, TransStatus.CANCELLED, "authorization_expired")
+                return txn.control_view()
             require(txn.status in OPEN_STATUSES, errors.ORDER_STATUS_INVALID)
             self._finish(txn, TransStatus.CLOSED, reason)
             return txn.control_view()
@@ -278,7 +311,7 @@ class SandboxState:
     def finish_refund(self, merchant_order_no: str, *, succeeded: bool, merchant_no: str = "") -> dict:
         with self._lock:
             txn = self._find_for_control(merchant_order_no, merchant_no)
-            require(txn.trans_type is TransType.REFUND, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(txn.trans_type in REFUND_TYPES, errors.TRANS_TYPE_NOT_ALLOWED)
             require(txn.status is TransStatus.IN_PROGRESS, errors.ORDER_STATUS_INVALID)
             if succeeded:
                 self._finish(txn, TransStatus.SUCCESS)
@@ -331,25 +364,44 @@ class SandboxState:
             authorization = self._find(merchant_no, trans_no=trans_no)
             require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
             require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+            require(authorization.completion is None, errors.ORDER_STATUS_INVALID, "the authorization is already captured")
             authorization.incremented_amount += amount
             return authorization.public_fields()
 
-    def cancel_authorization(self, merchant_no: str, *, trans_no: str, merchant_order_no: str) -> dict:
+    def cancel_payment(self, merchant_no: str, *, trans_no: str, merchant_order_no: str) -> dict:
+        """Cancel Payment: void an uncaptured authorization (trans_type 5) or, named by its own trans_no,
+        a capture not yet in a closed batch (trans_type 7), which releases the authorization with it."""
         with self._lock:
-            authorization = self._find(merchant_no, trans_no=trans_no)
-            require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
-            require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
-            captured = authorization.followed_amount(TransType.PRE_AUTH_COMPLETION, {TransStatus.SUCCESS})
-            require(captured == 0, errors.ORDER_STATUS_INVALID, "the authorization is already captured")
-            cancel = self._create_follow_up(
-                authorization,
-                merchant_order_no=merchant_order_no,
-                trans_type=TransType.PRE_AUTH_CANCEL,
-                order_amount=authorization.trans_amount,
+            original = self._find(merchant_no, trans_no=trans_no)
+            if original.trans_type is TransType.PRE_AUTH_COMPLETION:
+                return self._cancel_completion(original, merchant_order_no).public_fields()
+            require(original.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(original.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+            require(
+                original.completion is None,
+                errors.ORDER_STATUS_INVALID,
+                "the authorization is already captured; void the capture by its own trans_no",
             )
-            self._finish(cancel, TransStatus.SUCCESS)
-            self._finish(authorization, TransStatus.CANCELLED, "authorization_cancelled")
-            return cancel.public_fields()
+            return self._void(original, FollowUpKind.VOID_AUTHORIZATION, merchant_order_no, "authorization_cancelled").public_fields()
+
+    def _cancel_completion(self, completion: Transaction, merchant_order_no: str) -> Transaction:
+        require(completion.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
+        require(not completion.batched, errors.BATCH_CLOSED)
+        refunded = completion.followed_amount(REFUND_TYPES, {TransStatus.IN_PROGRESS, TransStatus.SUCCESS})
+        require(refunded == 0, errors.ORDER_STATUS_INVALID, "the capture is partly refunded; refund the rest instead")
+        cancel = self._void(completion, FollowUpKind.VOID_COMPLETION, merchant_order_no, "completion_cancelled")
+        if completion.original is not None and completion.original.status is TransStatus.SUCCESS:
+            self._finish(completion.original, TransStatus.CANCELLED, "completion_cancelled")
+        return cancel
+
+    def _void(self, original: Transaction, kind: FollowUpKind, merchant_order_no: str, reason: str) -> Transaction:
+        """The void transaction (trans_type 5 or 7, from FOLLOW_UPS) of the whole ``original``, which is cancelled."""
+        cancel = self._create_follow_up(
+            original, merchant_order_no=merchant_order_no, trans_type=FOLLOW_UPS[kind].creates, order_amount=original.trans_amount
+        )
+        self._finish(cancel, TransStatus.SUCCESS)
+        self._finish(original, TransStatus.CANCELLED, reason)
+        return cancel
 
     def refund(
         self,
@@ -371,10 +423,11 @@ class SandboxState:
             original = self._find(merchant_no, trans_no=orig_trans_no, merchant_order_no=orig_merchant_order_no)
             require(price_currency in ("", original.price_currency), errors.CURRENCY_MISMATCH)
             self._check_refundable(original, order_amount + tip_amount)
+            kind = FollowUpKind.REFUND_COMPLETION if original.trans_type is TransType.PRE_AUTH_COMPLETION else FollowUpKind.REFUND_PAYMENT
             refund = self._create_follow_up(
                 original,
                 merchant_order_no=merchant_order_no,
-                trans_type=TransType.REFUND,
+                trans_type=FOLLOW_UPS[kind].creates,
                 order_amount=order_amount,
                 tip_amount=tip_amount,
                 description=description,
@@ -389,10 +442,16 @@ class SandboxState:
     def adjust_tip(
         self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "", tip_amount: Decimal
     ) -> dict:
-        """Set the tip of a successful sale that is not yet in a closed batch."""
+        """Set the tip (the new total, ``TIP_ADJUSTMENT_MEANING``) of a successful sale or capture that is
+        not yet in a closed batch. An authorization is refused: its tip goes on its capture."""
         with self._lock:
             txn = self._find(merchant_no, trans_no=trans_no, merchant_order_no=merchant_order_no)
-            require(txn.trans_type is TransType.SALE, errors.TRANS_TYPE_NOT_ALLOWED)
+            require(
+                txn.trans_type is not TransType.PRE_AUTH,
+                errors.TRANS_TYPE_NOT_ALLOWED,
+                "adjust the tip of a captured authorization on its capture (trans_type 6)",
+            )
+            require(txn.trans_type in (TransType.SALE, TransType.PRE_AUTH_COMPLETION), errors.TRANS_TYPE_NOT_ALLOWED)
             require(txn.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
             require(not txn.batched, errors.BATCH_CLOSED)
             refunded = txn.paid_amount - txn.refundable_amount
@@ -421,7 +480,7 @@ class SandboxState:
                 and (not terminal_sns or txn.terminal_sn in terminal_sns)
             ]
             total = sum(
-                (-txn.trans_amount if txn.trans_type is TransType.REFUND else txn.trans_amount for txn in selected),
+                (-txn.trans_amount if txn.trans_type in REFUND_TYPES else txn.trans_amount for txn in selected),
                 Decimal(0),
             )
             if close:

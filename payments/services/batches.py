@@ -25,6 +25,14 @@ Decisions:
   times live in the row (``next_attempt_at``), not in broker countdowns, so they survive restarts.
 - **In flight.** An attempt moves ``next_attempt_at`` forward by ``ATTEMPT_LEASE`` before calling the
   gateway, so the sweep does not pick up a close that another process is sending.
+- **Which method.** Where the terminals are known (a close naming ``terminal_sn_list``, a schedule listing
+  its terminals), each is closed with the published ``batch.close`` (one terminal per call). Only a close of
+  "every terminal of the store" uses the inferred terminal-list close with an empty list, since the
+  published method needs a terminal (docs/protocol.md, "Batch close"). ``batch.close`` answers no count or
+  total, so those come from the open-batch summary read just before (best effort: left empty if that read
+  fails; the close goes ahead). A retry closes every listed terminal again, which is harmless.
+- **Stores.** A store-bound API key closes only its store's terminals: those its store's orders were paid
+  on. Any other terminal is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -36,11 +44,11 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from codepay_service.errors import Misconfigured
+from codepay_service.errors import Misconfigured, ValidationFailed
 from codepay_service.instruments import BATCH_CLOSE_FAILURES
 from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown
 from payments.gateway.results import BatchSummary
-from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount
+from payments.models import ApiKey, BatchClose, BatchCloseSchedule, BatchCloseStatus, MerchantAccount, Order
 from payments.services.accounts import gateway_client_for
 from payments.services.gateway_errors import failure_reason, gateway_errors_as_service_errors
 
@@ -72,6 +80,8 @@ def batch_close(
     business_date: date | None = None,
 ) -> BatchClose:
     """Record a batch close and perform it; the record keeps the gateway's answer whatever it was."""
+    if api_key is not None and api_key.store_no and terminal_sn_list:
+        _check_store_terminals(account=account, store_no=api_key.store_no, terminal_sn_list=terminal_sn_list)
     batch = BatchClose.objects.create(
         account=account,
         trigger=trigger,
@@ -82,6 +92,18 @@ def batch_close(
         business_date=business_date,
     )
     return batch_close_attempt(batch=batch)
+
+
+def _check_store_terminals(*, account: MerchantAccount, store_no: str, terminal_sn_list: list[str]) -> None:
+    """Refuse terminals no order of ``store_no`` was paid on: a store-bound key closes its own store only."""
+    known = set(
+        Order.objects.filter(account=account, store_no=store_no, terminal_sn__in=terminal_sn_list).values_list("terminal_sn", flat=True)
+    )
+    foreign = [sn for sn in terminal_sn_list if sn not in known]
+    if foreign:
+        raise ValidationFailed(
+            details={"terminal_sn_list": [f"Not a terminal of store {store_no}: {', '.join(foreign)}. This API key closes its own store's terminals only."]}
+        )
 
 
 def batch_close_retry_delay(*, attempts: int) -> timedelta | None:
@@ -104,9 +126,7 @@ def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
         batch.next_attempt_at = timezone.now() + ATTEMPT_LEASE
         batch.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
     try:
-        summary = gateway_client_for(batch.account).close_batch_for_terminals(
-            store_no=batch.store_no, terminal_sn_list=batch.terminal_sn_list or None
-        )
+        summary = _close(batch)
     except (GatewayError, Misconfigured) as exc:
         batch.status = BatchCloseStatus.UNKNOWN if isinstance(exc, GatewayOutcomeUnknown) else BatchCloseStatus.FAILED
         batch.gateway_code, batch.gateway_message = failure_reason(exc)
@@ -132,6 +152,27 @@ def batch_close_attempt(*, batch: BatchClose) -> BatchClose:
         )
     batch.save()
     return batch
+
+
+def _close(batch: BatchClose) -> BatchSummary:
+    """Close the batch the way ``BATCH_CLOSE_PER_TERMINAL`` / ``BATCH_CLOSE_FALLBACK`` say (see "Which method")."""
+    client = gateway_client_for(batch.account)
+    if not batch.terminal_sn_list:
+        return client.close_batch_for_terminals(store_no=batch.store_no)
+    try:
+        summary = client.get_open_batch(store_no=batch.store_no, terminal_sn_list=batch.terminal_sn_list)
+    except GatewayError as exc:
+        logger.warning("open batch summary before close failed", extra={"batch_close_id": batch.pk, "error": exc.message})
+        summary = None
+    for terminal_sn in batch.terminal_sn_list:
+        client.close_batch(terminal_sn=terminal_sn)
+    data = {"closed_terminal_sns": list(batch.terminal_sn_list), "open_batch_before": summary.data if summary else None}
+    return BatchSummary(
+        count=summary.count if summary else None,
+        total_amount=summary.total_amount if summary else None,
+        data=data,
+        psn=summary.psn if summary else "",
+    )
 
 
 def batch_closes_claim_due(*, now: datetime | None = None, limit: int = 20) -> list[int]:

@@ -1,9 +1,14 @@
 """
 Follow-up operations on an order: capture, incremental authorization, tip adjustment, void, close and
 revoke. Each is stored before it is sent (like an order) and sent outside any transaction; its effect on
-the order (captured, authorized and paid amounts, status) is applied under the order's row lock. An operation whose answer is lost stays ``unknown`` and is never resent:
-one with its own merchant_order_no (capture, void) is looked up by the reconciler and settled by
-``operation_sync``; the others wait for an operator.
+the order (captured, authorized and paid amounts, status) is applied under the order's row lock. An
+operation whose answer is lost stays ``unknown`` and is never resent: one with its own merchant_order_no
+(capture, void) is looked up by the reconciler and settled by ``operation_sync``; the others wait for an
+operator.
+
+Which transaction each follow-up names comes from ``payments.services.follow_ups`` (the table in
+``payments.gateway.methods``): after a capture, the tip and the void go to the capture. An authorization
+is captured once (the ``one_capture_per_authorization`` constraint); the part not captured is released.
 """
 
 from __future__ import annotations
@@ -13,17 +18,18 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
+from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.money import format_amount
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus, TransType
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
+from payments.services.follow_ups import follow_up_reference
 from payments.services.gateway_errors import client_error, failure_reason
 from payments.services.orders import (
     ApplyResult,
@@ -45,10 +51,11 @@ class OperationResult:
     outcome_unknown: bool
 
 
-def _operation_call(order: Order, operation: OrderOperation, call) -> OperationResult:
+def _operation_call(order: Order, operation: OrderOperation, call, *, declined_conflict: str = "") -> OperationResult:
     """
-    Send an operation and settle it: success applies its effect; a decline becomes 502; an unknown outcome
-    is kept (the reconciler looks up operations with their own number) and answered as such, never resent.
+    Send an operation and settle it: success applies its effect; a decline becomes 502 (409 with
+    ``declined_conflict`` when a refusal means the order's state does not allow it); an unknown outcome is
+    kept (the reconciler looks up operations with their own number) and answered as such, never resent.
     """
     try:
         result = call(gateway_client_for(order.account))
@@ -61,6 +68,8 @@ def _operation_call(order: Order, operation: OrderOperation, call) -> OperationR
         operation.next_check_at = None
         code, message = failure_reason(exc)
         operation_finish(operation, OperationStatus.FAILED, code=code, message=message)
+        if declined_conflict and isinstance(exc, GatewayDeclined):
+            raise StateConflict(f"{declined_conflict} The gateway answered: {exc.message}") from None
         raise client_error(exc, action=operation.get_kind_display().lower(), not_sent=". Retry later.") from None
     return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
 
@@ -83,12 +92,20 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
             order.authorized_amount += amount
             order.save()
         elif operation.kind == OperationKind.TIP_ADJUST:
-            order.paid_amount = order.paid_amount - order.tip_amount + amount
+            order.paid_amount = _paid_with_tip(order, amount)
             order.tip_amount = amount
             order.save()
         else:
             order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
     return order
+
+
+def _paid_with_tip(order: Order, tip_amount: Decimal) -> Decimal:
+    """The paid amount once the tip is ``tip_amount``: the value is the new total tip (TIP_ADJUSTMENT_MEANING),
+    and after a capture the tip sits on the capture, on top of the captured amount."""
+    if order.trans_type == TransType.AUTH:
+        return order.captured_amount + tip_amount
+    return order.paid_amount - order.tip_amount + tip_amount
 
 
 def operation_sync(*, operation: OrderOperation, client=None, source: str = "sync") -> ApplyResult:
@@ -99,8 +116,8 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
     client = client or gateway_client_for(operation.order.account)
     try:
         info = client.query_order(merchant_order_no=operation.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
             return ApplyResult.UNCHANGED
@@ -135,6 +152,18 @@ def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, 
         merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
     # Stored before it is sent, like an order: if this process dies mid-call, an operation with its own
     # number is still looked up by the reconciler (its check is pushed back while the call is under way).
+    try:
+        with transaction.atomic():
+            return _create_operation(order, kind=kind, amount=amount, merchant_order_no=merchant_order_no, source=source)
+    except IntegrityError:
+        # Only one_capture_per_authorization can fail here; the order's row lock makes it a backstop.
+        raise StateConflict(_ONE_CAPTURE) from None
+
+
+_ONE_CAPTURE = "This authorization already has a capture; an authorization is captured once (the rest is released)."
+
+
+def _create_operation(order: Order, *, kind: str, amount: Decimal | None, merchant_order_no: str, source: str) -> OrderOperation:
     return OrderOperation.objects.create(
         order=order,
         kind=kind,
@@ -153,10 +182,18 @@ def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
 
 
 def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
-    """Close a waiting terminal order, revoke a waiting online order, or void an authorization."""
+    """
+    Close a waiting terminal order, revoke a waiting online order, void an authorization, or void the
+    capture of an authorization (trans_type 7) while the gateway still allows it (before its batch closes;
+    a refusal is a 409 telling to refund instead).
+    """
     with transaction.atomic():
         order = _locked(order)
-        if order.status == OrderStatus.AUTHORIZED:
+        captured_auth = order.status == OrderStatus.SUCCEEDED and order.trans_type == TransType.AUTH
+        if order.status == OrderStatus.AUTHORIZED or captured_auth:
+            if captured_auth and order_refunds_reserved(order):
+                raise StateConflict("The capture is partly refunded; refund the rest instead of voiding it.")
+            reference = follow_up_reference(order=order, action="void")
             operation = _start_operation(order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
         elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
@@ -168,7 +205,12 @@ def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
 
     if operation.kind == OperationKind.VOID:
         return _operation_call(
-            order, operation, lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no)
+            order,
+            operation,
+            lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
+            declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch closed); refund it instead."
+            if captured_auth
+            else "",
         )
     if operation.kind == OperationKind.CLOSE:
         return _operation_call(
@@ -187,6 +229,8 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Oper
             raise StateConflict("Only an authorization can be captured; this order is a sale.")
         if order.status != OrderStatus.AUTHORIZED:
             raise StateConflict(f"Only an authorized order can be captured; this one is {order.status}.")
+        if _unsettled_operation_total(order, OperationKind.CAPTURE):
+            raise StateConflict(_ONE_CAPTURE)
         capturable = order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
         if amount > capturable:
             raise ValidationFailed(
@@ -213,16 +257,21 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Op
 
 
 def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> OperationResult:
-    """Set the tip of a paid sale (before its batch closes)."""
+    """Set the tip of a paid sale or captured authorization (before its batch closes) to ``tip_amount``, the
+    new total; a captured authorization's tip goes on its capture."""
     with transaction.atomic():
         order = _locked(order)
         if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
             raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
-        new_paid = order.paid_amount - order.tip_amount + tip_amount
-        if new_paid < order_refunds_reserved(order):
+        if _paid_with_tip(order, tip_amount) < order_refunds_reserved(order):
             raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
         operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
 
-    if order.trans_no:
-        return _operation_call(order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=order.trans_no, tip_amount=tip_amount, currency=order.currency))
-    return _operation_call(order, operation, lambda c: c.adjust_tip(merchant_order_no=order.merchant_order_no, tip_amount=tip_amount, currency=order.currency))
+    reference = follow_up_reference(order=order, action="tip_adjust")
+    if reference.trans_no:
+        return _operation_call(
+            order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=reference.trans_no, tip_amount=tip_amount, currency=order.currency)
+        )
+    return _operation_call(
+        order, operation, lambda c: c.adjust_tip(merchant_order_no=reference.merchant_order_no, tip_amount=tip_amount, currency=order.currency)
+    )

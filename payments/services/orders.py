@@ -29,12 +29,13 @@ from codepay_service.errors import (
 from codepay_service.instruments import CONFLICTS
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
-    GatewayDeclined,
     GatewayError,
     GatewayOutcomeUnknown,
+    is_order_not_found,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
+from payments.gateway.money import format_amount
 from payments.gateway.results import OrderInfo
 from payments.models import (
     ApiKey,
@@ -176,6 +177,7 @@ def order_create(
         order.terminal_online_status = answer.get("terminal_online_status", "")
         order.pay_method_id = answer.get("pay_method_id") or order.pay_method_id
         order.gateway_code, order.gateway_message = "0", "success"
+        _record_decline(order, code=answer.get("trans_error_code", ""), message=answer.get("trans_error_msg", ""))
         order.save()
         trans_status = answer.get("trans_status") or TransStatus.CREATED.value
         order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
@@ -214,13 +216,15 @@ def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str,
         result = client.create_checkout(**common, return_url=options.get("return_url", ""), order_detail=options.get("order_detail"))
         return {"trans_no": result.trans_no, "pay_url": result.pay_url}
     result = client.create_card_checkout(
-        **common, card=card, billing_address=options.get("billing_address") or {}, return_url=options.get("return_url", "")
+        **common, card=card, billing_address=options["billing_address"], return_url=options.get("return_url", "")
     )
     return {
         "trans_no": result.trans_no,
         "trans_status": result.trans_status,
         "pay_method_id": result.pay_method_id,
         "redirect_url_3dsecure": result.redirect_url_3dsecure,
+        "trans_error_code": result.trans_error_code,
+        "trans_error_msg": result.trans_error_msg,
     }
 
 
@@ -233,7 +237,8 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
             order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
             order_event(order, kind="outcome_unknown", source="api", message=exc.message)
             return
-        order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
+        order.failure_code, order.failure_message = order.gateway_code, order.gateway_message
+        order.save(update_fields=["gateway_code", "gateway_message", "failure_code", "failure_message", "updated_at"])
         order_transition(order, OrderStatus.FAILED, source="api", message=order.gateway_message)
     raise client_error(
         exc,
@@ -262,6 +267,8 @@ def order_transition(
         order.authorized_amount = order.amount
     if to_status == OrderStatus.SUCCEEDED and not order.paid_amount:
         order.paid_amount = order.captured_amount or (order.amount + order.tip_amount + order.cashback_amount)
+    if to_status == OrderStatus.SUCCEEDED and order.paid_at is None:
+        order.paid_at = timezone.now()
     if to_status in ORDER_FINAL_STATUSES:
         order.next_check_at = None
     order.save()
@@ -289,6 +296,8 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
             order.pay_method_id = info.pay_method_id
         order.not_found_since = None
         to_status = order_status_from_gateway(info.trans_status, order.trans_type)
+        if to_status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
+            _record_decline(order, code=info.trans_error_code, message=info.trans_error_msg)
         if to_status == OrderStatus.SUCCEEDED and order.status != OrderStatus.SUCCEEDED and not order.captured_amount:
             mismatch = _adopt_paid_amounts(order, info)
             if mismatch:
@@ -297,27 +306,54 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
         return order_transition(order, to_status, source=source, gateway_trans_status=info.trans_status, data=info.data)
 
 
+def _record_decline(order: Order, *, code: str, message: str) -> None:
+    """Keep why the payment failed, as the gateway said it (trans_error_code / trans_error_msg)."""
+    if code or message:
+        order.failure_code, order.failure_message = code[:32], message[:255]
+
+
 def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
     """
-    Take what the customer really paid from the gateway: a tip entered on the terminal screen changes it.
-    The parts must add up (order + tip + cashback = paid); otherwise nothing is taken and the caller
-    records a conflict.
+    Take what the customer really paid from the gateway: a tip entered on the terminal screen changes it,
+    and so do the discounts and the fee order.query reports (docs/protocol.md, "Amounts the gateway
+    reports"). The parts must add up (order + tip + cashback - discounts + fee = paid); otherwise nothing
+    is taken and the caller records a conflict.
     """
     tip = info.tip_amount if info.tip_amount is not None else order.tip_amount
     paid = info.paid_amount if info.paid_amount is not None else info.trans_amount
     if paid is None:
         return ""
-    if paid != order.amount + tip + order.cashback_amount:
-        return f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
+    zero = Decimal("0")
+    discount_bpc, discount_bmopc, fee = (value or zero for value in (info.discount_bpc, info.discount_bmopc, info.trans_fee_c))
+    expected = order.amount + tip + order.cashback_amount - discount_bpc - discount_bmopc + fee
+    if paid != expected:
+        return (
+            f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
+            f" - discounts {discount_bpc} and {discount_bmopc} + fee {fee}"
+        )
     order.tip_amount, order.paid_amount = tip, paid
+    order.discount_bpc, order.discount_bmopc, order.trans_fee_c = discount_bpc, discount_bmopc, fee
     return ""
+
+
+def order_note_notified_amounts(*, order_id: int, notified: OrderInfo, source: str) -> str:
+    """
+    A validly signed notification whose amount or currency differs from the order is recorded as a conflict
+    for an operator, even when the confirming query then settles the order: the gateway said two things.
+    Answers the difference ("" when there is none). The caller holds the order's row lock.
+    """
+    order = Order.objects.get(pk=order_id)
+    mismatch = _amount_mismatch(order, notified)
+    if mismatch:
+        order_event(order, kind="conflict", source=source, message=f"notification: {mismatch}", data=notified.data)
+    return mismatch
 
 
 def _amount_mismatch(order: Order, info: OrderInfo) -> str:
     if info.price_currency and info.price_currency.upper() != order.currency:
         return f"gateway currency {info.price_currency} differs from ours ({order.currency})"
     if info.order_amount is not None and info.order_amount != order.amount:
-        return f"gateway order_amount {info.order_amount} differs from ours ({order.amount})"
+        return f"gateway order_amount {info.order_amount} differs from ours ({format_amount(order.amount, order.currency)})"
     return ""
 
 
@@ -326,8 +362,8 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
     client = gateway_client_for(order.account)
     try:
         info = client.query_order(merchant_order_no=order.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         return order_mark_not_found(order_id=order.pk, source=source)
     return order_apply_gateway_state(order_id=order.pk, info=info, source=source)
@@ -335,7 +371,7 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
 
 def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
     """
-    The gateway does not know this order. Right after a create this can be transient (PROTOCOL.md,
+    The gateway does not know this order. Right after a create this can be transient (docs/protocol.md,
     "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
     """
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
@@ -346,8 +382,9 @@ def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
             order.not_found_since = now
             order.save(update_fields=["not_found_since", "updated_at"])
         if order.status == OrderStatus.UNKNOWN and now - order.not_found_since >= grace:
-            order.gateway_code = ORDER_NOT_FOUND_CODE
+            order.gateway_code = order.failure_code = ORDER_NOT_FOUND_CODE
             order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
+            order.failure_message = order.gateway_message
             return order_transition(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
         return ApplyResult.UNCHANGED
 

@@ -24,7 +24,7 @@ Decisions:
 - **Pace.** Every gateway request waits on the shared limiter (``payments.ratelimit``), so all workers
   together stay under ``CODEPAY_MAX_QPS``.
 - **Unknown creates** are only ever queried, never resent. Found: the gateway's state is adopted.
-  "Not found" (E04111) is transient right after a create (PROTOCOL.md, "Responses"), so the order only
+  "Not found" (E04111) is transient right after a create (docs/protocol.md, "Responses"), so the order only
   fails once the gateway has kept not knowing it for ``CODEPAY_UNKNOWN_GRACE_SECONDS`` counted from the
   first "not found" (``order_mark_not_found`` keeps that first time; any answer that finds the order
   clears it).
@@ -62,8 +62,9 @@ from payments.gateway.errors import (
     GatewayError,
     GatewayOutcomeUnknown,
     GatewayRequestNotSent,
+    is_order_not_found,
 )
-from payments.gateway.methods import OPEN_TRANS_STATUSES, ORDER_NOT_FOUND_CODE, TransStatus
+from payments.gateway.methods import OPEN_TRANS_STATUSES, TransStatus
 from payments.models import (
     Channel,
     OperationKind,
@@ -267,8 +268,8 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     """The order's status after the check (None: unchanged)."""
     try:
         info = client.query_order(merchant_order_no=order.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         if order_mark_not_found(order_id=order.pk, source=SOURCE) is ApplyResult.APPLIED:
             return OrderStatus.FAILED

@@ -5,6 +5,10 @@ What can still be refunded is the paid amount minus every refund that has not fa
 pending or unknown), checked while the order row is locked, so two concurrent refunds can never
 together exceed what was paid. ``refunded_amount`` on the order counts succeeded refunds only, and a
 database constraint keeps it at or below ``paid_amount``.
+
+A refund names what it gives money back from as ``payments.services.follow_ups`` says: a sale by its own
+merchant_order_no, a captured authorization by its capture's trans_no (the gateway records a completion
+refund, trans_type 8); the authorization itself moved no money and would be refused.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown
-from payments.gateway.methods import ORDER_NOT_FOUND_CODE
+from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown, is_order_not_found
+from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Target
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
 from payments.models import ApiKey, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
+from payments.services.follow_ups import follow_up_reference
 from payments.services.gateway_errors import client_error, failure_reason
 from payments.services.orders import (
     ApplyResult,
@@ -68,11 +73,17 @@ def order_refund(
             next_check_at=next_check_at(0),
         )
         order_event(order, refund=refund, kind="refund_requested", source=source, message=f"{amount} {order.currency}: {reason}")
+        reference = follow_up_reference(order=order, action="refund")
+    # A sale is named by its number, which never changes; a capture by the trans_no the gateway gave it.
+    if reference.follow_up.target is Target.COMPLETION:
+        original = {"orig_trans_no": reference.trans_no}
+    else:
+        original = {"orig_merchant_order_no": reference.merchant_order_no}
 
     try:
         result = gateway_client_for(order.account).submit_refund(
             merchant_order_no=refund.merchant_order_no,
-            orig_merchant_order_no=order.merchant_order_no,
+            **original,
             amount=amount,
             currency=order.currency,
             description=reason,
@@ -171,8 +182,8 @@ def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyRe
     client = client or gateway_client_for(refund.account)
     try:
         info = client.query_refund(merchant_order_no=refund.merchant_order_no)
-    except GatewayDeclined as exc:
-        if exc.code != ORDER_NOT_FOUND_CODE:
+    except GatewayError as exc:
+        if not is_order_not_found(exc):
             raise
         return refund_mark_not_found(refund_id=refund.pk, source=source)
     return refund_apply_gateway_state(refund_id=refund.pk, info=info, source=source)

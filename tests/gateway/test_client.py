@@ -223,7 +223,7 @@ def test_audit_records_are_redacted(sandbox):
     client = make_client(sandbox.base_url, records=records)
     client.create_card_checkout(
         merchant_order_no=number(), card=CardDetails(pan="4111111111111111", expiry="1230", cvv="123", holder="T"),
-        billing_address={}, amount=Decimal("1.00"), currency="USD", description="x", expires=300,
+        billing_address={"country": "US"}, amount=Decimal("1.00"), currency="USD", description="x", expires=300,
     )
     (record,) = records
     assert record.request["card"] == "[redacted]" and record.request["sign"] == "[redacted]"
@@ -239,3 +239,17 @@ def test_missing_configuration_is_one_readable_error():
         CodePayClient(base_url="http://x", app_id="a", merchant_no="m", sign_type="NONE")
     with pytest.raises(GatewayConfigurationError, match="needs base_url"):
         CodePayClient(base_url="", app_id="a", merchant_no="m", sign_type="NONE", basic_auth=("u", "p"))
+
+
+def test_terminal_sn_list_goes_out_as_a_compact_json_array_string_the_sandbox_reads(client, sandbox):
+    """
+    terminal_sn_list is sent as the JSON text of the array, signed as that text (docs/protocol.md, "Arrays
+    and objects"); the sandbox reads it back as the list, and refuses the array sent as a raw JSON value.
+    """
+    body = client.build_request(Method.OPEN_BATCH, {"terminal_sn_list": ["WPYB1", "WPYB2"]})
+    assert body["terminal_sn_list"] == '["WPYB1","WPYB2"]'
+    assert client.get_open_batch(terminal_sn_list=["WPYB-NONE"]).count == 0
+
+    raw = {**body, "terminal_sn_list": ["WPYB1", "WPYB2"]}
+    answer = requests.post(f"{sandbox.base_url}/api/entry", json=raw, timeout=5).json()
+    assert (answer["code"], answer["msg"]) == ("E00101", "[E00101]Invalid parameter: terminal_sn_list must be sent as a JSON string")

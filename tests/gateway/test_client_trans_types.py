@@ -159,7 +159,8 @@ def test_follow_up_of_the_wrong_kind_of_original_is_refused(client, sandbox, fol
     original_no = paid_original(client, sandbox, original, "10.00")
     with pytest.raises(GatewayDeclined) as refused:
         cloud_order(client, follow_up, "10.00", orig_merchant_order_no=original_no)
-    assert (refused.value.code, refused.value.message) == (code, "[E04131]Transaction type does not allow this operation")
+    assert refused.value.code == code
+    assert refused.value.message.startswith("[E04131]Transaction type does not allow this operation")
 
 
 @pytest.mark.parametrize("trans_type", ["5", "7", "8"], ids=["pre-auth-cancel", "completion-cancel", "completion-refund"])

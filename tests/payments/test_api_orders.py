@@ -15,6 +15,7 @@ TERMINAL_ORDER = {
     "description": "Coffee and cake",
     "terminal_sn": "WPYB002248000865",
 }
+BILLING = {"name": "Test", "country": "US", "zip": "10001"}
 VISA_OK = {"pan": "4111111111111111", "holder": "TEST HOLDER", "cvv": "123", "expiry": "1230"}
 
 
@@ -99,14 +100,17 @@ def test_card_order_is_charged_and_the_card_is_never_stored_echoed_or_logged(api
 
 
 def test_declined_card_is_answered_and_stored_as_failed(api):
-    """A card the issuer declines (trans_status 1 in a successful answer) is a created order that failed."""
+    """A card the issuer declines (trans_status 1 in a successful answer) is a created order that failed, and
+    says why: the answer's trans_error_code and trans_error_msg."""
     response = api.post(
         "/api/v1/orders/",
         json={"channel": "card", "amount": "10.00", "currency": "USD", "description": "Declined",
-              "merchant_order_no": "CARD-DECLINE-1", "card": {**VISA_OK, "pan": "4000000000000002"}},
+              "merchant_order_no": "CARD-DECLINE-1", "card": {**VISA_OK, "pan": "4000000000000002"}, "billing_address": BILLING},
     )
     assert response.status_code == 201, response.text
-    assert response.json()["status"] == "failed"
+    body = response.json()
+    assert (body["status"], body["failure_code"], body["failure_message"]) == ("failed", "05", "[05]DO NOT HONOR")
+    assert (body["paid_amount"], body["paid_at"], body["refundable_amount"]) == ("0.00", None, "0.00")
     assert Order.objects.get(merchant_order_no="CARD-DECLINE-1").status == OrderStatus.FAILED
 
 
@@ -115,7 +119,7 @@ def test_card_needing_3ds_answers_the_challenge_url(api):
     response = api.post(
         "/api/v1/orders/",
         json={"channel": "card", "amount": "10.00", "currency": "USD", "description": "3DS",
-              "card": {**VISA_OK, "pan": "4000000000003220"}},
+              "card": {**VISA_OK, "pan": "4000000000003220"}, "billing_address": BILLING},
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -161,11 +165,26 @@ def test_missing_terminal_sn_and_card_are_named_per_channel(api):
     assert card.json()["error"]["details"] == {"card": ["Required for channel 'card': pan, holder, cvv, expiry."]}
 
 
+@pytest.mark.parametrize("billing_address", [None, {}], ids=["absent", "empty"])
+def test_card_order_without_billing_address_is_refused_naming_the_field(api, billing_address):
+    """The gateway requires billing_address for a card payment: 400 naming it, nothing stored or sent."""
+    body = {"channel": "card", "amount": "1.00", "currency": "USD", "description": "x", "card": VISA_OK}
+    if billing_address is not None:
+        body["billing_address"] = billing_address
+    response = api.post("/api/v1/orders/", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"] == {
+        "billing_address": ["Required for channel 'card': an object with the cardholder's billing address."]
+    }
+    assert (Order.objects.count(), GatewayCall.objects.count()) == (0, 0)
+
+
 def test_invalid_card_number_is_refused_without_echoing_it(api):
     """A PAN failing the check digit is refused; the error never repeats the number."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "1.00", "currency": "USD", "description": "x", "card": {**VISA_OK, "pan": "4111111111111112"}},
+        json={"channel": "card", "amount": "1.00", "currency": "USD", "description": "x", "card": {**VISA_OK, "pan": "4111111111111112"},
+              "billing_address": BILLING},
     )
     assert response.status_code == 400
     assert "4111111111111112" not in response.text

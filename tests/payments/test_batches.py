@@ -177,8 +177,9 @@ def test_two_beat_processes_racing_record_one_close(transactional_db, account):
 
 
 def test_a_scheduled_close_records_the_gateways_count_total_and_answer(account, sandbox_reset, sandbox_control):
-    """The close of the schedule's terminals goes to the gateway's terminal-list batch close; the record keeps
-    the count, the total and the answer, and the closed batch is no longer open at the gateway."""
+    """The close of the schedule's terminals goes to the published per-terminal batch.close; the record keeps
+    the count and total read just before, and the closed batch is no longer open at the gateway. Closing
+    the whole store (no terminals known) falls back to the terminal-list close."""
     paid_terminal_sale(account, sandbox_control, "10.00")
     paid_terminal_sale(account, sandbox_control, "2.50")
     paid_terminal_sale(account, sandbox_control, "7.00", terminal_sn="WPYB002248000999")
@@ -189,7 +190,11 @@ def test_a_scheduled_close_records_the_gateways_count_total_and_answer(account, 
 
     assert batch.status == BatchCloseStatus.SUCCEEDED
     assert (batch.count, batch.total_amount, batch.attempts, batch.next_attempt_at) == (2, Decimal("12.50"), 1, None)
-    assert batch.response == {"count": "2", "total_amount": "12.50"}
+    assert batch.response == {"closed_terminal_sns": [TERMINAL_SN], "open_batch_before": {"count": "2", "total_amount": "12.50"}}
+    assert [call["method"] for call in sandbox_control.get("calls").json()["calls"] if call["method"].startswith("batch")] == [
+        "batch.open.query",
+        "batch.close",
+    ]
     assert (batch.trigger, batch.store_no, batch.terminal_sn_list) == ("schedule", STORE_NO, [TERMINAL_SN])
     # Closing again finds nothing left of those terminals; the other terminal's sale is still open.
     again = batch_close(account=account, trigger=BatchClose.Trigger.COMMAND, store_no=STORE_NO)

@@ -27,7 +27,7 @@ CLOSED_BROKER_URL = "redis://127.0.0.1:1/0"
 
 
 def notification_fields(merchant_order_no: str, *, trans_status: str = "2", amount: str = "10.00", **extra: str) -> dict[str, str]:
-    """A notification body as the sandbox sends one (PROTOCOL.md, "Notifications"), unsigned."""
+    """A notification body as the sandbox sends one (docs/protocol.md, "Notifications"), unsigned."""
     fields = {
         "app_id": APP_ID,
         "merchant_no": MERCHANT_NO,

@@ -105,3 +105,20 @@ def test_reset_forgets_orders_and_faults(codepay):
 
     assert codepay.call(Method.ORDER_QUERY, merchant_order_no="GONE").code == "E04111"
     assert len(codepay.control("GET", "calls").json()["calls"]) == 1
+
+
+def test_unsigned_errors_fault_leaves_error_answers_unsigned_and_successes_signed(codepay):
+    """
+    unsigned_errors sends every refusal (code != "0") without `sign`, as a gateway that never signs its
+    errors would; success answers stay signed, and `times` counts error answers only.
+    """
+    added = codepay.control("POST", "faults", {"fault": "unsigned_errors", "times": 2})
+    assert added.status_code == 201, added.text
+
+    success = codepay.terminal_order("UNSIGNED-1")  # verified by the helper
+    answers = [
+        codepay.send_signed(Method.ORDER_QUERY, merchant_order_no=f"NOT-THERE-{n}").json() for n in range(3)
+    ]
+
+    assert success.code == "0"
+    assert [(a["code"], "sign" in a) for a in answers] == [("E04111", False), ("E04111", False), ("E04111", True)]

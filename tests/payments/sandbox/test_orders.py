@@ -34,6 +34,11 @@ def test_order_paid_on_the_terminal_queries_as_success_with_exact_amounts(codepa
         "terminal_sn": "WPYB002248000865",
         "store_no": "4021000008",
         "trans_end_time": query["trans_end_time"],
+        "trans_error_code": "",
+        "trans_error_msg": "",
+        "discount_bpc": "0.00",
+        "discount_bmopc": "0.00",
+        "trans_fee_c": "0.00",
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", query["trans_end_time"])
 
