@@ -8,8 +8,10 @@ lives in memory only. It is never part of a representation, an error message or 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +19,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payments.gateway.client import CardDetails
-from payments.gateway.money import AmountError, CurrencyError, format_amount, parse_amount, validate_currency
+from payments.gateway.money import (
+    AmountError,
+    MAX_SIGNIFICANT_DIGITS,
+    CurrencyError,
+    amount_check_maximum,
+    amount_maximum,
+    format_amount,
+    parse_amount,
+    validate_currency,
+)
 from payments.models import (
     BatchClose,
     Channel,
@@ -87,7 +98,34 @@ def validate_merchant_order_no(value: str) -> str:
     return value
 
 
-@extend_schema_field(OpenApiTypes.STR)
+class StrictInputSerializer(serializers.Serializer):
+    """
+    A request body that takes only its declared fields: an unknown one is a 400 naming it, with the
+    closest known name, instead of being dropped (``tip_ammount`` would create an order without a tip).
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            unknown = sorted(set(data) - set(known))
+            if unknown:
+                raise serializers.ValidationError({name: [_unknown_field_message(name, known)] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _unknown_field_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"Unknown field; did you mean '{close[0]}'?"
+    return f"Unknown field; this request takes: {', '.join(known) or 'no fields'}."
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "maxLength": 40, "example": "12.34",
+     "description": f"Major units as a string; at most {MAX_SIGNIFICANT_DIGITS} digits down to the currency's minor "
+                    f"unit ({amount_maximum('USD')} USD, {amount_maximum('JPY')} JPY, {amount_maximum('BHD')} BHD), "
+                    "for each amount and for each sum the service computes (amount + tip + cashback, increments)."}
+)
 class AmountInput(serializers.Field):
     """An amount sent as a string ("12.34"); parsed to Decimal once the currency is known."""
 
@@ -140,7 +178,7 @@ def parse_money_fields(attrs: dict, currency: str, names: tuple[str, ...], *, al
     return attrs
 
 
-class CardInputSerializer(serializers.Serializer):
+class CardInputSerializer(StrictInputSerializer):
     pan = serializers.RegexField(r"^\d{12,19}$", error_messages={"invalid": "12 to 19 digits, no spaces."}, write_only=True)
     holder = serializers.CharField(max_length=64, write_only=True)
     cvv = serializers.RegexField(r"^\d{3,4}$", error_messages={"invalid": "3 or 4 digits."}, write_only=True)
@@ -155,7 +193,7 @@ class CardInputSerializer(serializers.Serializer):
         return value
 
 
-class OrderCreateSerializer(serializers.Serializer):
+class OrderCreateSerializer(StrictInputSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     amount = AmountInput(help_text="Major units as a string, e.g. \"12.34\"; at most the currency's decimal places.")
     currency = serializers.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
@@ -228,6 +266,11 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
         parse_money_fields(attrs, attrs["currency"], ("amount",))
         parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
+        total = attrs["amount"] + attrs.get("tip_amount", 0) + attrs.get("cashback_amount", 0)
+        try:
+            amount_check_maximum(total, attrs["currency"], what="amount + tip_amount + cashback_amount")
+        except AmountError as exc:
+            raise serializers.ValidationError({"amount": [str(exc)]}) from None
         cashback = attrs.get("trans_type") == TransType.CASHBACK
         if cashback and not attrs.get("cashback_amount"):
             raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]})
@@ -240,7 +283,7 @@ class OrderCreateSerializer(serializers.Serializer):
         return CardDetails(**card) if card else None
 
 
-class RefundCreateSerializer(serializers.Serializer):
+class RefundCreateSerializer(StrictInputSerializer):
     amount = AmountInput()
     reason = serializers.CharField(max_length=64)
     merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
@@ -252,14 +295,14 @@ class RefundCreateSerializer(serializers.Serializer):
         return parse_money_fields(attrs, self.context["currency"], ("amount",))
 
 
-class AmountSerializer(serializers.Serializer):
+class AmountSerializer(StrictInputSerializer):
     amount = AmountInput()
 
     def validate(self, attrs):
         return parse_money_fields(attrs, self.context["currency"], ("amount",))
 
 
-class TipSerializer(serializers.Serializer):
+class TipSerializer(StrictInputSerializer):
     tip_amount = AmountInput()
 
     def validate(self, attrs):
@@ -317,7 +360,11 @@ class OrderDetailSerializer(OrderSerializer):
         read_only_fields = fields
 
 
-class BatchCloseInputSerializer(serializers.Serializer):
+class EmptyInputSerializer(StrictInputSerializer):
+    """An action that takes no body: ``{}`` or nothing; any field is unknown."""
+
+
+class BatchCloseInputSerializer(StrictInputSerializer):
     store_no = serializers.CharField(max_length=32, required=False, allow_blank=True)
     terminal_sn_list = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=100)
 
