@@ -64,7 +64,7 @@ def amount_check_maximum(amount: Decimal, currency: str, *, what: str = "The amo
     """``amount`` unchanged, or AmountError when it (a value or a sum) exceeds the currency's maximum."""
     maximum = amount_maximum(currency)
     if amount > maximum:
-        raise AmountError(f"{what} may be at most {maximum:f} {currency.upper()}; got {amount:f}.")
+        raise AmountError(f"{what} may be at most {maximum:f} {currency.upper()}; got {amount.quantize(quantum(currency)):f}.")
     return amount
 
 

@@ -107,7 +107,9 @@ def order_event(order: Order, *, kind: str, source: str, message: str = "", from
     )
 
 
-@sensitive_variables("card")
+# A card order's details pass through here and every frame below (the client, the card encryption):
+# Django's error reports hide the variables of all of them (the nearest marked caller decides).
+@sensitive_variables()
 def order_create(
     *,
     account: MerchantAccount,

@@ -1,0 +1,52 @@
+"""
+Run in a subprocess against a fresh SQLite database (DATABASE_URL=sqlite:///...): store orders whose every
+amount and every sum sits at the currency's maximum, read them back through the ORM and the API, and print
+what came back as JSON. SQLite keeps decimals as 64-bit floats, so this is where digits would get lost.
+"""
+
+import json
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codepay_service.settings")
+django.setup()
+
+from decimal import Decimal  # noqa: E402
+
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from payments.gateway.money import amount_maximum, quantum  # noqa: E402
+from payments.models import MerchantAccount, Order  # noqa: E402
+from payments.services.accounts import api_key_create  # noqa: E402
+
+call_command("migrate", verbosity=0)
+account = MerchantAccount.objects.create(code="default", name="Default", app_id="wz1", merchant_no="3023000001")
+_, key = api_key_create(name="pos", account=account)
+stored = {}
+for currency in ("USD", "JPY", "BHD", "KWD"):
+    maximum = amount_maximum(currency)
+    amount = maximum - 2 * quantum(currency)
+    order = Order.objects.create(
+        account=account, merchant_order_no=f"MAX-{currency}", channel="terminal", currency=currency,
+        amount=amount, tip_amount=quantum(currency), cashback_amount=quantum(currency),
+        authorized_amount=maximum, captured_amount=maximum, paid_amount=maximum, refunded_amount=maximum,
+        description="max", expires_at=timezone.now(),
+    )
+    stored[currency] = {f: str(getattr(order, f)) for f in ("amount", "tip_amount", "authorized_amount", "paid_amount")}
+read = {
+    order.currency: {f: str(getattr(order, f).quantize(quantum(order.currency))) for f in ("amount", "tip_amount", "authorized_amount", "paid_amount")}
+    for order in Order.objects.all()
+}
+listing = Client().get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Api-Key {key}")
+print(json.dumps({
+    "stored": stored,
+    "read": read,
+    "list_status": listing.status_code,
+    "listed": {o["currency"]: o["amount"] for o in listing.json().get("results", [])},
+    "paid_exact": all(o.paid_amount == o.amount + o.tip_amount + o.cashback_amount for o in Order.objects.all()),
+    "max_usd": str(amount_maximum("USD")),
+    "sum_is_max": str(Decimal(stored["USD"]["amount"]) + 2 * quantum("USD")),
+}))
