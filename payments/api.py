@@ -80,14 +80,21 @@ class OrderCursorPagination(CursorPagination):
             ) from None
 
 
+MAX_QUERY_VALUE_LENGTH = 256
+
+
 def query_params_check(request, allowed: tuple[str, ...]) -> None:
     """A list's query parameters: each known and given once, so a mistyped filter never returns everything."""
     errors = {}
     for name in request.query_params:
+        values = request.query_params.getlist(name)
         if name not in allowed:
             errors[name] = [f"Unknown query parameter; this list takes: {', '.join(allowed)}."]
-        elif len(request.query_params.getlist(name)) > 1:
+        elif len(values) > 1:
             errors[name] = ["Given more than once; give it once."]
+        elif len(values[0]) > MAX_QUERY_VALUE_LENGTH or not values[0].isprintable():
+            # A NUL or other control character would reach the database; nothing the API lists contains one.
+            errors[name] = [f"At most {MAX_QUERY_VALUE_LENGTH} printable characters."]
     if errors:
         raise ValidationFailed(details=errors)
 

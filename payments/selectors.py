@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from codepay_service.errors import NotFound
 from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
@@ -16,13 +20,30 @@ def _scoped(queryset: QuerySet, api_key: ApiKey, store_field: str = "store_no") 
     return queryset
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time brought to UTC here: PostgreSQL refuses offsets past ±15:59 that Python accepts."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is None:
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("Out of range; send a time such as 2026-01-31T09:00:00Z.") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class OrderFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     store_no = django_filters.CharFilter()
     terminal_sn = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order
@@ -34,7 +55,14 @@ def order_list(*, api_key: ApiKey) -> QuerySet[Order]:
     return _scoped(Order.objects.all(), api_key).prefetch_related("refunds__order").order_by("-created_at", "-id")
 
 
+def _no_such_number(merchant_order_no: str) -> bool:
+    """A number no row can have (PostgreSQL text holds no NUL): answered 404 without asking the database."""
+    return "\x00" in merchant_order_no or len(merchant_order_no) > 64
+
+
 def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
+    if _no_such_number(merchant_order_no):
+        raise NotFound(f"No order '{merchant_order_no}' for this API key.")
     order = (
         _scoped(Order.objects.select_related("account"), api_key)
         .prefetch_related("refunds__order", "operations__order")
@@ -47,6 +75,8 @@ def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
 
 
 def refund_get(*, api_key: ApiKey, merchant_order_no: str) -> Refund:
+    if _no_such_number(merchant_order_no):
+        raise NotFound(f"No refund '{merchant_order_no}' for this API key.")
     refund = (
         _scoped(Refund.objects.select_related("order"), api_key, store_field="order__store_no")
         .filter(merchant_order_no=merchant_order_no)

@@ -195,7 +195,7 @@ class CardInputSerializer(StrictInputSerializer):
 
 class OrderCreateSerializer(StrictInputSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    amount = AmountInput(help_text="Major units as a string, e.g. \"12.34\"; at most the currency's decimal places.")
+    amount = AmountInput()
     currency = serializers.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
     description = serializers.CharField(max_length=128)
     merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
@@ -328,7 +328,7 @@ class OperationSerializer(serializers.ModelSerializer):
         fields = ["kind", "merchant_order_no", "amount", "status", "trans_no", "gateway_code", "gateway_message", "created_at"]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field({"type": "string", "nullable": True, "description": "Empty (null) for a void, close or revoke."})
     def get_amount(self, operation) -> str | None:
         return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
 
@@ -340,6 +340,11 @@ class OrderSerializer(serializers.ModelSerializer):
     refunded_amount = MoneyField()
     captured_amount = MoneyField()
     authorized_amount = MoneyField()
+    # Text, not format "uri": empty for the channels and states that have none.
+    pay_url = serializers.CharField(read_only=True, help_text="The hosted checkout page (channel checkout); empty otherwise.")
+    redirect_url_3dsecure = serializers.CharField(
+        read_only=True, help_text="Where to send the customer for 3-D Secure (channel card), if asked; empty otherwise."
+    )
     refunds = RefundSerializer(many=True, read_only=True)
 
     class Meta:

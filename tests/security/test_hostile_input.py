@@ -276,6 +276,8 @@ def test_unknown_fields_in_a_card_or_an_action_body_are_refused(api):
         ("status=pending&status=failed", {"status": ["Given more than once; give it once."]}),
         ("cursor=bm9wZQ", {"cursor": ["Not a cursor this API issued; use the `next` or `previous` link of a page."]}),
         ("created_after=yesterday", {"created_after": ["Enter a valid date/time."]}),
+        ("store_no=a%00b", {"store_no": ["At most 256 printable characters."]}),
+        ("created_after=0001-01-01T00:00:00%2B10:00", {"created_after": ["Out of range; send a time such as 2026-01-31T09:00:00Z."]}),
     ],
 )
 def test_list_queries_with_unknown_or_malformed_parameters_are_400(api, query, details):
@@ -283,6 +285,18 @@ def test_list_queries_with_unknown_or_malformed_parameters_are_400(api, query, d
     response = api.get(f"/api/v1/orders/?{query}")
     assert response.status_code == 400
     assert error_of(response)["details"] == details
+
+
+def test_a_time_filter_with_an_offset_postgresql_does_not_take_is_answered(api):
+    """created_after with a +21:54 offset (valid ISO 8601, past PostgreSQL's range): converted to UTC, 200."""
+    response = api.get("/api/v1/orders/?created_after=0079-03-13T15:29:07%2B21:54")
+    assert response.status_code == 200, response.text
+
+
+def test_a_nul_in_a_path_number_is_a_404(api):
+    """/api/v1/orders/A%00B/: no order can have that number; 404, not a database error."""
+    assert error_of(api.get("/api/v1/orders/A%00B/"))["code"] == "not_found"
+    assert error_of(api.get("/api/v1/refunds/A%00B/"))["code"] == "not_found"
 
 
 def test_the_batch_list_refuses_unknown_parameters_and_bad_cursors(api):
