@@ -71,6 +71,13 @@ class OrderCursorPagination(CursorPagination):
             raise ValidationFailed(details={"page_size": [f"A whole number from 1 to {self.max_page_size}."]})
         return int(raw)
 
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except selectors.UNREADABLE_ROW_ERRORS:
+            # One row the database cannot give back (logged by unreadable_rows) must not fail every page.
+            return super().paginate_queryset(queryset.exclude(pk__in=selectors.unreadable_rows(queryset)), request, view)
+
     def decode_cursor(self, request):
         try:
             return super().decode_cursor(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC
 
 import django_filters
@@ -11,6 +12,38 @@ from django_filters.fields import IsoDateTimeField
 
 from codepay_service.errors import NotFound
 from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
+
+
+logger = logging.getLogger(__name__)
+
+# What turning a stored value into Python raises when the row holds something the model cannot: on SQLite,
+# a decimal past its column's digits (decimal.InvalidOperation is an ArithmeticError).
+UNREADABLE_ROW_ERRORS = (ArithmeticError, ValueError, TypeError)
+
+
+def unreadable_rows(queryset: QuerySet) -> list[int]:
+    """
+    The ids of the rows of ``queryset`` that cannot be read, each logged. Money columns and bounds make
+    such a row impossible through the service; one written around it must cost an operator a log line,
+    not the store every list, another order's detail or a reconciliation chunk.
+    """
+    model = queryset.model
+    unreadable = []
+    for pk in queryset.order_by().values_list("pk", flat=True):
+        try:
+            list(model._base_manager.filter(pk=pk))
+        except UNREADABLE_ROW_ERRORS as exc:
+            logger.error("unreadable row skipped", extra={"model": model._meta.label, "pk": pk, "error": type(exc).__name__})
+            unreadable.append(pk)
+    return unreadable
+
+
+def rows_readable(queryset: QuerySet) -> list:
+    """The rows of ``queryset``, less any that cannot be read (``unreadable_rows``)."""
+    try:
+        return list(queryset)
+    except UNREADABLE_ROW_ERRORS:
+        return list(queryset.exclude(pk__in=unreadable_rows(queryset)))
 
 
 def _scoped(queryset: QuerySet, api_key: ApiKey, store_field: str = "store_no") -> QuerySet:

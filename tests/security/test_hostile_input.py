@@ -109,7 +109,10 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_postgresql(db,
 
 
 def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_path):
-    """On SQLite (make run), maxima of USD, JPY, BHD and KWD read back digit for digit, and the order list answers 200."""
+    """
+    On SQLite (make run), maxima of USD, JPY, BHD and KWD read back digit for digit, and the order list
+    answers 200; a poisoned row is logged and skipped by the list and by reconciliation.
+    """
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "DJANGO_SECRET_KEY": "sqlite-check",
            "DJANGO_ALLOWED_HOSTS": "testserver", "DJANGO_DEBUG": "0", "DJANGO_SECURE_SSL_REDIRECT": "0"}
     result = subprocess.run(
@@ -125,6 +128,12 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_pat
     assert report["list_status"] == 200
     assert report["listed"] == {"USD": "9999999999.97", "JPY": "999999999997", "BHD": "999999999.997", "KWD": "999999999.997"}
     assert report["paid_exact"] is True
+    # A row written around the service that SQLite cannot give back is skipped, never a 500 for the others.
+    assert report["poisoned_list_status"] == 200
+    assert report["poisoned_list"] == ["MAX-BHD", "MAX-JPY", "MAX-KWD", "MAX-USD"]
+    assert report["other_detail_status"] == 200
+    assert report["reconcile_orders_checked"] == 4
+    assert "unreadable row skipped" in result.stderr
 
 
 # --- 2. Expired API keys ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from payments.gateway.money import amount_maximum, quantum
 from payments.models import Order, Refund, RefundStatus
 
 PROPERTY_SETTINGS = settings(
-    max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=25, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 _numbers = itertools.count(1)
 TERMINAL = "WPYB002248000865"
@@ -69,7 +69,7 @@ def _post_operation(api, number: str, kind: str, amount: Decimal):
     return api.post(f"/api/v1/orders/{number}/{kind}/", json={"amount": text})
 
 
-@settings(max_examples=10, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=10, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(trans_type=st.sampled_from(["sale", "auth"]), steps=operations)
 def test_any_sequence_of_money_operations_keeps_every_invariant(api, sandbox_control, trans_type, steps):
     """Whatever is asked, in whatever order: never a 5xx, and the stored row is what the successes add up to."""
