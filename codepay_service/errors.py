@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
-from django.views.defaults import page_not_found, server_error
+from django.views.debug import SafeExceptionReporterFilter
+from django.views.defaults import bad_request, page_not_found, server_error
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -128,7 +129,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), getattr(exc, "default_code", "error"))
     if isinstance(exc, drf_exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         message = "The request has invalid fields; see details."
@@ -137,6 +138,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = str(exc.detail) if hasattr(exc, "detail") else str(exc)
     response.data = error_body(code, message, details)
     return response
+
+
+def bad_request_view(request, exception=None):
+    """Django's own 400s (a Host header we do not serve, a body over DATA_UPLOAD_MAX_MEMORY_SIZE) on /api/."""
+    if not request.path.startswith("/api/"):
+        return bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("request_too_large", "The body is too large."), status=413)
+    if isinstance(exception, DisallowedHost):
+        return JsonResponse(error_body("bad_host", "The Host header names no host this service serves."), status=400)
+    return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
 
 
 def not_found_view(request, exception=None):
@@ -149,3 +161,13 @@ def server_error_view(request):
     if request.path.startswith("/admin/"):
         return server_error(request)
     return JsonResponse(error_body("server_error", "Internal error; nothing more is known to the client. It is logged."), status=500)
+
+
+class SensitiveDataFilter(SafeExceptionReporterFilter):
+    """
+    Django's filter, active with DEBUG on too: a debug page of a card request must not show the PAN or CVV
+    in its frames' variables (``sensitive_variables``) or POST data (``sensitive_post_parameters``).
+    """
+
+    def is_active(self, request) -> bool:
+        return True

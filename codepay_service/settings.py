@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "payments",
     "webhooks",
 ]
@@ -48,6 +49,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so the request id is on every line and the latency covers the whole stack.
     "codepay_service.observability.RequestObservabilityMiddleware",
+    # Next: every error answer on /api/ leaves in the API's error shape, whichever layer made it.
+    "codepay_service.middleware.ApiErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -56,7 +59,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out admin login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# The admin login: after AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair
+# is locked out for AXES_COOLOFF_TIME hours, the right password included (django-axes).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Debug pages and error reports hide the variables of frames marked sensitive even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "codepay_service.errors.SensitiveDataFilter"
 
 ROOT_URLCONF = "codepay_service.urls"
 WSGI_APPLICATION = "codepay_service.wsgi.application"

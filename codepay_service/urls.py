@@ -16,5 +16,6 @@ urlpatterns = [
 ]
 
 # Unknown API paths and crashes answer in the API's error shape rather than an HTML page.
+handler400 = "codepay_service.errors.bad_request_view"
 handler404 = "codepay_service.errors.not_found_view"
 handler500 = "codepay_service.errors.server_error_view"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -49,10 +51,55 @@ COMMON_ERRORS = (401, 429)
 
 
 class OrderCursorPagination(CursorPagination):
+    """Cursor pages; a cursor that does not decode or a page_size that is not 1..200 is a 400, not ignored."""
+
     ordering = ("-created_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    query_params = ("cursor", "page_size")
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationFailed(details={"page_size": [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except selectors.UNREADABLE_ROW_ERRORS:
+            # One row the database cannot give back (logged by unreadable_rows) must not fail every page.
+            return super().paginate_queryset(queryset.exclude(pk__in=selectors.unreadable_rows(queryset)), request, view)
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationFailed(
+                details={"cursor": ["Not a cursor this API issued; use the `next` or `previous` link of a page."]}
+            ) from None
+
+
+MAX_QUERY_VALUE_LENGTH = 256
+
+
+def query_params_check(request, allowed: tuple[str, ...]) -> None:
+    """A list's query parameters: each known and given once, so a mistyped filter never returns everything."""
+    errors = {}
+    for name in request.query_params:
+        values = request.query_params.getlist(name)
+        if name not in allowed:
+            errors[name] = [f"Unknown query parameter; this list takes: {', '.join(allowed)}."]
+        elif len(values) > 1:
+            errors[name] = ["Given more than once; give it once."]
+        elif len(values[0]) > MAX_QUERY_VALUE_LENGTH or not values[0].isprintable():
+            # A NUL or other control character would reach the database; nothing the API lists contains one.
+            errors[name] = [f"At most {MAX_QUERY_VALUE_LENGTH} printable characters."]
+    if errors:
+        raise ValidationFailed(details=errors)
 
 
 class IdempotentPostApi(APIView):
@@ -108,6 +155,7 @@ def _validated(serializer_class, request, **context):
         **_errors(400, 409, 422, 500, 502, 503, *COMMON_ERRORS),
     },
 ))
+@method_decorator(sensitive_post_parameters(), name="dispatch")
 class OrderListCreateApi(IdempotentPostApi):
     pagination_class = OrderCursorPagination
 
@@ -132,6 +180,7 @@ class OrderListCreateApi(IdempotentPostApi):
         responses={200: serializers.OrderSerializer(many=True), **_errors(400, *COMMON_ERRORS)},
     )
     def get(self, request):
+        query_params_check(request, (*selectors.OrderFilter.base_filters, *OrderCursorPagination.query_params))
         filterset = selectors.OrderFilter(request.query_params, queryset=selectors.order_list(api_key=request.auth))
         if not filterset.is_valid():
             raise ValidationFailed(details={field: list(errors) for field, errors in filterset.errors.items()})
@@ -139,6 +188,9 @@ class OrderListCreateApi(IdempotentPostApi):
         page = paginator.paginate_queryset(filterset.qs, request, view=self)
         return paginator.get_paginated_response(serializers.OrderSerializer(page, many=True).data)
 
+    # The body may hold a card (pan, cvv): no debug page or error report shows the variables of this
+    # frame or of any frame it calls (Django hides every frame below a sensitive_variables wrapper).
+    @sensitive_variables()
     def handle_post(self, request):
         serializer = _validated(serializers.OrderCreateSerializer, request)
         data = dict(serializer.validated_data)
@@ -223,9 +275,7 @@ class _OrderActionApi(IdempotentPostApi):
 
     def handle_post(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-        data = {}
-        if self.input_serializer is not None:
-            data = _validated(self.input_serializer, request, currency=order.currency).validated_data
+        data = _validated(self.input_serializer or serializers.EmptyInputSerializer, request, currency=order.currency).validated_data
         result = self.act(order, data)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         unknown = result is not None and result.outcome_unknown
@@ -358,6 +408,7 @@ class BatchOpenApi(APIView):
         responses={200: serializers.OpenBatchSerializer, **_errors(400, 502, 503, *COMMON_ERRORS)},
     )
     def get(self, request):
+        query_params_check(request, ("terminal_sn", "store_no"))
         store_no = store_no_resolve(account=request.auth.account, api_key=request.auth, requested=request.query_params.get("store_no", ""))
         terminal_sn = request.query_params.get("terminal_sn", "")
         summary = batch_open_summary(account=request.auth.account, store_no=store_no, terminal_sn_list=[terminal_sn] if terminal_sn else None)
@@ -404,9 +455,10 @@ class BatchListApi(APIView):
             OpenApiParameter("cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."),
             OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 200; 50 by default."),
         ],
-        responses={200: serializers.BatchCloseSerializer(many=True), **_errors(*COMMON_ERRORS)},
+        responses={200: serializers.BatchCloseSerializer(many=True), **_errors(400, *COMMON_ERRORS)},
     )
     def get(self, request):
+        query_params_check(request, OrderCursorPagination.query_params)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.batch_close_list(api_key=request.auth), request, view=self)
         return paginator.get_paginated_response(serializers.BatchCloseSerializer(page, many=True).data)

@@ -27,6 +27,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             api_key = ApiKey.objects.get_from_key(key.strip())
         except ApiKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
+        if api_key.has_expired:
+            # get_from_key finds revoked keys out, not expired ones: an expired key is refused like a revoked one.
+            raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.")
         if not api_key.account.is_active:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return (ApiKeyUser(api_key), api_key)

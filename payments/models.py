@@ -16,7 +16,10 @@ from django.db.models import F, Q
 from rest_framework_api_key.models import AbstractAPIKey
 from timezone_field import TimeZoneField
 
-MONEY = {"max_digits": 18, "decimal_places": 3}
+# Every amount and every sum of amounts the service accepts has at most 12 digits down to the currency's
+# minor unit (payments.gateway.money.amount_maximum), so 12 integer digits and 3 decimals hold each of them
+# exactly; 15 significant digits is also what SQLite (which stores decimals as floats) keeps exactly.
+MONEY = {"max_digits": 15, "decimal_places": 3}
 
 
 class MerchantAccount(models.Model):
@@ -406,7 +409,8 @@ class BatchClose(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     count = models.PositiveIntegerField(null=True, blank=True)
-    total_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # A batch total is the gateway's sum over many orders, beyond any one order's maximum.
+    total_amount = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
     gateway_code = models.CharField(max_length=16, blank=True)
     gateway_message = models.CharField(max_length=255, blank=True)
     response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)

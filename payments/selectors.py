@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC
+
 import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from codepay_service.errors import NotFound
 from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
+
+
+logger = logging.getLogger(__name__)
+
+# What turning a stored value into Python raises when the row holds something the model cannot: on SQLite,
+# a decimal past its column's digits (decimal.InvalidOperation is an ArithmeticError).
+UNREADABLE_ROW_ERRORS = (ArithmeticError, ValueError, TypeError)
+
+
+def unreadable_rows(queryset: QuerySet) -> list[int]:
+    """
+    The ids of the rows of ``queryset`` that cannot be read, each logged. Money columns and bounds make
+    such a row impossible through the service; one written around it must cost an operator a log line,
+    not the store every list, another order's detail or a reconciliation chunk.
+    """
+    model = queryset.model
+    unreadable = []
+    for pk in queryset.order_by().values_list("pk", flat=True):
+        try:
+            list(model._base_manager.filter(pk=pk))
+        except UNREADABLE_ROW_ERRORS as exc:
+            logger.error("unreadable row skipped", extra={"model": model._meta.label, "pk": pk, "error": type(exc).__name__})
+            unreadable.append(pk)
+    return unreadable
+
+
+def rows_readable(queryset: QuerySet) -> list:
+    """The rows of ``queryset``, less any that cannot be read (``unreadable_rows``)."""
+    try:
+        return list(queryset)
+    except UNREADABLE_ROW_ERRORS:
+        return list(queryset.exclude(pk__in=unreadable_rows(queryset)))
 
 
 def _scoped(queryset: QuerySet, api_key: ApiKey, store_field: str = "store_no") -> QuerySet:
@@ -16,13 +53,30 @@ def _scoped(queryset: QuerySet, api_key: ApiKey, store_field: str = "store_no") 
     return queryset
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time brought to UTC here: PostgreSQL refuses offsets past ±15:59 that Python accepts."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is None:
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("Out of range; send a time such as 2026-01-31T09:00:00Z.") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class OrderFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     store_no = django_filters.CharFilter()
     terminal_sn = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order
@@ -34,7 +88,14 @@ def order_list(*, api_key: ApiKey) -> QuerySet[Order]:
     return _scoped(Order.objects.all(), api_key).prefetch_related("refunds__order").order_by("-created_at", "-id")
 
 
+def _no_such_number(merchant_order_no: str) -> bool:
+    """A number no row can have (PostgreSQL text holds no NUL): answered 404 without asking the database."""
+    return "\x00" in merchant_order_no or len(merchant_order_no) > 64
+
+
 def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
+    if _no_such_number(merchant_order_no):
+        raise NotFound(f"No order '{merchant_order_no}' for this API key.")
     order = (
         _scoped(Order.objects.select_related("account"), api_key)
         .prefetch_related("refunds__order", "operations__order")
@@ -47,6 +108,8 @@ def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
 
 
 def refund_get(*, api_key: ApiKey, merchant_order_no: str) -> Refund:
+    if _no_such_number(merchant_order_no):
+        raise NotFound(f"No refund '{merchant_order_no}' for this API key.")
     refund = (
         _scoped(Refund.objects.select_related("order"), api_key, store_field="order__store_no")
         .filter(merchant_order_no=merchant_order_no)

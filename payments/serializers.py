@@ -8,8 +8,10 @@ lives in memory only. It is never part of a representation, an error message or 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +19,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payments.gateway.client import CardDetails
-from payments.gateway.money import AmountError, CurrencyError, format_amount, parse_amount, validate_currency
+from payments.gateway.money import (
+    AmountError,
+    MAX_SIGNIFICANT_DIGITS,
+    CurrencyError,
+    amount_check_maximum,
+    amount_maximum,
+    format_amount,
+    parse_amount,
+    validate_currency,
+)
 from payments.models import (
     BatchClose,
     Channel,
@@ -95,7 +106,34 @@ def validate_merchant_order_no(value: str) -> str:
     return value
 
 
-@extend_schema_field(OpenApiTypes.STR)
+class StrictInputSerializer(serializers.Serializer):
+    """
+    A request body that takes only its declared fields: an unknown one is a 400 naming it, with the
+    closest known name, instead of being dropped (``tip_ammount`` would create an order without a tip).
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            unknown = sorted(set(data) - set(known))
+            if unknown:
+                raise serializers.ValidationError({name: [_unknown_field_message(name, known)] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _unknown_field_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"Unknown field; did you mean '{close[0]}'?"
+    return f"Unknown field; this request takes: {', '.join(known) or 'no fields'}."
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "maxLength": 40, "example": "12.34",
+     "description": f"Major units as a string; at most {MAX_SIGNIFICANT_DIGITS} digits down to the currency's minor "
+                    f"unit ({amount_maximum('USD')} USD, {amount_maximum('JPY')} JPY, {amount_maximum('BHD')} BHD), "
+                    "for each amount and for each sum the service computes (amount + tip + cashback, increments)."}
+)
 class AmountInput(serializers.Field):
     """An amount sent as a string ("12.34"); parsed to Decimal once the currency is known."""
 
@@ -148,7 +186,7 @@ def parse_money_fields(attrs: dict, currency: str, names: tuple[str, ...], *, al
     return attrs
 
 
-class CardInputSerializer(serializers.Serializer):
+class CardInputSerializer(StrictInputSerializer):
     pan = serializers.RegexField(r"^\d{12,19}$", error_messages={"invalid": "12 to 19 digits, no spaces."}, write_only=True)
     holder = serializers.CharField(max_length=64, write_only=True)
     cvv = serializers.RegexField(r"^\d{3,4}$", error_messages={"invalid": "3 or 4 digits."}, write_only=True)
@@ -163,9 +201,9 @@ class CardInputSerializer(serializers.Serializer):
         return value
 
 
-class OrderCreateSerializer(serializers.Serializer):
+class OrderCreateSerializer(StrictInputSerializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
-    amount = AmountInput(help_text="Major units as a string, e.g. \"12.34\"; at most the currency's decimal places.")
+    amount = AmountInput()
     currency = serializers.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
     description = serializers.CharField(max_length=128)
     merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
@@ -245,6 +283,11 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"trans_type": ["Only channel 'terminal' takes a trans_type."]})
         parse_money_fields(attrs, attrs["currency"], ("amount",))
         parse_money_fields(attrs, attrs["currency"], ("tip_amount", "cashback_amount"), allow_zero=True)
+        total = attrs["amount"] + attrs.get("tip_amount", 0) + attrs.get("cashback_amount", 0)
+        try:
+            amount_check_maximum(total, attrs["currency"], what="amount + tip_amount + cashback_amount")
+        except AmountError as exc:
+            raise serializers.ValidationError({"amount": [str(exc)]}) from None
         cashback = attrs.get("trans_type") == TransType.CASHBACK
         if cashback and not attrs.get("cashback_amount"):
             raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]})
@@ -257,7 +300,7 @@ class OrderCreateSerializer(serializers.Serializer):
         return CardDetails(**card) if card else None
 
 
-class RefundCreateSerializer(serializers.Serializer):
+class RefundCreateSerializer(StrictInputSerializer):
     amount = AmountInput()
     reason = serializers.CharField(max_length=64)
     merchant_order_no = serializers.CharField(max_length=64, required=False, help_text=MERCHANT_ORDER_NO_HELP)
@@ -269,14 +312,14 @@ class RefundCreateSerializer(serializers.Serializer):
         return parse_money_fields(attrs, self.context["currency"], ("amount",))
 
 
-class AmountSerializer(serializers.Serializer):
+class AmountSerializer(StrictInputSerializer):
     amount = AmountInput()
 
     def validate(self, attrs):
         return parse_money_fields(attrs, self.context["currency"], ("amount",))
 
 
-class TipSerializer(serializers.Serializer):
+class TipSerializer(StrictInputSerializer):
     tip_amount = AmountInput()
 
     def validate(self, attrs):
@@ -302,7 +345,7 @@ class OperationSerializer(serializers.ModelSerializer):
         fields = ["kind", "merchant_order_no", "amount", "status", "trans_no", "gateway_code", "gateway_message", "created_at"]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field({"type": "string", "nullable": True, "description": "Empty (null) for a void, close or revoke."})
     def get_amount(self, operation) -> str | None:
         return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
 
@@ -321,6 +364,11 @@ class OrderSerializer(serializers.ModelSerializer):
     discount_bpc = MoneyField(help_text="Discount the gateway reports as borne by the payment channel.")
     discount_bmopc = MoneyField(help_text="Discount the gateway reports as borne by the merchant.")
     trans_fee_c = MoneyField(help_text="Fee the gateway reports the customer paid.")
+    # Text, not format "uri": empty for the channels and states that have none.
+    pay_url = serializers.CharField(read_only=True, help_text="The hosted checkout page (channel checkout); empty otherwise.")
+    redirect_url_3dsecure = serializers.CharField(
+        read_only=True, help_text="Where to send the customer for 3-D Secure (channel card), if asked; empty otherwise."
+    )
     refunds = RefundSerializer(many=True, read_only=True)
 
     class Meta:
@@ -350,7 +398,11 @@ class OrderDetailSerializer(OrderSerializer):
         read_only_fields = fields
 
 
-class BatchCloseInputSerializer(serializers.Serializer):
+class EmptyInputSerializer(StrictInputSerializer):
+    """An action that takes no body: ``{}`` or nothing; any field is unknown."""
+
+
+class BatchCloseInputSerializer(StrictInputSerializer):
     store_no = serializers.CharField(max_length=32, required=False, allow_blank=True)
     terminal_sn_list = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=100)
 

@@ -123,6 +123,12 @@ REVERIFIABLE = frozenset({Verification.KEY_UNAVAILABLE, Verification.INVALID_SIG
 UNMATCHED_ERROR = "no order or refund with this merchant_order_no yet"
 # Headers never stored: credentials a proxy or a misconfigured sender could attach.
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# What a delivery keeps of its headers: a sender controls them, and 90 KiB of them is no evidence.
+HEADERS_MAX_BYTES = 4096
+HEADER_VALUE_MAX_CHARS = 512
+# Rejected deliveries from one source address stored in full per minute; past that a row still counts
+# each one (received_at, source, verdict) without body or headers, so a flood costs rows of fixed size.
+REJECTED_FULL_PER_SOURCE_PER_MINUTE = 20
 
 # Processed for good: a replay that fails does not write an error onto them.
 _DONE_STATUSES = frozenset({*SETTLED_STATUSES, ProcessingStatus.DUPLICATE, ProcessingStatus.IGNORED})
@@ -218,15 +224,18 @@ def notification_receive(
         verdict = _verdict(account, parsed, malformed)
 
     fields = parsed.fields if parsed is not None else {}
-    keep_whole_body = verdict.valid or len(body) <= REJECTED_BODY_MAX_BYTES
+    address = _ip_or_none(source_address)
+    flooding = not verdict.valid and _rejected_recently(address, now=now) >= REJECTED_FULL_PER_SOURCE_PER_MINUTE
+    kept_body_bytes = len(body) if verdict.valid else 0 if flooding else REJECTED_BODY_MAX_BYTES
+    keep_whole_body = len(body) <= kept_body_bytes
     delivery = NotificationDelivery(
         account=account,
         account_code=account_code[:64],
         received_at=now,
-        source_address=_ip_or_none(source_address),
-        headers={name: value for name, value in headers.items() if name.lower() not in DROPPED_HEADERS},
+        source_address=address,
+        headers={} if flooding else _headers_kept(headers),
         content_type=content_type[:255],
-        raw_body=body if keep_whole_body else body[:REJECTED_BODY_MAX_BYTES],
+        raw_body=body[:kept_body_bytes],
         body_size=body_size,
         body_truncated=body_truncated or not keep_whole_body,
         payload=fields if parsed is not None and keep_whole_body else None,
@@ -246,6 +255,11 @@ def notification_receive(
     else:
         delivery.status = ProcessingStatus.REJECTED
         delivery.status_message = f"not verified: {verdict.verification}"[:255]
+        if flooding:
+            delivery.status_message = (
+                f"not verified: {verdict.verification}; over {REJECTED_FULL_PER_SOURCE_PER_MINUTE} rejected a minute "
+                "from this source, body and headers not kept"
+            )[:255]
     with transaction.atomic():
         delivery.save()
         if verdict.valid:
@@ -286,6 +300,32 @@ def _verdict(account, parsed: ParsedNotification | None, malformed: str) -> Verd
     for label in keys.unreadable:
         logger.error("gateway public key unreadable", extra={"account_code": account.code, "key": label})
     return notification_verify(parsed, keys=keys, merchant_no=configured.merchant_no, app_id=configured.app_id)
+
+
+def _rejected_recently(address: str | None, *, now: datetime) -> int:
+    return NotificationDelivery.objects.filter(
+        source_address=address, status=ProcessingStatus.REJECTED, received_at__gte=now - timedelta(minutes=1)
+    ).count()
+
+
+def _headers_kept(headers: dict[str, str]) -> dict[str, str]:
+    """The headers worth keeping, within HEADERS_MAX_BYTES; what is left out is counted under "(truncated)"."""
+    kept: dict[str, str] = {}
+    budget = HEADERS_MAX_BYTES
+    dropped = 0
+    for name, value in headers.items():
+        if name.lower() in DROPPED_HEADERS:
+            continue
+        name, value = name[:HEADER_VALUE_MAX_CHARS], str(value)[:HEADER_VALUE_MAX_CHARS]
+        cost = len(name.encode()) + len(value.encode())
+        if cost > budget:
+            dropped += 1
+            continue
+        kept[name] = value
+        budget -= cost
+    if dropped:
+        kept["(truncated)"] = f"{dropped} more headers over {HEADERS_MAX_BYTES} bytes not kept"
+    return kept
 
 
 def _text(fields: dict, name: str, length: int) -> str:

@@ -113,11 +113,14 @@ def _parse_json(text: str) -> ParsedNotification:
         if isinstance(exc, MalformedBody):
             raise
         raise MalformedBody("not valid JSON") from None
+    except RecursionError:
+        # A body nested thousands deep exhausts the parser's recursion: malformed, not a crash.
+        raise MalformedBody("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedBody("JSON body is not an object")
     try:
         raw = signing.raw_top_level_values(text)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         raise MalformedBody("JSON body is not a flat object") from None
     fields: dict[str, str | None] = {}
     for key, value in data.items():

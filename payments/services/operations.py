@@ -25,7 +25,7 @@ from django.utils import timezone
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
 from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
-from payments.gateway.money import format_amount
+from payments.gateway.money import AmountError, amount_check_maximum, format_amount
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus, TransType
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
@@ -181,6 +181,14 @@ def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
     )["total"] or Decimal("0")
 
 
+def _total_within_maximum(total: Decimal, *, currency: str, field: str, what: str) -> None:
+    """A sum the operation would store stays within the currency's maximum (payments.gateway.money)."""
+    try:
+        amount_check_maximum(total, currency, what=what)
+    except AmountError as exc:
+        raise ValidationFailed(details={field: [str(exc)]}) from None
+
+
 def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
     """
     Close a waiting terminal order, revoke a waiting online order, void an authorization, or void the
@@ -251,6 +259,10 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Op
         order = _locked(order)
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
             raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
+        pending = _unsettled_operation_total(order, OperationKind.INCREMENT)
+        _total_within_maximum(
+            order.authorized_amount + pending + amount, currency=order.currency, field="amount", what="The authorized amount with this increment"
+        )
         operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
 
     return _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
@@ -263,7 +275,9 @@ def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") 
         order = _locked(order)
         if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
             raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
-        if _paid_with_tip(order, tip_amount) < order_refunds_reserved(order):
+        new_paid = _paid_with_tip(order, tip_amount)
+        _total_within_maximum(new_paid, currency=order.currency, field="tip_amount", what="The paid amount with this tip")
+        if new_paid < order_refunds_reserved(order):
             raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
         operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
 

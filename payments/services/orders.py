@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from codepay_service.errors import (
     DuplicateMerchantOrderNo,
@@ -31,11 +32,12 @@ from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
     GatewayError,
     GatewayOutcomeUnknown,
+    GatewayRequestNotSent,
     is_order_not_found,
 )
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
-from payments.gateway.money import format_amount
+from payments.gateway.money import amount_maximum, format_amount
 from payments.gateway.results import OrderInfo
 from payments.models import (
     ApiKey,
@@ -108,6 +110,9 @@ def order_event(order: Order, *, kind: str, source: str, message: str = "", from
     )
 
 
+# A card order's details pass through here and every frame below (the client, the card encryption):
+# Django's error reports hide the variables of all of them (the nearest marked caller decides).
+@sensitive_variables()
 def order_create(
     *,
     account: MerchantAccount,
@@ -229,7 +234,27 @@ def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str,
 
 
 def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> None:
-    """Record why a create did not succeed, then raise the client's error (unknown outcome: return quietly)."""
+    """
+    Record why a create did not succeed, then raise the client's error (unknown outcome: return quietly).
+
+    A create that never left this machine is forgotten instead, its merchant_order_no released: the
+    client was told nothing was sent, so its retry (same Idempotency-Key, same body, same number) must
+    find nothing in its way. The gateway call audit (GatewayCall) and the log keep the trace.
+    """
+    if isinstance(exc, GatewayRequestNotSent):
+        logger.warning(
+            "order not sent, number released",
+            extra={"merchant_order_no": order.merchant_order_no, "reason": failure_reason(exc)[1]},
+        )
+        with transaction.atomic():
+            Order.objects.filter(pk=order.pk).delete()
+            MerchantOrderNumber.objects.filter(account_id=order.account_id, merchant_order_no=order.merchant_order_no).delete()
+        raise client_error(
+            exc,
+            action="order",
+            not_sent="; nothing was kept. Retry, with the same merchant_order_no if you like.",
+            details={"merchant_order_no": order.merchant_order_no},
+        )
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         order.gateway_code, order.gateway_message = failure_reason(exc)
@@ -331,6 +356,9 @@ def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
             f"gateway paid_amount {paid} is not order {order.amount} + tip {tip} + cashback {order.cashback_amount}"
             f" - discounts {discount_bpc} and {discount_bmopc} + fee {fee}"
         )
+    if paid > amount_maximum(order.currency):
+        # A tip typed on the terminal can push the total past what the service stores exactly.
+        return f"gateway paid_amount {paid} exceeds the maximum of {amount_maximum(order.currency)} {order.currency}"
     order.tip_amount, order.paid_amount = tip, paid
     order.discount_bpc, order.discount_bmopc, order.trans_fee_c = discount_bpc, discount_bmopc, fee
     return ""

@@ -74,6 +74,7 @@ from payments.models import (
     OrderStatus,
     Refund,
 )
+from payments.selectors import rows_readable
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
 from payments.services.operations import operation_finish, operation_sync
@@ -476,7 +477,8 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
     and answer the id of the last row checked (None: none was).
     """
     related = "order__account" if model is OrderOperation else "account"
-    rows = list(model.objects.select_related(related).filter(pk__in=ids).order_by("pk"))
+    # A row that cannot be read (selectors.rows_readable) is logged and left to its lease; the others are checked.
+    rows = rows_readable(model.objects.select_related(related).filter(pk__in=ids).order_by("pk"))
     last_checked = None
     for index, row in enumerate(rows):
         # The first row is always checked, so every claim makes progress and a pass always ends.

@@ -21,11 +21,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
-from payments.gateway.errors import GatewayError, GatewayOutcomeUnknown, is_order_not_found
+from payments.gateway.errors import (
+    GatewayError,
+    GatewayOutcomeUnknown,
+    GatewayRequestNotSent,
+    is_order_not_found,
+)
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Target
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
-from payments.models import ApiKey, Order, Refund, RefundStatus
+from payments.models import ApiKey, MerchantOrderNumber, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
 from payments.services.follow_ups import follow_up_reference
@@ -91,6 +96,14 @@ def order_refund(
     except GatewayOutcomeUnknown as exc:
         _refund_note(refund, message=exc.message, source=source)
         return Refund.objects.get(pk=refund.pk)
+    except GatewayRequestNotSent as exc:
+        # Nothing left this machine: forget the refund and its number so the same request can be retried.
+        with transaction.atomic():
+            Refund.objects.filter(pk=refund.pk).delete()
+            MerchantOrderNumber.objects.filter(account_id=order.account_id, merchant_order_no=refund.merchant_order_no).delete()
+        raise client_error(
+            exc, action="refund", not_sent="; nothing was kept.", details={"merchant_order_no": refund.merchant_order_no}
+        ) from None
     except (GatewayError, Misconfigured) as exc:
         _refund_failed(refund, exc, source=source)
         raise client_error(

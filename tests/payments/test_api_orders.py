@@ -211,8 +211,9 @@ def test_create_whose_answer_is_lost_is_stored_unknown_and_answers_202(api, sand
     assert synced.json()["status"] == "pending"
 
 
-def test_gateway_unreachable_answers_503_and_keeps_the_reason_for_operators(api, settings):
-    """Nothing sent: 503 without our network details; the order is stored failed with the reason."""
+def test_gateway_unreachable_answers_503_and_keeps_nothing_but_the_call_audit(api, settings):
+    """Nothing sent: 503 without our network details; no order blocks the number, the call audit keeps the reason."""
+    from payments.models import GatewayCall
     from payments.services.accounts import gateway_clients_reset
 
     settings.CODEPAY_BASE_URL = "http://127.0.0.1:1"
@@ -221,12 +222,11 @@ def test_gateway_unreachable_answers_503_and_keeps_the_reason_for_operators(api,
     assert response.status_code == 503
     assert response.json()["error"] == {
         "code": "gateway_unavailable",
-        "message": "CodePay could not be reached; the order was not sent and is marked failed. Retry with a new merchant_order_no.",
+        "message": "CodePay could not be reached; the order was not sent; nothing was kept. Retry, with the same merchant_order_no if you like.",
         "details": {"merchant_order_no": "DOWN-1"},
     }
-    order = Order.objects.get(merchant_order_no="DOWN-1")
-    assert order.status == OrderStatus.FAILED
-    assert "could not connect to http://127.0.0.1:1" in order.gateway_message
+    assert not Order.objects.filter(merchant_order_no="DOWN-1").exists()
+    assert {call.outcome for call in GatewayCall.objects.filter(merchant_order_no="DOWN-1")} == {"not_sent"}
 
 
 def test_requests_without_a_valid_key_are_401(live_server, api_key):

@@ -134,7 +134,7 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(api, api_key):
     [("1e30", "amount"), ("99999999999999999999", "amount"), ("１２.３４", "amount"), ("1_000", "amount"), ("1E-2", "amount")],
 )
 def test_odd_amount_notations_are_refused(api, amount, field):
-    """Only plain ASCII decimals of at most 15 integer digits are amounts; anything else is a 400, never a 500."""
+    """Only plain ASCII decimals within the currency's maximum are amounts; anything else is a 400, never a 500."""
     response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "amount": amount})
     assert response.status_code == 400, response.text
     assert field in response.json()["error"]["details"]
