@@ -29,6 +29,7 @@ PAN, CVV = "4111111111111111", "737"
 CARD_ORDER = {
     "channel": "card", "amount": "12.00", "currency": "USD", "description": "Card",
     "card": {"pan": PAN, "holder": "A Customer", "cvv": CVV, "expiry": "1230"},
+    "billing_address": {"name": "A Customer", "country": "US", "zip": "10001"},
 }
 REPO = Path(__file__).resolve().parents[2]
 
