@@ -12,12 +12,13 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install run manage test check bench clean
+.PHONY: install run manage test check bench bench-wait clean
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e clients/python
 	touch $@
 
 install: $(BIN)/.installed
@@ -60,6 +61,10 @@ BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0
 bench: install
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_reconcile.py
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_webhook.py
+
+# 200 clients waiting on orders (?wait=) under uvicorn while notification intake is measured next to them.
+bench-wait: install
+	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_wait.py
 
 clean:
 	rm -rf $(VENV) .dev staticfiles

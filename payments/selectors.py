@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 
 from codepay_service.errors import NotFound
 from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
+from payments.state_machine import ORDER_OPEN_STATUSES
 
 
 def _scoped(queryset: QuerySet, api_key: ApiKey, store_field: str = "store_no") -> QuerySet:
@@ -44,6 +45,11 @@ def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
     if order is None:
         raise NotFound(f"No order '{merchant_order_no}' for this API key.")
     return order
+
+
+def order_is_settled(*, order_id: int) -> bool:
+    """Whether a waiting client can be answered: the order has left pending, processing and unknown."""
+    return Order.objects.filter(pk=order_id).exclude(status__in=ORDER_OPEN_STATUSES).exists()
 
 
 def refund_get(*, api_key: ApiKey, merchant_order_no: str) -> Refund:

@@ -26,6 +26,7 @@ from codepay_service.errors import (
     DuplicateMerchantOrderNo,
     Misconfigured,
 )
+from payments.events.services import event_record
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
     GatewayDeclined,
@@ -50,6 +51,7 @@ from payments.models import (
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
+from payments.services.waits import order_changed_publish_on_commit
 from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,13 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
 
 
 def order_event(order: Order, *, kind: str, source: str, message: str = "", from_status: str = "", to_status: str = "", data: dict | None = None, refund=None) -> None:
+    """
+    One line of the order's story, in the caller's transaction; the same transaction writes the outbound
+    event it implies (payments.events) and, on commit, tells waiting clients (payments.services.waits).
+    """
+    event_record(order=order, refund=refund, kind=kind, from_status=from_status, to_status=to_status, message=message)
+    if kind in ("status_changed", "refund_status_changed", "conflict"):
+        order_changed_publish_on_commit(order_id=order.pk)
     OrderEvent.objects.create(
         order=order,
         refund=refund,
