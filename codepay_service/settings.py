@@ -248,6 +248,8 @@ CODEPAY_UNKNOWN_GRACE_SECONDS = env.int("CODEPAY_UNKNOWN_GRACE_SECONDS", default
 ORDER_WAIT_MAX_SECONDS = 60
 ORDER_WAIT_REDIS_URL = env.str("ORDER_WAIT_REDIS_URL", default="")
 ORDER_WAIT_POLL_SECONDS = env.float("ORDER_WAIT_POLL_SECONDS", default=1.0)
+# Database reads of waiting requests running at once per process (each gives its connection back after).
+ORDER_WAIT_DATABASE_CONCURRENCY = env.int("ORDER_WAIT_DATABASE_CONCURRENCY", default=4)
 EVENTS_CONNECT_TIMEOUT = env.float("EVENTS_CONNECT_TIMEOUT", default=3.0)
 EVENTS_READ_TIMEOUT = env.float("EVENTS_READ_TIMEOUT", default=10.0)
 # Back-off between attempts of one delivery (the last delay repeats), for EVENTS_RETRY_WINDOW_SECONDS.

@@ -28,7 +28,7 @@ from payments.services.idempotency import StoredResponse, idempotency_begin, ide
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
-from payments.services.waits import order_wait_until, wsgi_wait_slot
+from payments.services.waits import database_read_then_release, order_wait_until, wsgi_wait_slot
 from payments.state_machine import ORDER_OPEN_STATUSES
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -177,7 +177,7 @@ async def order_detail_view(request, merchant_order_no):
     (payments.services.waits explains why this is async). Authentication, validation and both reads
     run on Django's sync thread; the wait itself holds neither a thread nor a database connection.
     """
-    response = await sync_to_async(_order_detail_sync)(request, merchant_order_no=merchant_order_no)
+    response = await sync_to_async(_order_detail_then_release)(request, merchant_order_no)
     order_wait = getattr(request, "order_wait", None)
     if order_wait is None or response.status_code != 200 or response.data["status"] not in ORDER_OPEN_STATUSES:
         return response
@@ -186,8 +186,22 @@ async def order_detail_view(request, merchant_order_no):
         if not may_wait:
             response["Wait-Skipped"] = "busy"
             return response
-        await order_wait_until(order_id=order_id, seconds=seconds, is_settled=sync_to_async(lambda: selectors.order_is_settled(order_id=order_id)))
-    return await sync_to_async(_order_detail_render)(request, merchant_order_no)
+        await order_wait_until(order_id=order_id, seconds=seconds, is_settled=sync_to_async(lambda: _order_is_settled_then_release(order_id)))
+    return await sync_to_async(database_read_then_release)(lambda: _order_detail_render(request, merchant_order_no))
+
+
+# A waiting request must not hold a database connection: each of its reads gives it back (and a burst of
+# waiters shares a few), see payments.services.waits.database_read_then_release.
+
+
+def _order_detail_then_release(request, merchant_order_no):
+    if "wait" not in request.GET:
+        return _order_detail_sync(request, merchant_order_no=merchant_order_no)
+    return database_read_then_release(lambda: _order_detail_sync(request, merchant_order_no=merchant_order_no))
+
+
+def _order_is_settled_then_release(order_id: int) -> bool:
+    return database_read_then_release(lambda: selectors.order_is_settled(order_id=order_id))
 
 
 def _order_detail_render(request, merchant_order_no) -> HttpResponse:

@@ -26,16 +26,18 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL_PREFIX = "codepay:order-changed:"
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 10.0
 WSGI_MAX_WAITERS = 4
 
 _publisher: redis.Redis | None = None
@@ -109,6 +111,31 @@ async def order_wait_until(*, order_id: int, seconds: float, is_settled: Callabl
             await client.aclose()
         except (redis.RedisError, OSError):
             pass
+
+
+_database_slots: threading.BoundedSemaphore | None = None
+_database_slots_lock = threading.Lock()
+
+
+def _slots() -> threading.BoundedSemaphore:
+    global _database_slots
+    with _database_slots_lock:
+        if _database_slots is None:
+            _database_slots = threading.BoundedSemaphore(settings.ORDER_WAIT_DATABASE_CONCURRENCY)
+        return _database_slots
+
+
+def database_read_then_release(read: Callable[[], T]) -> T:
+    """
+    Run a short database read for a waiting request, then give its connection back. Waits arrive in bursts
+    (every terminal of a store after a push); at most ``ORDER_WAIT_DATABASE_CONCURRENCY`` of these reads
+    run at once per process, so a burst of 200 waiters costs that many connections, not 200.
+    """
+    with _slots():
+        try:
+            return read()
+        finally:
+            connections.close_all()
 
 
 @contextmanager
