@@ -51,8 +51,8 @@ from payments.models import (
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
-from payments.services.waits import order_changed_publish_on_commit
-from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
+from payments.services.waits import order_settled_publish_on_commit
+from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def order_event(order: Order, *, kind: str, source: str, message: str = "", from
     event it implies (payments.events) and, on commit, tells waiting clients (payments.services.waits).
     """
     event_record(order=order, refund=refund, kind=kind, from_status=from_status, to_status=to_status, message=message)
-    if kind in ("status_changed", "refund_status_changed", "conflict"):
-        order_changed_publish_on_commit(order_id=order.pk)
+    if kind == "status_changed" and to_status not in ORDER_OPEN_STATUSES:
+        order_settled_publish_on_commit(order_id=order.pk)
     OrderEvent.objects.create(
         order=order,
         refund=refund,

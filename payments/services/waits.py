@@ -8,8 +8,9 @@ the notification receiver would queue behind them. PostgreSQL ``LISTEN`` would h
 per waiter. So the wait runs as an ``async`` view under uvicorn (the ``waits`` process; the router sends
 requests carrying ``wait=`` there): a waiting client costs a coroutine and a Redis subscription, no thread
 and no database connection (Django runs the short database reads on its one sync thread). The commit of
-every status change publishes the order's id (``order_event`` -> ``order_changed_publish_on_commit``), so
-the waiter wakes at once and re-reads the order from the database: the message carries no state to trust.
+every move out of pending/processing/unknown publishes the order's id (``order_event`` ->
+``order_settled_publish_on_commit``), so the waiter wakes at once and answers the order as the database has
+it: the message carries no state to trust.
 
 A lost message (Redis restarting) costs at most ``RECHECK_SECONDS``: the waiter looks at the database that
 often anyway. Without any Redis (``make run`` on its filesystem broker) the wait looks every
@@ -36,7 +37,7 @@ from django.db import connections, transaction
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CHANNEL_PREFIX = "codepay:order-changed:"
+CHANNEL_PREFIX = "codepay:order-settled:"
 RECHECK_SECONDS = 10.0
 WSGI_MAX_WAITERS = 4
 
@@ -65,7 +66,7 @@ def _publisher_client(url: str) -> redis.Redis:
         return _publisher
 
 
-def order_changed_publish(*, order_id: int) -> None:
+def order_settled_publish(*, order_id: int) -> None:
     """Wake the clients waiting on this order; a Redis failure only delays them until their next look."""
     url = wait_redis_url()
     if not url:
@@ -76,8 +77,9 @@ def order_changed_publish(*, order_id: int) -> None:
         logger.warning("order change not published", extra={"order_id": order_id, "error_type": type(exc).__name__})
 
 
-def order_changed_publish_on_commit(*, order_id: int) -> None:
-    transaction.on_commit(lambda: order_changed_publish(order_id=order_id))
+def order_settled_publish_on_commit(*, order_id: int) -> None:
+    """Called when an order's status leaves pending/processing/unknown; published once the change is committed."""
+    transaction.on_commit(lambda: order_settled_publish(order_id=order_id))
 
 
 async def order_wait_until(*, order_id: int, seconds: float, is_settled: Callable[[], Awaitable[bool]]) -> None:
@@ -99,8 +101,9 @@ async def order_wait_until(*, order_id: int, seconds: float, is_settled: Callabl
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            # Either a message or the periodic look, whichever comes first.
-            await pubsub.get_message(timeout=min(remaining, RECHECK_SECONDS))
+            # A message means the order settled (the caller reads it next); else look again every RECHECK_SECONDS.
+            if await pubsub.get_message(timeout=min(remaining, RECHECK_SECONDS)) is not None:
+                return
     except (redis.RedisError, OSError) as exc:
         logger.warning("order wait without Redis", extra={"order_id": order_id, "error_type": type(exc).__name__})
         while time.monotonic() < deadline and not await is_settled():
