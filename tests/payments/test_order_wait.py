@@ -126,3 +126,20 @@ def test_under_wsgi_waits_beyond_the_per_process_share_answer_at_once(api, live_
     assert len(skipped) == 2
     assert {r.json()["status"] for r in results} == {"pending"}
 
+
+
+def test_without_redis_the_wait_looks_at_the_database_each_second(api, live_server, api_key, sandbox_control, settings):
+    """With no Redis (make run's filesystem broker) a wait still answers once the order is paid, by looking every second."""
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.ORDER_WAIT_REDIS_URL = ""
+    number = api.post("/api/v1/orders/", json=TERMINAL_ORDER).json()["merchant_order_no"]
+    answer: dict = {}
+    waiter = threading.Thread(target=lambda: answer.update(response=get(f"{live_server.url}/api/v1/orders/{number}/", api_key[1], wait=20)))
+    waiter.start()
+    time.sleep(1.5)
+    sandbox_control.pay(number)
+    api.post(f"/api/v1/orders/{number}/sync/")
+    paid_at = time.monotonic()
+    waiter.join(30)
+    assert answer["response"].json()["status"] == "succeeded"
+    assert time.monotonic() - paid_at < 10
