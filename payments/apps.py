@@ -18,5 +18,5 @@ class PaymentsConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_sync_default_account, sender=self)
-        # Outbound events live in their own package; their tasks must be known to every worker.
+        # Outbound events live in their own package: every worker must know their tasks, the admin their pages.
         from payments.events import admin, tasks  # noqa: F401
