@@ -7,6 +7,7 @@ through the services and are recorded in the admin's log under the operator's na
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 
 from payments.admin import ReadOnlyAdminMixin
 from payments.events.models import Event, EventDelivery, EventDeliveryAttempt, EventEndpoint
@@ -23,6 +24,7 @@ class EventEndpointAdmin(admin.ModelAdmin):
               "failing_since", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at")
     readonly_fields = ("disabled_at", "disabled_reason", "failing_since", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at")
     actions = ["enable_endpoints"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(boolean=True, description="Disabled for failing")
     def disabled_for_failing(self, obj: EventEndpoint) -> bool:
