@@ -15,7 +15,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install install-dev run manage test check bench clean
+.PHONY: install install-dev run manage test check bench bench-wait clean
 
 # Two sets, both pinned: requirements.txt is what the service runs on (and all the image holds);
 # requirements-dev.txt adds the test tools. `make run` needs the first, `make test` both.
@@ -23,12 +23,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(BIN)/.installed: requirements.txt | $(BIN)/python
+$(BIN)/.installed: requirements.txt clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e clients/python
 	touch $@
 
-$(BIN)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+$(BIN)/.installed-dev: requirements.txt requirements-dev.txt clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e clients/python
 	touch $(BIN)/.installed $@
 
 install: $(BIN)/.installed
@@ -77,6 +79,10 @@ BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0
 bench: install-dev
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_reconcile.py
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_webhook.py
+
+# 200 clients waiting on orders (?wait=) under uvicorn while notification intake is measured next to them.
+bench-wait: install
+	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_wait.py
 
 clean:
 	rm -rf $(VENV) .dev staticfiles

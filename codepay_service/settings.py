@@ -181,6 +181,9 @@ SPECTACULAR_SETTINGS = {
         "RefundStatusEnum": "payments.models.RefundStatus",
         "OperationStatusEnum": "payments.models.OperationStatus",
     },
+    # The outbound events store systems receive; an OpenAPI 3.1 "webhooks" section needs 3.1.
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": "payments.events.schema.WEBHOOKS",
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
@@ -272,6 +275,25 @@ CODEPAY_UNKNOWN_GRACE_SECONDS = env.int("CODEPAY_UNKNOWN_GRACE_SECONDS", default
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
 if LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"LOG_FORMAT is {LOG_FORMAT!r}; set it to 'json' or 'text'.")
+
+# --- Store-system integration: waiting for an order, outbound events ----------------------------------
+# GET /api/v1/orders/{no}/?wait=N: the longest N accepted, and the Redis that carries "this order changed"
+# from the process that committed the change to the process holding the wait (empty: the broker's Redis;
+# no Redis at all: the wait looks at the database once a second).
+ORDER_WAIT_MAX_SECONDS = 60
+ORDER_WAIT_REDIS_URL = env.str("ORDER_WAIT_REDIS_URL", default="")
+ORDER_WAIT_POLL_SECONDS = env.float("ORDER_WAIT_POLL_SECONDS", default=1.0)
+# Database reads of waiting requests running at once per process (each gives its connection back after).
+ORDER_WAIT_DATABASE_CONCURRENCY = env.int("ORDER_WAIT_DATABASE_CONCURRENCY", default=4)
+EVENTS_CONNECT_TIMEOUT = env.float("EVENTS_CONNECT_TIMEOUT", default=3.0)
+EVENTS_READ_TIMEOUT = env.float("EVENTS_READ_TIMEOUT", default=10.0)
+# Back-off between attempts of one delivery (the last delay repeats), for EVENTS_RETRY_WINDOW_SECONDS.
+EVENTS_RETRY_DELAYS = env.list("EVENTS_RETRY_DELAYS", cast=int, default=[60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200])
+EVENTS_RETRY_WINDOW_SECONDS = env.int("EVENTS_RETRY_WINDOW_SECONDS", default=3 * 24 * 3600)
+# An endpoint failing this long without a success, with at least this many failed attempts, is disabled.
+EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS = env.int("EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS", default=3 * 24 * 3600)
+EVENTS_ENDPOINT_DISABLE_MIN_FAILURES = env.int("EVENTS_ENDPOINT_DISABLE_MIN_FAILURES", default=10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

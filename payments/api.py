@@ -12,6 +12,9 @@ import json
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -31,6 +34,8 @@ from payments.services.idempotency import StoredResponse, idempotency_begin, ide
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
+from payments.services.waits import database_read_then_release, order_wait_until, wsgi_wait_slot
+from payments.state_machine import ORDER_OPEN_STATUSES
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     descriptions = {
@@ -209,21 +214,82 @@ class OrderListCreateApi(IdempotentPostApi):
         )
 
 
+WAIT_PARAMETER = OpenApiParameter(
+    "wait",
+    OpenApiTypes.INT,
+    description="Seconds (0-60) to wait for the order to leave `pending`, `processing` or `unknown` before "
+    "answering; the answer comes as soon as it does, or after the wait with the current state.",
+)
+
+
 class OrderDetailApi(APIView):
     @extend_schema(
         operation_id="orders_retrieve",
         summary="Read an order",
         description=(
             "The order as the service knows it now, with its refunds and operations (captures, voids, tip "
-            "adjustments). Poll this while an order is `pending` or `unknown`: notifications from CodePay and "
-            "the service's own look-ups keep it current."
+            "adjustments). While an order is `pending`, `processing` or `unknown`, pass `wait` to be answered as "
+            "soon as it settles instead of polling: notifications from CodePay and the service's own look-ups "
+            "keep it current."
         ),
+        parameters=[WAIT_PARAMETER],
         examples=[examples.ORDER_SUCCEEDED, examples.ORDER_REFUNDED],
-        responses={200: serializers.OrderDetailSerializer, **_errors(404, *COMMON_ERRORS)},
+        responses={200: serializers.OrderDetailSerializer, **_errors(400, 404, *COMMON_ERRORS)},
     )
     def get(self, request, merchant_order_no):
+        wait = serializers.wait_seconds(request.query_params)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
+        if wait:
+            # For order_detail_view, which waits after this answer (the view of record for the schema).
+            request._request.order_wait = (order.pk, wait)
         return Response(serializers.OrderDetailSerializer(order).data)
+
+
+_order_detail_sync = OrderDetailApi.as_view()
+
+
+async def order_detail_view(request, merchant_order_no):
+    """
+    GET /orders/{merchant_order_no}/: ``OrderDetailApi``, and with ``?wait=`` the wait in between
+    (payments.services.waits explains why this is async). Authentication, validation and both reads
+    run on Django's sync thread; the wait itself holds neither a thread nor a database connection.
+    """
+    response = await sync_to_async(_order_detail_then_release)(request, merchant_order_no)
+    order_wait = getattr(request, "order_wait", None)
+    if order_wait is None or response.status_code != 200 or response.data["status"] not in ORDER_OPEN_STATUSES:
+        return response
+    order_id, seconds = order_wait
+    with wsgi_wait_slot(is_wsgi="wsgi.version" in request.META) as may_wait:
+        if not may_wait:
+            response["Wait-Skipped"] = "busy"
+            return response
+        await order_wait_until(order_id=order_id, seconds=seconds, is_settled=sync_to_async(lambda: _order_is_settled_then_release(order_id)))
+    return await sync_to_async(database_read_then_release)(lambda: _order_detail_render(request, merchant_order_no))
+
+
+# A waiting request must not hold a database connection: each of its reads gives it back (and a burst of
+# waiters shares a few), see payments.services.waits.database_read_then_release.
+
+
+def _order_detail_then_release(request, merchant_order_no):
+    if "wait" not in request.GET:
+        return _order_detail_sync(request, merchant_order_no=merchant_order_no)
+    return database_read_then_release(lambda: _order_detail_sync(request, merchant_order_no=merchant_order_no))
+
+
+def _order_is_settled_then_release(order_id: int) -> bool:
+    return database_read_then_release(lambda: selectors.order_is_settled(order_id=order_id))
+
+
+def _order_detail_render(request, merchant_order_no) -> HttpResponse:
+    order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
+    return HttpResponse(JSONRenderer().render(serializers.OrderDetailSerializer(order).data), content_type="application/json")
+
+
+# Seen by drf-spectacular and DRF as the APIView it fronts.
+order_detail_view.cls = OrderDetailApi
+order_detail_view.initkwargs = {}
+order_detail_view = csrf_exempt(order_detail_view)
 
 
 @extend_schema_view(post=extend_schema(

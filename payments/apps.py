@@ -28,3 +28,5 @@ class PaymentsConfig(AppConfig):
         post_migrate.connect(_sync_default_account, sender=self)
         # Any sender: webhooks' permissions are created on its own post_migrate, after this app's.
         post_migrate.connect(_ensure_operator_group)
+        # Outbound events live in their own package: every worker must know their tasks, the admin their pages.
+        from payments.events import admin, tasks  # noqa: F401

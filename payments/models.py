@@ -437,3 +437,7 @@ class BatchClose(models.Model):
             # The retry sweep: failed closes whose next attempt is due.
             models.Index(fields=["next_attempt_at"], name="batch_close_due_retry", condition=Q(next_attempt_at__isnull=False)),
         ]
+
+
+# Outbound events keep their models in their own package (payments/events); imported here so Django finds them.
+from payments.events.models import Event, EventDelivery, EventDeliveryAttempt, EventEndpoint  # noqa: E402,F401

@@ -12,6 +12,7 @@ from django_filters.fields import IsoDateTimeField
 
 from codepay_service.errors import NotFound
 from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
+from payments.state_machine import ORDER_OPEN_STATUSES
 
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ def order_get(*, api_key: ApiKey, merchant_order_no: str) -> Order:
     if order is None:
         raise NotFound(f"No order '{merchant_order_no}' for this API key.")
     return order
+
+
+def order_is_settled(*, order_id: int) -> bool:
+    """Whether a waiting client can be answered: the order has left pending, processing and unknown."""
+    return Order.objects.filter(pk=order_id).exclude(status__in=ORDER_OPEN_STATUSES).exists()
 
 
 def refund_get(*, api_key: ApiKey, merchant_order_no: str) -> Refund:

@@ -450,3 +450,18 @@ class ErrorSerializer(serializers.Serializer):
         details = serializers.DictField()
 
     error = ErrorBody()
+
+
+def wait_seconds(query_params) -> int:
+    """``?wait=`` on an order: whole seconds, 0 to ORDER_WAIT_MAX_SECONDS; 0 when absent."""
+    from django.conf import settings
+
+    from codepay_service.errors import ValidationFailed
+
+    raw = query_params.get("wait")
+    if raw is None:
+        return 0
+    limit = settings.ORDER_WAIT_MAX_SECONDS
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or int(raw) > limit:
+        raise ValidationFailed(details={"wait": [f"A whole number of seconds from 0 to {limit}, e.g. wait=30."]})
+    return int(raw)

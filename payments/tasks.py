@@ -184,6 +184,13 @@ PERIODIC_TASKS = (
         30,
         "Apply stored gateway notifications that are due (retries of earlier failures included).",
     ),
+    PeriodicTaskSpec(
+        "codepay: send due outbound events",
+        "payments.events.tasks.send_due_event_deliveries",
+        15,
+        15,
+        "Send store systems the events that are due: retries with back-off, and any whose queued send was lost.",
+    ),
 )
 
 

@@ -28,6 +28,7 @@ from codepay_service.errors import (
     Misconfigured,
 )
 from codepay_service.instruments import CONFLICTS
+from payments.events.services import event_record
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
     GatewayError,
@@ -54,7 +55,8 @@ from payments.models import (
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
-from payments.state_machine import ORDER_FINAL_STATUSES, order_can_move, order_status_from_gateway
+from payments.services.waits import order_settled_publish_on_commit
+from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, order_can_move, order_status_from_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,15 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
 
 
 def order_event(order: Order, *, kind: str, source: str, message: str = "", from_status: str = "", to_status: str = "", data: dict | None = None, refund=None) -> None:
+    """
+    One line of the order's story, in the caller's transaction; the same transaction writes the outbound
+    event it implies (payments.events) and, on commit, tells waiting clients (payments.services.waits).
+    """
     if kind == "conflict":
         CONFLICTS.labels(source=source).inc()
+    event_record(order=order, refund=refund, kind=kind, from_status=from_status, to_status=to_status, message=message)
+    if kind == "status_changed" and to_status not in ORDER_OPEN_STATUSES:
+        order_settled_publish_on_commit(order_id=order.pk)
     OrderEvent.objects.create(
         order=order,
         refund=refund,

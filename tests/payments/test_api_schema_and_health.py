@@ -22,6 +22,10 @@ API_PATHS = {
     "/api/v1/batches/": {"get"},
     "/api/v1/batches/open/": {"get"},
     "/api/v1/batches/close/": {"post"},
+    "/api/v1/event-endpoints/": {"get", "post"},
+    "/api/v1/event-endpoints/{endpoint_id}/": {"get", "delete"},
+    "/api/v1/event-endpoints/{endpoint_id}/rotate-secret/": {"post"},
+    "/api/v1/event-endpoints/{endpoint_id}/enable/": {"post"},
 }
 
 

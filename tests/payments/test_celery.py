@@ -34,6 +34,7 @@ EXPECTED_SCHEDULE = {
     "codepay: retry failed batch closes": ("payments.tasks.retry_due_batch_closes", 60, 60, True),
     "codepay: purge expired idempotency records": ("payments.tasks.purge_expired_idempotency_records", 3600, 600, True),
     "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, True),
+    "codepay: send due outbound events": ("payments.events.tasks.send_due_event_deliveries", 15, 15, True),
 }
 
 
@@ -74,7 +75,7 @@ def test_a_delay_limit_not_below_the_visibility_timeout_is_a_configuration_error
 
 
 def test_the_migration_and_setup_schedules_install_the_beat_schedule_idempotently(db, capsys):
-    """The data migration and `manage.py setup_schedules` create the five periodic tasks; running them again
+    """The data migration and `manage.py setup_schedules` create the six periodic tasks; running them again
     changes nothing, creates no duplicate interval, and keeps an operator's choice to disable a task."""
     PeriodicTask.objects.filter(name__startswith="codepay:").delete()
     migration = importlib.import_module("payments.migrations.0003_periodic_tasks")
@@ -86,7 +87,7 @@ def test_the_migration_and_setup_schedules_install_the_beat_schedule_idempotentl
     call_command("setup_schedules")
     call_command("setup_schedules")
 
-    assert capsys.readouterr().out.splitlines()[-5:] == [f"updated: {name}" for name in EXPECTED_SCHEDULE]
+    assert capsys.readouterr().out.splitlines()[-len(EXPECTED_SCHEDULE):] == [f"updated: {name}" for name in EXPECTED_SCHEDULE]
     assert beat_schedule() == {
         **EXPECTED_SCHEDULE,
         "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, False),
