@@ -56,6 +56,7 @@ TAGS = (
     (re.compile(r"^/api/v1/orders/[^/]+/(cancel|capture|increment|tip|sync)/$"), "operations"),
     (re.compile(r"^/api/v1/orders/"), "orders"),
     (re.compile(r"^/api/v1/batches/"), "batches"),
+    (re.compile(r"^/api/v1/event-endpoints/"), "events"),
     (re.compile(r"^/(healthz|readyz)$"), "health"),
 )
 
@@ -64,6 +65,7 @@ TAG_DESCRIPTIONS = [
     {"name": "refunds", "description": "Give money back on a paid order, in full or in part, as many times as the paid amount allows."},
     {"name": "operations", "description": "Act on an existing order: cancel or void it, capture or raise an authorization, adjust a tip, or ask CodePay for its state now."},
     {"name": "batches", "description": "Settle the day: see what is in a terminal's open batch and close it."},
+    {"name": "events", "description": "Register the URLs that receive signed events when an order or refund changes, so your system is told instead of polling."},
     {"name": "health", "description": "For load balancers and orchestrators; no API key."},
 ]
 

@@ -61,6 +61,12 @@ OPERATIONS = {
     ("get", "/api/v1/batches/"): ("batches_list", "batches"),
     ("get", "/api/v1/batches/open/"): ("batches_open_retrieve", "batches"),
     ("post", "/api/v1/batches/close/"): ("batches_close", "batches"),
+    ("get", "/api/v1/event-endpoints/"): ("event_endpoints_list", "events"),
+    ("post", "/api/v1/event-endpoints/"): ("event_endpoints_create", "events"),
+    ("get", "/api/v1/event-endpoints/{endpoint_id}/"): ("event_endpoints_retrieve", "events"),
+    ("delete", "/api/v1/event-endpoints/{endpoint_id}/"): ("event_endpoints_destroy", "events"),
+    ("post", "/api/v1/event-endpoints/{endpoint_id}/enable/"): ("event_endpoints_enable", "events"),
+    ("post", "/api/v1/event-endpoints/{endpoint_id}/rotate-secret/"): ("event_endpoints_rotate_secret", "events"),
     ("get", "/healthz"): ("health_liveness", "health"),
     ("get", "/readyz"): ("health_readiness", "health"),
 }
@@ -82,7 +88,7 @@ def test_every_operation_has_its_resource_tag_a_consistent_id_and_a_summary_for_
         if method != "parameters"
     }
     assert found == {key: (operation_id, [tag]) for key, (operation_id, tag) in OPERATIONS.items()}
-    assert [tag["name"] for tag in schema["tags"]] == ["orders", "refunds", "operations", "batches", "health"]
+    assert [tag["name"] for tag in schema["tags"]] == ["orders", "refunds", "operations", "batches", "events", "health"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation["summary"] and operation["description"], (method, path)

@@ -64,6 +64,8 @@ def test_make_manage_uses_the_addresses_make_run_recorded(tmp_path):
     assert "printf 'HOST ?= %s\\nPORT ?= %s\\nSANDBOX_PORT ?= %s\\n'" in makefile and "> $(DEV)/ports.mk" in makefile
     for name in ("requirements.txt", "requirements-dev.txt"):
         (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "clients" / "python").mkdir(parents=True)
+    (tmp_path / "clients" / "python" / "pyproject.toml").write_text((ROOT / "clients" / "python" / "pyproject.toml").read_text())
     (tmp_path / ".dev").mkdir()
     (tmp_path / ".dev" / "ports.mk").write_text("HOST ?= 127.0.0.1\nPORT ?= 18698\nSANDBOX_PORT ?= 18699\n")
 
