@@ -407,7 +407,8 @@ def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
 
 def _settled_copy(delivery: NotificationDelivery) -> tuple[int | None, int | None] | None:
     """At intake: the (order_id, refund_id) of a settled copy of this delivery's message, or None."""
-    return _settled_copies(delivery).values_list("order_id", "refund_id").first()
+    # Any one copy will do: no ORDER BY, which would walk the primary key instead of the fingerprint index.
+    return next(iter(_settled_copies(delivery).order_by().values_list("order_id", "refund_id")[:1]), None)
 
 
 def _gateway_client(account: MerchantAccount) -> CodePayClient:
