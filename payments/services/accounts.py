@@ -49,7 +49,7 @@ class _ProcessCache:
 
     def get(self, key):
         entry = self._entries.get(key)
-        if entry is None or time.monotonic() >= entry[0]:
+        if entry is None or time.monotonic() - entry[0] >= settings.CODEPAY_PROCESS_CACHE_SECONDS:
             return None
         return entry[1]
 
@@ -57,7 +57,7 @@ class _ProcessCache:
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
-            self._entries[key] = (time.monotonic() + settings.CODEPAY_PROCESS_CACHE_SECONDS, value)
+            self._entries[key] = (time.monotonic(), value)
 
     def clear(self) -> None:
         with self._lock:
