@@ -15,7 +15,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install install-dev run manage test check bench bench-wait clean
+.PHONY: install install-dev run manage test check bench bench-memory bench-wait clean
 
 # Two sets, both pinned: requirements.txt is what the service runs on (and all the image holds);
 # requirements-dev.txt adds the test tools. `make run` needs the first, `make test` both.
@@ -75,10 +75,14 @@ check: install
 BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)}
 
-# Measured figures, not timed tests: a reconciliation pass over 10,000 orders, notification intake latency.
+# Measured figures, not timed tests: the Procfile's processes side by side with the bare stack (a raw signed
+# client, a bare insert view), every ratio printed and written to docs/benchmarks.md. Ports from BENCH_PORT_BASE.
 bench: install-dev
-	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_reconcile.py
-	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_webhook.py
+	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_stack.py $(BENCH_ARGS)
+
+# Web and worker RSS after 10,000 and 100,000 intakes (about ten minutes on 2 cores).
+bench-memory: install-dev
+	$(BENCH_ENV) BENCH_COMMAND="make bench-memory" $(BIN)/python tests/benchmarks/bench_stack.py --only memory --memory 10000 100000 --drain-seconds 1800 --section "make bench-memory"
 
 # 200 clients waiting on orders (?wait=) under uvicorn while notification intake is measured next to them.
 bench-wait: install

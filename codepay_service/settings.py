@@ -244,6 +244,9 @@ CODEPAY_NOTIFY_URL = env.str("CODEPAY_NOTIFY_URL", default="")
 CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = env.str("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE", default="")
 CODEPAY_CONNECT_TIMEOUT = env.float("CODEPAY_CONNECT_TIMEOUT", default=5.0)
 CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
+# How long a process may use an account or API key it read without reading it again (a revocation elsewhere
+# takes effect within this time; in the process that saved it, at once).
+CODEPAY_PROCESS_CACHE_SECONDS = env.float("CODEPAY_PROCESS_CACHE_SECONDS", default=5.0)
 CODEPAY_MAX_QPS = env.float("CODEPAY_MAX_QPS", default=20.0)
 # Notifications: confirm every final result (closed, paid, cancelled) by a signed query before applying it.
 CODEPAY_CONFIRM_NOTIFICATIONS = env.bool("CODEPAY_CONFIRM_NOTIFICATIONS", default=True)
@@ -264,7 +267,8 @@ CODEPAY_NOTIFICATION_RETRY_DELAYS = env.list(
 CODEPAY_NOTIFICATION_SWEEP_GRACE_SECONDS = env.int("CODEPAY_NOTIFICATION_SWEEP_GRACE_SECONDS", default=120)
 # How long a sweep holds a delivery it claimed before another sweep may take it.
 CODEPAY_NOTIFICATION_SWEEP_LEASE_SECONDS = env.int("CODEPAY_NOTIFICATION_SWEEP_LEASE_SECONDS", default=300)
-# The longest the receiver waits on the broker before answering anyway (the sweep applies it later).
+# The longest the background publisher of apply tasks waits on the broker (connect, send) before giving the
+# delivery to the sweep; the receiver's answer never waits for it.
 CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS = env.float("CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS", default=1.0)
 # Reconciliation: an order still waiting this long after it expires is closed at the gateway.
 CODEPAY_EXPIRY_GRACE_SECONDS = env.int("CODEPAY_EXPIRY_GRACE_SECONDS", default=120)

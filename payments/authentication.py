@@ -23,8 +23,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, key = header.partition(" ")
         if scheme != KEYWORD or not key.strip():
             raise exceptions.AuthenticationFailed(f"Send the header 'Authorization: {KEYWORD} <key>'.")
+        # Imported here: codepay_service.errors loads DRF's settings, which load this module.
+        from payments.services.accounts import api_key_verify
+
         try:
-            api_key = ApiKey.objects.get_from_key(key.strip())
+            # Cached per process for a few seconds (payments/services/accounts.py says how revocation stays prompt).
+            api_key = api_key_verify(key=key.strip())
         except ApiKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
         if api_key.has_expired:

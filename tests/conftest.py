@@ -7,6 +7,16 @@ import requests
 from payments.gateway import signing
 from payments.sandbox.server import SandboxApp, SandboxGateway
 
+@pytest.fixture(autouse=True)
+def process_caches_empty():
+    """Each test starts with no account or API key cached from an earlier test's (rolled back) database."""
+    from payments.services.accounts import process_caches_clear
+
+    process_caches_clear()
+    yield
+    process_caches_clear()
+
+
 # --- CodePay sandbox: the fake gateway, in this process, over real HTTP -----------------------------
 # Keys are the published test keys (tests/fixtures/test-vectors.json); never use them for real traffic.
 TEST_VECTORS = json.loads((Path(__file__).parent / "fixtures" / "test-vectors.json").read_text())

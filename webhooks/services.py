@@ -5,9 +5,9 @@ Why store before acknowledging: CodePay stops re-posting once it reads ``success
 "Notifications"). Whatever is acknowledged must already be committed, or a crash between
 the answer and the write would lose the payment's news for good. So every delivery, valid or not, is a
 committed row before the view answers, and storing depends on nothing but the database: the apply task
-is queued after the commit, the broker gets at most ``CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS`` to take it, and a
-delivery whose task was not queued (or got lost) is picked up by the periodic sweep
-(``apply_due_notifications``) through ``next_attempt_at``. Nothing is deleted; failures are retried with
+is handed after the commit to this process's publisher thread (``webhooks.publishing``), so the answer
+never waits for the broker, and a delivery whose task was not queued (or got lost) is picked up by the
+periodic sweep (``apply_due_notifications``) through ``next_attempt_at``. Nothing is deleted; failures are retried with
 backoff and then parked ("unmatched", "dead") for an operator, who can replay them.
 
 Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -90,6 +89,7 @@ from payments.state_machine import (
 )
 
 from . import conf
+from .publishing import apply_task_pending_make_due, apply_task_submit
 from .models import (
     PENDING_STATUSES,
     SETTLED_STATUSES,
@@ -121,6 +121,7 @@ REJECTED_BODY_MAX_BYTES = 4096
 # them again from their stored body with the account's keys as they are then.
 REVERIFIABLE = frozenset({Verification.KEY_UNAVAILABLE, Verification.INVALID_SIGNATURE})
 UNMATCHED_ERROR = "no order or refund with this merchant_order_no yet"
+DUPLICATE_MESSAGE = "another copy of this notification was already applied"
 # Headers never stored: credentials a proxy or a misconfigured sender could attach.
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 # What a delivery keeps of its headers: a sender controls them, and 90 KiB of them is no evidence.
@@ -197,8 +198,8 @@ def notification_receive(
     """
     Verify and store one delivery, then say what to answer: 200 ``success`` only for a valid one.
 
-    The row is committed before this returns; the apply task is queued after the commit and a broker
-    outage neither raises here nor delays the answer beyond the publish timeout.
+    The row is committed before this returns; the apply task is queued after the commit, in the
+    background, so a broker outage neither raises here nor delays the answer.
     """
     now = timezone.now()
     parsed: ParsedNotification | None = None
@@ -248,7 +249,15 @@ def notification_receive(
         trans_type=_text(fields, "trans_type", 8),
         trans_status=_text(fields, "trans_status", 8),
     )
-    if verdict.valid:
+    settled_copy = _settled_copy(delivery) if verdict.valid else None
+    if settled_copy is not None:
+        # The gateway re-posts until it reads "success": a copy of a message already settled changes
+        # nothing, so it is recorded as such here and never reaches the worker.
+        delivery.status = ProcessingStatus.DUPLICATE
+        delivery.status_message = DUPLICATE_MESSAGE
+        delivery.processed_at = now
+        delivery.order_id, delivery.refund_id = settled_copy
+    elif verdict.valid:
         delivery.status = ProcessingStatus.RECEIVED
         # The queued task should have run by then; if not, the sweep takes over.
         delivery.next_attempt_at = now + timedelta(seconds=conf.sweep_grace_seconds())
@@ -260,11 +269,11 @@ def notification_receive(
                 f"not verified: {verdict.verification}; over {REJECTED_FULL_PER_SOURCE_PER_MINUTE} rejected a minute "
                 "from this source, body and headers not kept"
             )[:255]
-    with transaction.atomic():
-        delivery.save()
-        if verdict.valid:
-            delivery_id = delivery.pk
-            transaction.on_commit(lambda: _queue_after_receive(delivery_id), robust=True)
+    # One INSERT, committed on its own; the apply task is queued once it is (at once outside a transaction).
+    delivery.save()
+    if delivery.status == ProcessingStatus.RECEIVED:
+        delivery_id = delivery.pk
+        transaction.on_commit(lambda: _queue_after_receive(delivery_id), robust=True)
 
     log = logger.info if verdict.valid else logger.warning
     log(
@@ -343,64 +352,20 @@ def _ip_or_none(address: str | None) -> str | None:
 def _queue_after_receive(delivery_id: int) -> None:
     if not _apply_task_publish(delivery_id):
         # Due now: the next sweep applies it.
-        NotificationDelivery.objects.filter(pk=delivery_id, status=ProcessingStatus.RECEIVED).update(
-            next_attempt_at=timezone.now()
-        )
-
-
-# Publishes may outlive the caller's wait on a hung broker; at most this many at once (below the
-# producer pool's limit, so a stuck publish never blocks the pool for everyone).
-_publishes_in_flight = threading.BoundedSemaphore(8)
+        apply_task_pending_make_due(delivery_id)
 
 
 def _apply_task_publish(delivery_id: int, *, countdown: float = 0) -> bool:
     """
-    Queue ``apply_notification`` and wait for the broker at most ``CODEPAY_NOTIFICATION_PUBLISH_TIMEOUT_SECONDS``.
-
-    Celery retries a publish, and kombu re-connects, for several seconds by default, and a broker host
-    that drops packets blocks a connect for as long as the OS allows. So the publish makes one connection
-    attempt and no publish retry, on a helper thread the caller stops waiting for. False (logged) means
-    the task may not be queued; the caller leaves the delivery due for the sweep. A late publish that
-    still succeeds only makes the apply run twice, which changes nothing the second time.
+    Queue ``apply_notification`` without waiting for the broker (``webhooks.publishing``): True when it is
+    handed to this process's publisher, which makes the delivery due for the sweep if the publish fails.
     """
     from .tasks import apply_notification
 
-    app = apply_notification.app
-    if app.conf.task_always_eager:
+    if apply_notification.app.conf.task_always_eager:
         apply_notification.apply_async(args=[delivery_id], countdown=countdown or None)
         return True
-
-    if not _publishes_in_flight.acquire(blocking=False):
-        # Earlier publishes are still stuck on a hung broker: do not pile up more threads behind them.
-        logger.warning("notification task not queued: broker publishes stuck", extra={"delivery_id": delivery_id})
-        return False
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def publish() -> None:
-        try:
-            with app.producer_or_acquire() as producer:
-                producer.connection.ensure_connection(max_retries=0)
-                apply_notification.apply_async(
-                    args=[delivery_id], countdown=countdown or None, producer=producer, retry=False
-                )
-        except Exception as exc:  # kombu, redis, socket errors: any failure means "not queued"
-            errors.append(exc)
-        finally:
-            _publishes_in_flight.release()
-            done.set()
-
-    threading.Thread(target=publish, name=f"notification-publish-{delivery_id}", daemon=True).start()
-    if not done.wait(conf.publish_timeout_seconds()):
-        logger.warning("notification task not queued: broker too slow", extra={"delivery_id": delivery_id})
-        return False
-    if errors:
-        logger.warning(
-            "notification task not queued: broker unavailable",
-            extra={"delivery_id": delivery_id, "error_type": type(errors[0]).__name__},
-        )
-        return False
-    return True
+    return apply_task_submit(delivery_id, countdown=countdown)
 
 
 # --- Apply ----------------------------------------------------------------------------------------------
@@ -465,18 +430,25 @@ def _target_find(delivery: NotificationDelivery) -> Order | Refund | OrderOperat
     return OrderOperation.objects.filter(order__account_id=account_id, **key).select_related("order").first()
 
 
-def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
-    """Another copy of the same message (same account and fingerprint) was settled with the status it announced."""
-    return (
-        NotificationDelivery.objects.filter(
-            account_id=delivery.account_id,
-            fingerprint=delivery.fingerprint,
-            status__in=SETTLED_STATUSES,
-            confirmed_trans_status__in=("", delivery.trans_status),
-        )
-        .exclude(pk=delivery.pk)
-        .exists()
+def _settled_copies(delivery: NotificationDelivery):
+    """Other copies of the same message (same account and fingerprint) settled with the status it announced."""
+    copies = NotificationDelivery.objects.filter(
+        account_id=delivery.account_id,
+        fingerprint=delivery.fingerprint,
+        status__in=SETTLED_STATUSES,
+        confirmed_trans_status__in=("", delivery.trans_status),
     )
+    return copies.exclude(pk=delivery.pk) if delivery.pk else copies
+
+
+def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
+    return _settled_copies(delivery).exists()
+
+
+def _settled_copy(delivery: NotificationDelivery) -> tuple[int | None, int | None] | None:
+    """At intake: the (order_id, refund_id) of a settled copy of this delivery's message, or None."""
+    # Any one copy will do: no ORDER BY, which would walk the primary key instead of the fingerprint index.
+    return next(iter(_settled_copies(delivery).order_by().values_list("order_id", "refund_id")[:1]), None)
 
 
 def _gateway_client(account: MerchantAccount) -> CodePayClient:
@@ -540,8 +512,7 @@ def _apply_locked(
             if replay and locked.status in SETTLED_STATUSES:
                 message = "replayed: another copy was settled first; unchanged"
                 return ApplyOutcome(locked.pk, locked.status, locked.result, message)
-            message = "another copy of this notification was already applied"
-            return _finish(locked, ProcessingStatus.DUPLICATE, now=now, message=message)
+            return _finish(locked, ProcessingStatus.DUPLICATE, now=now, message=DUPLICATE_MESSAGE)
 
         if is_refund:
             result = refund_apply_gateway_state(refund_id=target.pk, info=info, source=SOURCE)

@@ -35,6 +35,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
@@ -165,10 +166,18 @@ def notification_fingerprint(fields: Mapping[str, str | None]) -> str:
 
 
 def gateway_keys_load(texts: Mapping[str, str]) -> GatewayKeys:
-    """Load each configured key (label -> base64 DER or PEM text) on its own; an empty text is no key."""
+    """
+    Load each configured key (label -> base64 DER or PEM text) on its own; an empty text is no key.
+    Parsed once per distinct set of texts in a process (every delivery needs them; a rotation is new text).
+    """
+    return _gateway_keys_load(tuple(texts.items()))
+
+
+@lru_cache(maxsize=32)
+def _gateway_keys_load(texts: tuple[tuple[str, str], ...]) -> GatewayKeys:
     usable: dict[str, rsa.RSAPublicKey] = {}
     unreadable: dict[str, str] = {}
-    for label, text in texts.items():
+    for label, text in texts:
         if not text:
             continue
         try:

@@ -4,17 +4,30 @@ Merchant accounts and the gateway client each one speaks through.
 The default account is described by the ``CODEPAY_*`` settings; further accounts live in the database
 with their secrets in ``CODEPAY_ACCOUNT_SECRETS`` (both read from the environment by settings.py).
 Keys are parsed once per account version and the client is cached, so a request does not re-read PEM.
+
+Why accounts and API keys are cached per process: every API request resolves its key and every
+notification its account, and a database round trip for each cost more than the rest of the intake.
+Each process keeps what it read for at most ``CODEPAY_PROCESS_CACHE_SECONDS`` (5 s by default); a change
+saved in this process clears its copy at once (signals), and other processes see it within that time.
+So a revoked key or a deactivated account is refused everywhere within seconds. An API key is matched by
+its prefix and confirmed by a constant-time comparison of the whole key's sha256 with the one the cache
+stored after the full (slow) hash check, so a wrong key with a known prefix is still refused; an expiry
+date is compared on every request, since it needs no query.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 
 from codepay_service.errors import Misconfigured, NotFound, ValidationFailed
 from codepay_service.instruments import GATEWAY_CALL_SECONDS
@@ -25,6 +38,35 @@ from payments.models import ApiKey, GatewayCall, MerchantAccount
 
 _clients: dict[tuple[int, str], CodePayClient] = {}
 _clients_lock = threading.Lock()
+
+
+class _ProcessCache:
+    """A small per-process map whose entries expire after ``CODEPAY_PROCESS_CACHE_SECONDS``; thread-safe."""
+
+    def __init__(self, max_entries: int = 1024):
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry[0] >= settings.CODEPAY_PROCESS_CACHE_SECONDS:
+            return None
+        return entry[1]
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_accounts = _ProcessCache()
+_api_keys = _ProcessCache()
 
 
 def _setting_or_file(value: str, path: str, name: str) -> str:
@@ -60,12 +102,45 @@ def merchant_account_sync_default() -> MerchantAccount:
 
 
 def merchant_account_get(*, code: str) -> MerchantAccount:
+    """The active account with this code, from this process's cache when read within the last seconds."""
+    account = _accounts.get(code)
+    if account is not None:
+        return account
     account = MerchantAccount.objects.filter(code=code, is_active=True).first()
     if account is None and code == MerchantAccount.DEFAULT_CODE and settings.CODEPAY_APP_ID:
         account = merchant_account_sync_default()
     if account is None:
         raise NotFound(f"No active merchant account '{code}'.")
+    _accounts.put(code, account)
     return account
+
+
+def api_key_verify(*, key: str) -> ApiKey:
+    """
+    The usable API key this plain key belongs to, with its account loaded; raises ApiKey.DoesNotExist.
+    Checked against the database at most every few seconds per process (see the module docstring).
+    """
+    prefix = key.partition(".")[0]
+    digest = hashlib.sha256(key.encode()).digest()
+    cached = _api_keys.get(prefix)
+    if cached is not None and hmac.compare_digest(cached[0], digest):
+        return cached[1]
+    api_key = ApiKey.objects.select_related("account").get(prefix=prefix, revoked=False)
+    if not api_key.is_valid(key):
+        raise ApiKey.DoesNotExist
+    _api_keys.put(prefix, (digest, api_key))
+    return api_key
+
+
+def process_caches_clear(**kwargs) -> None:
+    """Forget every account and API key this process has cached (connected to their save and delete)."""
+    _accounts.clear()
+    _api_keys.clear()
+
+
+for _model in (MerchantAccount, ApiKey):
+    post_save.connect(process_caches_clear, sender=_model, dispatch_uid=f"process-caches-{_model.__name__}-save")
+    post_delete.connect(process_caches_clear, sender=_model, dispatch_uid=f"process-caches-{_model.__name__}-delete")
 
 
 def _account_secrets(account: MerchantAccount) -> dict[str, str]:
@@ -193,6 +268,7 @@ def api_key_create(*, name: str, account: MerchantAccount, store_no: str = "") -
 
 
 def gateway_clients_reset() -> None:
-    """Forget cached clients (after the gateway settings change, e.g. in tests)."""
+    """Forget cached clients, accounts and keys (after the gateway settings change, e.g. in tests)."""
     with _clients_lock:
         _clients.clear()
+    process_caches_clear()

@@ -9,6 +9,7 @@ while waiting on the network and the audit record of the call is committed whate
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import secrets
@@ -86,9 +87,14 @@ def merchant_order_no_generate() -> str:
 
 
 def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: str, kind: str) -> None:
-    """Take a number for this account; raises DuplicateMerchantOrderNo if anything already used it."""
+    """
+    Take a number for this account; raises DuplicateMerchantOrderNo if anything already used it. Inside a
+    transaction the insert gets a savepoint, so a refusal leaves the caller's transaction usable; outside
+    one it is a statement on its own, atomic without the savepoint's round trips.
+    """
+    in_transaction = transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if in_transaction else contextlib.nullcontext():
             MerchantOrderNumber.objects.create(account=account, merchant_order_no=merchant_order_no, kind=kind)
     except IntegrityError:
         raise DuplicateMerchantOrderNo(
@@ -149,8 +155,10 @@ def order_create(
     merchant_order_no = merchant_order_no or merchant_order_no_generate()
     now = timezone.now()
 
-    with transaction.atomic():
-        merchant_order_no_reserve(account=account, merchant_order_no=merchant_order_no, kind="order")
+    # Three single-statement writes, no transaction around them (each is atomic on its own, and a create is
+    # latency-bound): the number, the order, its event. An order that cannot be stored gives its number back.
+    merchant_order_no_reserve(account=account, merchant_order_no=merchant_order_no, kind="order")
+    try:
         order = Order.objects.create(
             account=account,
             api_key=api_key,
@@ -173,7 +181,10 @@ def order_create(
             expires_at=now + timedelta(seconds=expires_in),
             next_check_at=next_check_at(0, now=now),
         )
-        order_event(order, kind="created", source="api", to_status=OrderStatus.UNKNOWN, message=f"{channel} order stored before sending")
+    except BaseException:
+        MerchantOrderNumber.objects.filter(account=account, merchant_order_no=merchant_order_no).delete()
+        raise
+    order_event(order, kind="created", source="api", to_status=OrderStatus.UNKNOWN, message=f"{channel} order stored before sending")
 
     try:
         client = gateway_client_for(account)
@@ -183,6 +194,9 @@ def order_create(
         order.refresh_from_db()
         return OrderCreateResult(order=order, outcome_unknown=True)
 
+    trans_status = answer.get("trans_status") or TransStatus.CREATED.value
+    if _record_create_answer_unknown_to_pending(order, answer, trans_status):
+        return OrderCreateResult(order=order, outcome_unknown=False)
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         order.trans_no = answer.get("trans_no", "")
@@ -193,9 +207,39 @@ def order_create(
         order.gateway_code, order.gateway_message = "0", "success"
         _record_decline(order, code=answer.get("trans_error_code", ""), message=answer.get("trans_error_msg", ""))
         order.save()
-        trans_status = answer.get("trans_status") or TransStatus.CREATED.value
         order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
     return OrderCreateResult(order=order, outcome_unknown=False)
+
+
+def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str], trans_status: str) -> bool:
+    """
+    The common answer to a create, applied in one conditional UPDATE and then its event: the gateway took
+    the order and it waits for payment. The UPDATE's ``WHERE status = 'unknown'`` takes the row lock and
+    checks the transition in the database, so nothing that moved the order meanwhile (a notification, the
+    reconciler) is overwritten; then False, and the caller applies the answer under ``select_for_update``
+    like any other. Answers that move money (authorized, succeeded) always take that path.
+    """
+    to_status = order_status_from_gateway(trans_status, order.trans_type)
+    if to_status != OrderStatus.PENDING or order.status != OrderStatus.UNKNOWN:
+        return False
+    fields = {
+        "trans_no": answer.get("trans_no", ""),
+        "pay_url": answer.get("pay_url", ""),
+        "redirect_url_3dsecure": answer.get("redirect_url_3dsecure", ""),
+        "terminal_online_status": answer.get("terminal_online_status", ""),
+        "pay_method_id": answer.get("pay_method_id") or order.pay_method_id,
+        "gateway_code": "0",
+        "gateway_message": "success",
+        "gateway_trans_status": trans_status,
+        "status": to_status,
+        "updated_at": timezone.now(),
+    }
+    if not Order.objects.filter(pk=order.pk, status=OrderStatus.UNKNOWN).update(**fields):
+        return False
+    order_event(order, kind="status_changed", source="api", from_status=OrderStatus.UNKNOWN, to_status=to_status, message="gateway accepted the order")
+    for name, value in fields.items():
+        setattr(order, name, value)
+    return True
 
 
 def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str, str]:
@@ -413,6 +457,9 @@ def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
     """
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
     now = timezone.now()
+    # The first "not found" only starts the grace period: one conditional UPDATE, no lock held around it.
+    if grace and Order.objects.filter(pk=order_id, not_found_since__isnull=True).update(not_found_since=now, updated_at=now):
+        return ApplyResult.UNCHANGED
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.not_found_since is None:

@@ -293,7 +293,11 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
                     order, message=f"expired; {earlier_close.kind} confirmed by order.query", gateway_trans_status=info.trans_status
                 )
 
-    result = order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE)
+    if _answer_changes_nothing(order, info):
+        # The usual answer about a waiting order: nothing to lock or write; only the next check is set.
+        result = ApplyResult.UNCHANGED
+    else:
+        result = order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE)
     status = order_status_from_gateway(info.trans_status, order.trans_type) if result is ApplyResult.APPLIED else order.status
     if (
         result is not ApplyResult.CONFLICT
@@ -303,6 +307,19 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     ):
         return _order_close_expired(order, client, gateway_trans_status=info.trans_status) or status
     return status if result is ApplyResult.APPLIED else None
+
+
+def _answer_changes_nothing(order: Order, info) -> bool:
+    """The answer repeats what the order (as read for this check) already holds, so applying it would write nothing."""
+    return (
+        order_status_from_gateway(info.trans_status, order.trans_type) == order.status
+        and order.gateway_trans_status == info.trans_status
+        and order.not_found_since is None
+        and (order.trans_no or not info.trans_no)
+        and info.pay_method_id in ("", order.pay_method_id)
+        and (not info.price_currency or info.price_currency.upper() == order.currency)
+        and (info.order_amount is None or info.order_amount == order.amount)
+    )
 
 
 def _order_close_expired(order: Order, client, *, gateway_trans_status: str) -> str | None:

@@ -150,6 +150,8 @@ def seed(account, sandbox, count: int) -> dict[str, int]:
                 account=account, merchant_order_no=merchant_order_no, channel=Channel.TERMINAL,
                 status=OrderStatus.PENDING if trans_no else OrderStatus.UNKNOWN, currency="USD", amount=Decimal("12.50"),
                 description="bench", store_no=STORE_NO, terminal_sn=TERMINAL_SN, trans_no=trans_no, expires_in=3600,
+                # As the create's answer left it (trans_status 9, created).
+                gateway_trans_status="9" if trans_no else "",
                 expires_at=now + timedelta(hours=1), next_check_at=now - timedelta(seconds=1),
             )  # fmt: skip
         )

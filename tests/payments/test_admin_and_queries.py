@@ -26,6 +26,7 @@ def test_order_list_costs_the_same_queries_for_any_page_size(account, api_key):
         RefundFactory(order=order, account=account, amount=Decimal("1.00"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key[1]}")
+    _list_queries(client, 2)  # the first request also reads the API key, which the process then keeps for seconds
     assert _list_queries(client, 2) == _list_queries(client, 40)
 
 
