@@ -63,7 +63,7 @@ bench: install
 
 # Web and worker RSS after 10,000 and 100,000 intakes (about ten minutes on 2 cores).
 bench-memory: install
-	$(BENCH_ENV) BENCH_COMMAND="make bench-memory" $(BIN)/python tests/benchmarks/bench_stack.py --only memory --memory 10000 100000 --drain-seconds 1800 --section "make bench-memory"
+	$(BENCH_ENV) BENCH_COMMAND="make bench-memory" $(BIN)/python tests/benchmarks/bench_stack.py --only memory --memory 10000 100000 --drain-seconds 300 --section "make bench-memory"
 
 clean:
 	rm -rf $(VENV) .dev staticfiles
