@@ -77,15 +77,17 @@ BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0
 
 # Measured figures, not timed tests: the Procfile's processes side by side with the bare stack (a raw signed
 # client, a bare insert view), every ratio printed and written to docs/benchmarks.md. Ports from BENCH_PORT_BASE.
+# Then intake again beside 200 clients waiting on orders (bench-wait).
 bench: install-dev
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_stack.py $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_wait.py
 
 # Web and worker RSS after 10,000 and 100,000 intakes (about ten minutes on 2 cores).
 bench-memory: install-dev
-	$(BENCH_ENV) BENCH_COMMAND="make bench-memory" $(BIN)/python tests/benchmarks/bench_stack.py --only memory --memory 10000 100000 --drain-seconds 1800 --section "make bench-memory"
+	$(BENCH_ENV) BENCH_COMMAND="make bench-memory" $(BIN)/python tests/benchmarks/bench_stack.py --only memory --memory 10000 100000 --drain-seconds 300 --section "make bench-memory"
 
 # 200 clients waiting on orders (?wait=) under uvicorn while notification intake is measured next to them.
-bench-wait: install
+bench-wait: install-dev
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_wait.py
 
 clean:
