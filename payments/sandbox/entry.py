@@ -42,6 +42,7 @@ FIXED_VALUES = {"format": "JSON", "charset": "UTF-8", "version": "1.0"}
 SIGN_TYPES = ("RSA2", "NONE")
 TIMESTAMP_TOLERANCE_MS = 15 * 60 * 1000
 TRANSPORT_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create"})
+UNSIGNED_FAULTS = frozenset({"unsigned_errors"})
 SUCCESS_CODE = "0"
 
 
@@ -137,17 +138,21 @@ class Entry:
         require(abs(int(timestamp) - self._clock() * 1000) <= TIMESTAMP_TOLERANCE_MS, errors.TIMESTAMP_OUT_OF_RANGE)
 
     def _refuse(self, fields: Mapping[str, str], error: SandboxError, *, fault_name: str) -> Response:
-        return self._answer(fields, error.code, error.msg, None, fault_name=fault_name)
+        unsigned = self._faults.take_call_fault(fields.get("method", ""), UNSIGNED_FAULTS) is not None
+        return self._answer(
+            fields, error.code, error.msg, None, fault_name="unsigned_errors" if unsigned else fault_name, signed=not unsigned
+        )
 
     def _answer(
-        self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str
+        self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str, signed: bool = True
     ) -> Response:
         self._record_call(fields, code=code, fault_name=fault_name)
         now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
         envelope = {"code": code, "msg": msg, "psn": f"{now:%m%d%H%M%S}{self._state.next_serial():010d}"}
         if data is not None:
             envelope["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        envelope["sign"] = signing.sign(envelope, self._gateway_private_key)
+        if signed:
+            envelope["sign"] = signing.sign(envelope, self._gateway_private_key)
         return json_response(200, envelope)
 
     def _record_call(self, fields: Mapping[str, str], *, code: str, fault_name: str) -> None:

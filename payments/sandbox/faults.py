@@ -10,6 +10,8 @@ Call faults are chosen per method ("*" for any) and fire a number of ``times`` (
 - ``timeout_after_create``: process, then wait ``seconds`` before answering, so the caller's read times
   out on a call that did act. These last two are why a money-moving call is resolved by query, never resent.
 - ``refund_async``: a refund stays in progress (status 0) until the control API completes or fails it.
+- ``unsigned_errors``: an error answer (code other than "0") is sent without ``sign``, as a proxy or a
+  broken front end might; each error answer uses one ``times``. A success answer is never affected.
 
 Notification faults apply to each notification as it is raised:
 
@@ -29,7 +31,9 @@ from dataclasses import asdict, dataclass
 
 from payments.gateway.methods import Method
 
-CALL_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async"})
+CALL_FAULTS = frozenset(
+    {"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async", "unsigned_errors"}
+)
 NOTIFICATION_FAULTS = frozenset({"drop", "duplicate", "reorder", "delay"})
 ANY_METHOD = "*"
 
