@@ -12,7 +12,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install run manage test check bench clean
+.PHONY: install run manage test check bench chaos clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ BENCH_ENV = DJANGO_SECRET_KEY=bench-only-not-secret DJANGO_SECURE_SSL_REDIRECT=0
 bench: install
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_reconcile.py
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_webhook.py
+
+# Every fault at once: 1,000 orders through the Procfile's processes, the sandbox, a Redis of its own and
+# a database of its own (DATABASE_URL's name + _chaos), then every order checked against the sandbox.
+CHAOS_ARGS ?= --orders 1000
+chaos: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .dev staticfiles

@@ -116,7 +116,7 @@ class SandboxGateway:
     def reset(self) -> None:
         """Forget every order, call and fault, and end every notification still being delivered."""
         self.notifier.cancel_all()
-        self.faults.clear()
+        self.faults.reset()
         self.state.reset()
 
     def stop(self) -> None:

@@ -203,6 +203,17 @@ class SandboxState:
         with self._lock:
             return self._find_for_control(merchant_order_no, merchant_no).control_view()
 
+    def control_views(self, merchant_no: str = "") -> list[dict]:
+        """Every transaction of ``merchant_no`` (of all merchants when empty), oldest first, each read as a
+        query would read it (an order past its expiry is closed first)."""
+        with self._lock:
+            views = []
+            for txn in self._by_trans_no.values():
+                if merchant_no in ("", txn.merchant_no):
+                    self._expire_if_due(txn)
+                    views.append(txn.control_view())
+            return views
+
     def _find(self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "") -> Transaction:
         if trans_no:
             txn = self._by_trans_no.get(trans_no)
