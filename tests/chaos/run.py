@@ -350,9 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database, logs and sandbox state")
     args = parser.parse_args(argv)
     database_url = chaos_database_url(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/codepay"))
-    outcome = run(orders=args.orders, clients=args.clients, drain_seconds=args.drain_seconds,
-                  database_url=database_url, ports=Ports.free_block(args.port_base), seed=args.seed, keep=args.keep,
-                  say=lambda line: print(line, flush=True))
+    try:
+        outcome = run(orders=args.orders, clients=args.clients, drain_seconds=args.drain_seconds,
+                      database_url=database_url, ports=Ports.free_block(args.port_base), seed=args.seed,
+                      keep=args.keep, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        # The processes are stopped (run's finally); the clients' threads must not keep driving orders.
+        print("Interrupted; every process of the run is stopped.", flush=True)
+        os._exit(130)
     print()
     print(outcome.table)
     for problem in outcome.problems[:50]:
