@@ -303,9 +303,7 @@ def render(outcome: Outcome) -> str:
     statuses = outcome.delivery_statuses
     received = sum(statuses.values())
     rows.append(("notifications received", str(received)))
-    rows.append(("  applied / duplicate / stale / other",
-                 f"{statuses.get('applied', 0)} / {statuses.get('duplicate', 0)} / {statuses.get('stale', 0)} / "
-                 f"{received - statuses.get('applied', 0) - statuses.get('duplicate', 0) - statuses.get('stale', 0)}"))
+    rows += [(f"  {status}", str(count)) for status, count in sorted(statuses.items())]
     rows.append(("gateway calls (all, per order)",
                  f"{outcome.gateway_calls}, {outcome.gateway_calls / max(outcome.orders, 1):.2f}"))
     rows.append(("drain time (s)", f"{outcome.drained_in:.0f}"))
