@@ -242,7 +242,10 @@ def terminal_sale_declined(client, order, rng):
 
 
 def terminal_sale_cancelled_while_waiting(client, order, rng):
-    if _terminal(client, order, rng, _amount(rng)) in (201, 202):
+    # A cancel that does not act (its answer refused or lost before the gateway saw it) leaves the order
+    # waiting; a short expiry still ends it within the run, as the customer's absence would.
+    order.settles_after = EXPIRES_IN_SECONDS
+    if _terminal(client, order, rng, _amount(rng), expires_in=EXPIRES_IN_SECONDS) in (201, 202):
         if client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending":
             _operation(client, order, "cancel")
 
@@ -267,7 +270,9 @@ def checkout_abandoned_expires(client, order, rng):
 
 
 def checkout_revoked_while_waiting(client, order, rng):
-    if _create(client, order, {"channel": "checkout", "amount": str(_amount(rng))}) in (201, 202):
+    order.settles_after = EXPIRES_IN_SECONDS  # as above: expires if the revoke does not act
+    body = {"channel": "checkout", "amount": str(_amount(rng)), "expires_in": EXPIRES_IN_SECONDS}
+    if _create(client, order, body) in (201, 202):
         if client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending":
             _operation(client, order, "cancel")
 
