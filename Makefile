@@ -15,7 +15,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install install-dev run manage test check bench bench-memory bench-wait clean
+.PHONY: install install-dev run manage test check bench bench-memory bench-wait chaos clean
 
 # Two sets, both pinned: requirements.txt is what the service runs on (and all the image holds);
 # requirements-dev.txt adds the test tools. `make run` needs the first, `make test` both.
@@ -45,7 +45,7 @@ DEV_ENV = DJANGO_DEBUG=1 DJANGO_SECRET_KEY=$$(cat $(DEV)/secret_key) DJANGO_SECU
 	CODEPAY_MERCHANT_NO=302300000001 CODEPAY_STORE_NO=4021000001 \
 	CODEPAY_PRIVATE_KEY_FILE=$(DEV)/app_private_key.pem \
 	CODEPAY_GATEWAY_PUBLIC_KEY_FILE=$(DEV)/gateway_public_key.txt \
-	CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE=$(DEV)/gateway_private_key.pem \
+	CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE=$(DEV)/gateway_private_key.pem CODEPAY_SANDBOX_STATE_DIR=$(DEV)/sandbox \
 	CODEPAY_BASIC_AUTH_USER=dev CODEPAY_BASIC_AUTH_PASSWORD=dev-password \
 	CODEPAY_NOTIFY_URL=http://$(HOST):$(PORT)/webhooks/codepay/ PROMETHEUS_MULTIPROC_DIR=$(DEV)/metrics
 
@@ -89,6 +89,12 @@ bench-memory: install-dev
 # 200 clients waiting on orders (?wait=) under uvicorn while notification intake is measured next to them.
 bench-wait: install-dev
 	$(BENCH_ENV) $(BIN)/python tests/benchmarks/bench_wait.py
+
+# Every fault at once: 1,000 orders through the Procfile's processes, the sandbox, a Redis of its own and
+# a database of its own (DATABASE_URL's name + _chaos), then every order checked against the sandbox.
+CHAOS_ARGS ?= --orders 1000
+chaos: install-dev
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .dev staticfiles

@@ -242,6 +242,8 @@ CODEPAY_BASIC_AUTH_PASSWORD = env.str("CODEPAY_BASIC_AUTH_PASSWORD", default="")
 CODEPAY_NOTIFY_URL = env.str("CODEPAY_NOTIFY_URL", default="")
 # Development only: the sandbox gateway's own signing key (make run generates it into .dev/).
 CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE = env.str("CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE", default="")
+# Development only: where the sandbox keeps its transactions across restarts (empty: in memory only).
+CODEPAY_SANDBOX_STATE_DIR = env.str("CODEPAY_SANDBOX_STATE_DIR", default="")
 CODEPAY_CONNECT_TIMEOUT = env.float("CODEPAY_CONNECT_TIMEOUT", default=5.0)
 CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
 # How long a process may use an account or API key it read without reading it again (a revocation elsewhere

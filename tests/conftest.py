@@ -25,10 +25,9 @@ SANDBOX_MERCHANT_NO = "302300000926"
 SANDBOX_BASIC_AUTH = ("sandbox-user", "sandbox-pass")
 
 
-@pytest.fixture(scope="session")
-def sandbox():
-    """The sandbox gateway on a free port for the whole session; notification retries run 1000x faster."""
-    gateway = SandboxGateway(
+def make_sandbox_gateway(**options) -> SandboxGateway:
+    """A sandbox gateway (not started) for the test app, on a free port, notification retries 1000x faster."""
+    return SandboxGateway(
         gateway_private_key=signing.load_private_key(TEST_VECTORS["gateway_private_key_pem"]),
         apps=[
             SandboxApp(
@@ -41,7 +40,14 @@ def sandbox():
         host="127.0.0.1",
         port=0,
         notification_schedule_scale=0.001,
-    ).start()
+        **options,
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The sandbox gateway on a free port for the whole session; notification retries run 1000x faster."""
+    gateway = make_sandbox_gateway().start()
     yield gateway
     gateway.stop()
 

@@ -39,6 +39,7 @@ class Control:
         self._faults = faults
         self._reset = reset
         self._routes = (
+            ("GET", r"/sandbox/orders", self._orders),
             ("GET", _ORDER, self._order),
             ("POST", _ORDER + "/pay", self._pay),
             ("POST", _ORDER + "/(?P<action>decline|abandon|expire)", self._close_unpaid),
@@ -46,6 +47,7 @@ class Control:
             ("POST", r"/sandbox/refunds/(?P<merchant_order_no>[^/]+)/(?P<outcome>complete|fail)", self._finish_refund),
             ("POST", r"/sandbox/faults", self._add_call_fault),
             ("DELETE", r"/sandbox/faults", self._clear_faults),
+            ("GET", r"/sandbox/faults/fired", self._fired_faults),
             ("POST", r"/sandbox/notification-faults", self._add_notification_fault),
             ("POST", r"/sandbox/reset", self._reset_all),
             ("GET", r"/sandbox/calls", self._calls),
@@ -69,6 +71,10 @@ class Control:
         return error_response(404, "not_found", f"No sandbox route for {verb} {path}.")
 
     # --- the terminal and the customer -------------------------------------------------------------
+
+    def _orders(self, body: dict, *, merchant_no: str) -> Response:
+        """Every transaction (orders and their follow-ups), as ``GET /sandbox/orders/<no>`` shows each."""
+        return json_response(200, {"orders": self._state.control_views(merchant_no)})
 
     def _order(self, body: dict, *, merchant_no: str, merchant_order_no: str) -> Response:
         return json_response(200, self._state.control_view(merchant_order_no, merchant_no))
@@ -105,6 +111,9 @@ class Control:
 
     def _add_notification_fault(self, body: dict, *, merchant_no: str) -> Response:
         return json_response(201, {"fault": self._faults.add_notification_fault(body)})
+
+    def _fired_faults(self, body: dict, *, merchant_no: str) -> Response:
+        return json_response(200, {"fired": self._faults.fired()})
 
     def _clear_faults(self, body: dict, *, merchant_no: str) -> Response:
         self._faults.clear()

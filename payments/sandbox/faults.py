@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 from payments.gateway.methods import Method
@@ -53,6 +54,8 @@ class FaultPlan:
         self._rng = rng or random.Random()
         self._call_faults: list[Fault] = []
         self._notification_faults: list[Fault] = []
+        # How often each kind fired since the start or the last reset, for the control API (a chaos run's table).
+        self._fired: Counter[str] = Counter()
 
     def add_call_fault(self, spec: dict) -> dict:
         """Add a call fault from its control API description; ``ValueError`` names what is wrong."""
@@ -85,17 +88,29 @@ class FaultPlan:
             self._call_faults.clear()
             self._notification_faults.clear()
 
+    def reset(self) -> None:
+        """Clear every fault and forget how often each fired."""
+        self.clear()
+        with self._lock:
+            self._fired.clear()
+
+    def fired(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._fired)
+
     def _take(self, faults: list[Fault], wanted) -> Fault | None:
         for fault in faults:
             if not wanted(fault):
                 continue
             if fault.rate is not None:
                 if self._rng.random() < fault.rate:
+                    self._fired[fault.fault] += 1
                     return fault
                 continue
             fault.times -= 1
             if fault.times == 0:
                 faults.remove(fault)
+            self._fired[fault.fault] += 1
             return fault
         return None
 

@@ -7,6 +7,7 @@ The sandbox gateway: a stand-alone fake CodePay that speaks the real protocol ov
         host="127.0.0.1",
         port=0,  # any free port
         notification_schedule_scale=0.001,  # retries 1000 times faster, for tests
+        state_dir=None,  # or a folder: transactions and calls kept on disk across restarts (store.py)
     ).start()
     gateway.base_url  # "http://127.0.0.1:54321": POST /api/entry, and the control API under /sandbox/
     gateway.stop()
@@ -35,6 +36,7 @@ from .notifier import Notifier
 from .operations import Operations
 from .responses import Response, error_response
 from .state import SandboxState
+from .store import SandboxStore
 
 __all__ = ["DEFAULT_PORT", "SandboxApp", "SandboxGateway"]
 
@@ -55,6 +57,7 @@ class SandboxGateway:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         notification_schedule_scale: float = 1.0,
+        state_dir: str | None = None,
     ):
         self._host = host
         self._port = port
@@ -69,7 +72,8 @@ class SandboxGateway:
             record_attempt=lambda trans_no, attempt: self.state.record_notification_attempt(trans_no, attempt),
             schedule_scale=notification_schedule_scale,
         )
-        self.state = SandboxState(notify=self.notifier.notify)
+        self._store = SandboxStore(state_dir) if state_dir else None
+        self.state = SandboxState(notify=self.notifier.notify, store=self._store)
         self.entry = Entry(
             apps={app.app_id: app for app in apps},
             gateway_private_key=gateway_private_key,
@@ -104,12 +108,15 @@ class SandboxGateway:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-gateway", daemon=True
         ).start()
         logger.info("CodePay sandbox listening", extra={"base_url": self.base_url})
+        resumed = self.state.resume_notifications()
+        if resumed:
+            logger.info("Resumed undelivered notifications", extra={"count": resumed})
         return self
 
     def reset(self) -> None:
         """Forget every order, call and fault, and end every notification still being delivered."""
         self.notifier.cancel_all()
-        self.faults.clear()
+        self.faults.reset()
         self.state.reset()
 
     def stop(self) -> None:
@@ -120,6 +127,9 @@ class SandboxGateway:
         self._server.shutdown()
         self._server.server_close()
         self._server = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def __enter__(self) -> SandboxGateway:
         return self.start()

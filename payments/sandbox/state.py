@@ -18,6 +18,9 @@ Decisions:
   per authorization; captured money is refunded, re-tipped and voided through the capture's own trans_no
   (trans_types 8 and 7); the authorization named instead is refused, as the real gateway would refuse a
   reference it does not accept (docs/protocol.md, "Follow-ups").
+- With a ``store`` (``store.py``), every transaction is written to disk when it changes, under the same
+  lock, and read back at start-up: a restarted sandbox knows every order, as the real gateway would, and
+  goes on delivering the notifications it had not delivered yet.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from payments.gateway.methods import FOLLOW_UPS, FollowUpKind, TransStatus, Tran
 
 from . import errors
 from .errors import require
+from .store import SandboxStore
 from .transactions import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -51,21 +55,56 @@ AUTHORIZATION_HOLD_SECONDS = 7 * 24 * 3600
 
 
 class SandboxState:
-    def __init__(self, *, notify: Callable[[str, dict[str, str]], None], clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        notify: Callable[[str, dict[str, str]], None],
+        clock: Callable[[], float] = time.time,
+        store: SandboxStore | None = None,
+    ):
         self._notify = notify
         self._clock = clock
+        self._store = store
         self._lock = threading.Lock()
-        # Serial numbers keep counting across resets so a trans_no is never handed out twice in a process.
-        self._serials = itertools.count(1)
         self._by_trans_no: dict[str, Transaction] = {}
         self._by_order_no: dict[tuple[str, str], Transaction] = {}
         self._calls: list[dict] = []
+        if store is not None:
+            transactions, self._calls = store.load()
+            for txn in transactions:
+                self._by_trans_no[txn.trans_no] = txn
+                self._by_order_no[(txn.merchant_no, txn.merchant_order_no)] = txn
+        # Serial numbers keep counting across resets and restarts, so a trans_no is never handed out twice.
+        last_serial = max((int(trans_no[-16:]) for trans_no in self._by_trans_no), default=0)
+        self._serials = itertools.count(last_serial + 1)
 
     def reset(self) -> None:
         with self._lock:
             self._by_trans_no.clear()
             self._by_order_no.clear()
             self._calls.clear()
+            if self._store is not None:
+                self._store.clear()
+
+    def resume_notifications(self) -> int:
+        """Deliver again every final transaction's notification that no earlier process delivered (or
+        dropped on purpose); the real gateway keeps retrying through its own restarts. Returns how many."""
+        with self._lock:
+            pending = [
+                txn
+                for txn in self._by_trans_no.values()
+                if txn.notify_url
+                and txn.status in FINAL_STATUSES
+                and not any(a["outcome"] in ("delivered", "dropped") for a in txn.notification_attempts)
+            ]
+            for txn in pending:
+                self._notify(txn.notify_url, txn.notification_fields())
+            return len(pending)
+
+    def _save(self, *transactions: Transaction) -> None:
+        if self._store is not None:
+            for txn in transactions:
+                self._store.save(txn)
 
     def next_serial(self) -> int:
         with self._lock:
@@ -113,6 +152,7 @@ class SandboxState:
                 self._finish(txn, status, close_reason)
             else:
                 txn.status = status
+                self._save(txn)
             return txn.public_fields()
 
     def _create(
@@ -133,6 +173,7 @@ class SandboxState:
             original.follow_ups.append(txn)
         self._by_trans_no[trans_no] = txn
         self._by_order_no[(merchant_no, merchant_order_no)] = txn
+        self._save(txn)
         return txn
 
     def _create_follow_up(
@@ -174,6 +215,17 @@ class SandboxState:
         with self._lock:
             return self._find_for_control(merchant_order_no, merchant_no).control_view()
 
+    def control_views(self, merchant_no: str = "") -> list[dict]:
+        """Every transaction of ``merchant_no`` (of all merchants when empty), oldest first, each read as a
+        query would read it (an order past its expiry is closed first)."""
+        with self._lock:
+            views = []
+            for txn in self._by_trans_no.values():
+                if merchant_no in ("", txn.merchant_no):
+                    self._expire_if_due(txn)
+                    views.append(txn.control_view())
+            return views
+
     def _find(self, merchant_no: str, *, trans_no: str = "", merchant_order_no: str = "") -> Transaction:
         if trans_no:
             txn = self._by_trans_no.get(trans_no)
@@ -212,6 +264,7 @@ class SandboxState:
         txn.status = status
         txn.end_time = self._clock()
         txn.close_reason = reason
+        self._save(txn)
         if txn.notify_url:
             self._notify(txn.notify_url, txn.notification_fields())
 
@@ -366,6 +419,7 @@ class SandboxState:
             require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
             require(authorization.completion is None, errors.ORDER_STATUS_INVALID, "the authorization is already captured")
             authorization.incremented_amount += amount
+            self._save(authorization)
             return authorization.public_fields()
 
     def cancel_payment(self, merchant_no: str, *, trans_no: str, merchant_order_no: str) -> dict:
@@ -435,6 +489,7 @@ class SandboxState:
             )
             if completes_later:
                 refund.status = TransStatus.IN_PROGRESS
+                self._save(refund)
             else:
                 self._finish(refund, TransStatus.SUCCESS)
             return refund.public_fields()
@@ -457,6 +512,7 @@ class SandboxState:
             refunded = txn.paid_amount - txn.refundable_amount
             require(txn.trans_amount - txn.tip_amount + tip_amount >= refunded, errors.REFUND_EXCEEDS_PAID)
             txn.tip_amount = tip_amount
+            self._save(txn)
             return txn.public_fields()
 
     # --- batches -----------------------------------------------------------------------------------
@@ -486,6 +542,7 @@ class SandboxState:
             if close:
                 for txn in selected:
                     txn.batched = True
+                self._save(*selected)
             return {
                 "count": str(len(selected)),
                 "total_amount": selected[0].money(total) if selected else "0",
@@ -496,6 +553,8 @@ class SandboxState:
     def record_call(self, call: dict) -> None:
         with self._lock:
             self._calls.append(call)
+            if self._store is not None:
+                self._store.add_call(call)
 
     def calls(self) -> list[dict]:
         with self._lock:
@@ -507,3 +566,4 @@ class SandboxState:
             # A delivery that outlived a reset has nothing left to report to.
             if txn is not None:
                 txn.notification_attempts.append(attempt)
+                self._save(txn)

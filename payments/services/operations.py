@@ -2,9 +2,10 @@
 Follow-up operations on an order: capture, incremental authorization, tip adjustment, void, close and
 revoke. Each is stored before it is sent (like an order) and sent outside any transaction; its effect on
 the order (captured, authorized and paid amounts, status) is applied under the order's row lock. An
-operation whose answer is lost stays ``unknown`` and is never resent: one with its own merchant_order_no
-(capture, void) is looked up by the reconciler and settled by ``operation_sync``; the others wait for an
-operator.
+operation whose answer is lost stays ``unknown`` and is never resent; the reconciler settles it with
+``operation_sync``: one with its own merchant_order_no (capture, void) is looked up by that number; the
+others (increment, tip adjustment, close, revoke) by querying the order, whose authorized total, tip or
+status shows whether they acted.
 
 Which transaction each follow-up names comes from ``payments.services.follow_ups`` (the table in
 ``payments.gateway.methods``): after a capture, the tip and the void go to the capture. An authorization
@@ -60,8 +61,8 @@ def _operation_call(order: Order, operation: OrderOperation, call, *, declined_c
     try:
         result = call(gateway_client_for(order.account))
     except GatewayOutcomeUnknown as exc:
-        # The reconciler looks it up by its own number, soon; one without a number waits for an operator.
-        operation.next_check_at = next_check_at(0) if operation.merchant_order_no else None
+        # The reconciler looks it up soon: by its own number, or through the order's own query.
+        operation.next_check_at = next_check_at(0)
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
         return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
     except (GatewayError, Misconfigured) as exc:
@@ -114,6 +115,8 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
     one) and settle it. One the gateway still does not know past the grace period never reached it.
     """
     client = client or gateway_client_for(operation.order.account)
+    if not operation.merchant_order_no:
+        return _operation_sync_by_order(operation=operation, client=client, source=source)
     try:
         info = client.query_order(merchant_order_no=operation.merchant_order_no)
     except GatewayError as exc:
@@ -135,6 +138,40 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
             return ApplyResult.UNCHANGED
     operation_apply_success(operation=operation, trans_no=info.trans_no, source=source)
     return ApplyResult.APPLIED
+
+
+def _operation_sync_by_order(*, operation: OrderOperation, client, source: str) -> ApplyResult:
+    """Settle an operation without a number of its own by what ``order.query`` shows of the order."""
+    info = client.query_order(merchant_order_no=operation.order.merchant_order_no)
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=operation.order_id)
+        operation = OrderOperation.objects.select_for_update().get(pk=operation.pk)
+        if operation.status != OperationStatus.UNKNOWN:
+            return ApplyResult.UNCHANGED
+        acted = _operation_acted(operation, order, info)
+        if acted is None:
+            return ApplyResult.UNCHANGED
+        if not acted or operation.kind in (OperationKind.CLOSE, OperationKind.REVOKE):
+            # A close or revoke changes nothing of ours here: the order follows the gateway's status
+            # through its own checks, like an order closed for any other reason.
+            operation.next_check_at = None
+            status = OperationStatus.SUCCEEDED if acted else OperationStatus.FAILED
+            operation_finish(operation, status, message="settled by order.query")
+            return ApplyResult.APPLIED
+    operation_apply_success(operation=operation, trans_no=info.trans_no, source=source)
+    return ApplyResult.APPLIED
+
+
+def _operation_acted(operation: OrderOperation, order: Order, info) -> bool | None:
+    """Whether the gateway's view of the order shows the operation's effect; None when it cannot tell yet."""
+    if operation.kind == OperationKind.INCREMENT:
+        if info.trans_amount == order.authorized_amount + operation.amount:
+            return True
+        return False if info.trans_amount == order.authorized_amount else None
+    if operation.kind == OperationKind.TIP_ADJUST:
+        return info.tip_amount == operation.amount
+    # Close and revoke: the order is no longer open at the gateway (closed, or paid and revoked).
+    return info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
 
 
 def operation_finish(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
@@ -171,7 +208,7 @@ def _create_operation(order: Order, *, kind: str, amount: Decimal | None, mercha
         merchant_order_no=merchant_order_no,
         status=OperationStatus.UNKNOWN,
         source=source,
-        next_check_at=next_check_at(len(CHECK_DELAYS_SECONDS) - 1) if merchant_order_no else None,
+        next_check_at=next_check_at(len(CHECK_DELAYS_SECONDS) - 1),
     )
 
 

@@ -5,8 +5,8 @@ Notifications get lost and calls time out, so nothing waits on them. Each open o
 ``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is
 due, the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same
 services, and so the same state machine, as a confirmed notification. A capture or void whose answer
-was lost (an operation ``unknown`` with its own merchant_order_no) is looked up by that number the same
-way (``operation_sync``). Checks back off (seconds, then minutes: ``payments.services.checks``); a
+was lost (an operation ``unknown``) is looked up the same way (``operation_sync``): by its own
+merchant_order_no (capture, void), or through the order's query (increment, tip adjustment, close, revoke). Checks back off (seconds, then minutes: ``payments.services.checks``); a
 final state clears ``next_check_at``. An operation's "not found" grace counts from when it was sent.
 
 Decisions:
@@ -189,12 +189,12 @@ def _claim(
     return ids, lease_until
 
 
-# What each kind of row is claimed from: open orders, open refunds, and operations of unknown outcome that
-# have their own merchant_order_no (only those can be looked up).
+# What each kind of row is claimed from: open orders, open refunds, and operations of unknown outcome (one
+# with its own merchant_order_no is looked up by it, the others through their order).
 RECONCILED = {
     "order": (Order.objects.all(), ORDER_OPEN_STATUSES),
     "refund": (Refund.objects.all(), REFUND_OPEN_STATUSES),
-    "operation": (OrderOperation.objects.exclude(merchant_order_no=""), OPERATION_OPEN_STATUSES),
+    "operation": (OrderOperation.objects.all(), OPERATION_OPEN_STATUSES),
 }
 orders_claim_due = partial(_claim, *RECONCILED["order"])
 refunds_claim_due = partial(_claim, *RECONCILED["refund"])
@@ -285,6 +285,7 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
         if earlier_close is not None:
             if earlier_close.status == OperationStatus.UNKNOWN:
                 closed = info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
+                earlier_close.next_check_at = None
                 operation_finish(
                     earlier_close, OperationStatus.SUCCEEDED if closed else OperationStatus.FAILED, message="settled by order.query"
                 )
@@ -351,6 +352,7 @@ def _order_close_expired(order: Order, client, *, gateway_trans_status: str) -> 
         info = _order_query_quietly(order, client)
         return None if info is None else _order_apply(order, info)
     except GatewayOutcomeUnknown as exc:
+        operation.next_check_at = next_check_at(0)
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
         return None
     except (GatewayRequestNotSent, GatewayConfigurationError) as exc:
@@ -421,7 +423,7 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
 
 
 def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
-    """Look up one claimed capture or void by its own number, settle it, and schedule the next check."""
+    """Look up one claimed operation of unknown outcome, settle it, and schedule the next check."""
 
     def check():
         client = gateway_client_for(operation.order.account, throttle=throttle)

@@ -5,13 +5,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
+from celery.signals import task_postrun, task_prerun
 from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.db import connections
+from django.db import OperationalError, connection, connections
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -93,6 +94,27 @@ def test_the_migration_and_setup_schedules_install_the_beat_schedule_idempotentl
         "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, False),
     }
     assert IntervalSchedule.objects.count() == intervals
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_connection_the_server_dropped_is_replaced_before_the_next_task():
+    """When PostgreSQL terminates a worker's connection, the task that hits it fails, and the next task
+    starts on a fresh connection instead of failing on the dead one (CELERY_DB_REUSE_MAX keeps it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        dropped_pid = cursor.fetchone()[0]
+    server = connection.settings_dict
+    with psycopg.connect(host=server["HOST"], port=server["PORT"] or 5432, user=server["USER"],
+                         password=server["PASSWORD"], dbname="postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (dropped_pid,))
+    with pytest.raises(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+    task_prerun.send(sender=tasks.reconcile_due, task_id="next-task", task=tasks.reconcile_due, args=(), kwargs={})
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != dropped_pid
 
 
 def test_purge_deletes_only_expired_idempotency_records(api_key):

@@ -171,3 +171,42 @@ def test_admin_money_actions_need_their_own_permission(client, account, django_u
     assert not order.operations.exists()
 
 
+
+
+@pytest.mark.parametrize(
+    ("fault", "acted", "authorized"),
+    [("http_500", "failed", Decimal("10.00")), ("http_500_after", "succeeded", Decimal("15.00"))],
+)
+def test_an_increment_whose_answer_is_lost_is_settled_by_the_order_query(api, sandbox_control, fault, acted, authorized):
+    """An increment has no number of its own: when its answer is lost, the reconciler reads the order's
+    authorized total at the gateway, so one that acted is applied once and one that did not fails."""
+    number = f"INC-LOST-{fault}"
+    api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": number, "trans_type": "auth"})
+    sandbox_control.pay(number)
+    api.post(f"/api/v1/orders/{number}/sync/")
+    sandbox_control.fault(method="pay.incremental.auth", fault=fault, times=1)
+    response = api.post(f"/api/v1/orders/{number}/increment/", json={"amount": "5.00"})
+    assert response.status_code == 202, response.text
+
+    report = reconciliation_run(due_only=False)
+
+    assert report.operations_checked == 1
+    order = Order.objects.get(merchant_order_no=number)
+    operation = OrderOperation.objects.get(order=order)
+    assert (order.status, order.authorized_amount) == (OrderStatus.AUTHORIZED, authorized)
+    assert (operation.kind, operation.status, operation.next_check_at) == ("increment", acted, None)
+
+
+def test_a_tip_adjustment_whose_answer_is_lost_is_settled_by_the_order_query(api, sandbox_control):
+    """A tip adjustment that reached the gateway but lost its answer ends succeeded with the new tip."""
+    api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "TIP-LOST"})
+    sandbox_control.pay("TIP-LOST")
+    api.post("/api/v1/orders/TIP-LOST/sync/")
+    sandbox_control.fault(method="pay.tip.adjust", fault="http_500_after", times=1)
+    assert api.post("/api/v1/orders/TIP-LOST/tip/", json={"tip_amount": "2.00"}).status_code == 202
+
+    reconciliation_run(due_only=False)
+
+    order = Order.objects.get(merchant_order_no="TIP-LOST")
+    assert (order.tip_amount, order.paid_amount) == (Decimal("2.00"), Decimal("12.00"))
+    assert OrderOperation.objects.get(order=order).status == "succeeded"

@@ -6,6 +6,10 @@ key (``CODEPAY_PRIVATE_KEY`` or ``CODEPAY_PRIVATE_KEY_FILE``), so the service si
 use against CodePay. The gateway's own key pair is the sandbox's; its private key is a PEM file named by
 the ``CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE`` setting (development only; ``make run`` generates it). The matching public key is printed at start, ready for
 ``CODEPAY_GATEWAY_PUBLIC_KEY``.
+
+``--state-dir`` (default: the ``CODEPAY_SANDBOX_STATE_DIR`` setting) keeps every transaction on disk, so
+a sandbox that is stopped or killed and started again knows every order it knew, as the real gateway
+would; without it the sandbox starts empty each time.
 """
 
 from __future__ import annotations
@@ -35,13 +39,24 @@ class Command(BaseCommand):
             default=1.0,
             help="Multiply the notification retry schedule (5 s ... 3 h) by this; 0.01 for quick demos.",
         )
+        parser.add_argument(
+            "--state-dir",
+            default=None,
+            help="Folder for the sandbox's transactions on disk (default: CODEPAY_SANDBOX_STATE_DIR; empty: memory only).",
+        )
 
-    def handle(self, *args, host: str, port: int, notification_schedule_scale: float, **options):
-        gateway = sandbox_from_settings(host=host, port=port, notification_schedule_scale=notification_schedule_scale)
+    def handle(self, *args, host: str, port: int, notification_schedule_scale: float, state_dir: str | None, **options):
+        gateway = sandbox_from_settings(
+            host=host,
+            port=port,
+            notification_schedule_scale=notification_schedule_scale,
+            state_dir=settings.CODEPAY_SANDBOX_STATE_DIR if state_dir is None else state_dir,
+        )
         gateway.start()
         gateway_public_key = signing.public_key_b64der(gateway.gateway_public_key)
         self.stdout.write(f"CodePay sandbox at {gateway.base_url} (POST /api/entry, control API under /sandbox/)")
         self.stdout.write(f"Gateway public key for CODEPAY_GATEWAY_PUBLIC_KEY: {gateway_public_key}")
+        self.stdout.flush()
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
@@ -50,7 +65,9 @@ class Command(BaseCommand):
             gateway.stop()
 
 
-def sandbox_from_settings(*, host: str, port: int, notification_schedule_scale: float = 1.0) -> SandboxGateway:
+def sandbox_from_settings(
+    *, host: str, port: int, notification_schedule_scale: float = 1.0, state_dir: str | None = None
+) -> SandboxGateway:
     """A sandbox accepting the app configured in settings; CommandError names the variable to set."""
     app_id = _required_setting("CODEPAY_APP_ID")
     merchant_no = _required_setting("CODEPAY_MERCHANT_NO")
@@ -71,6 +88,7 @@ def sandbox_from_settings(*, host: str, port: int, notification_schedule_scale: 
         host=host,
         port=port,
         notification_schedule_scale=notification_schedule_scale,
+        state_dir=state_dir or None,
     )
 
 

@@ -52,6 +52,23 @@ def test_timeout_after_create_fault_creates_the_order_then_times_the_caller_out(
     assert [c["fault"] for c in codepay.control("GET", "calls").json()["calls"]][0] == "timeout_after_create"
 
 
+def test_unsigned_errors_fault_sends_error_answers_without_sign_and_leaves_success_signed(codepay):
+    """unsigned_errors drops `sign` from error answers only; a success answer in between stays signed."""
+    codepay.control("POST", "faults", {"method": "*", "fault": "unsigned_errors", "times": 2})
+
+    created = codepay.send_signed(Method.CLOUD_PAY_ORDER, **codepay.terminal_order_fields("UNS-1")).json()
+    first = codepay.send_signed(Method.ORDER_QUERY, merchant_order_no="UNS-X").json()
+    second = codepay.send_signed(Method.ORDER_QUERY, merchant_order_no="UNS-X").json()
+    third = codepay.send_signed(Method.ORDER_QUERY, merchant_order_no="UNS-X").json()
+
+    assert (created["code"], "sign" in created) == ("0", True)
+    assert (first["code"], "sign" in first) == ("E04111", False)
+    assert (second["code"], "sign" in second) == ("E04111", False)
+    assert (third["code"], "sign" in third) == ("E04111", True)
+    faults = [c["fault"] for c in codepay.control("GET", "calls").json()["calls"]]
+    assert faults == ["", "unsigned_errors", "unsigned_errors", ""]
+
+
 def test_method_specific_fault_leaves_other_methods_alone(codepay):
     """A fault for one method is not used up by calls to another."""
     codepay.control("POST", "faults", {"method": "order.refund.query", "fault": "http_500"})
