@@ -87,16 +87,16 @@ def test_reconciling_an_order_the_gateway_never_received_costs_three_queries(acc
     assert (order.status, order.not_found_since is not None, order.check_attempts) == (OrderStatus.UNKNOWN, True, 1)
 
 
-def test_reconciling_a_paid_order_costs_seven_queries(account, sandbox_control, django_assert_num_queries):
+def test_reconciling_a_paid_order_costs_eight_queries(account, sandbox_control, django_assert_num_queries):
     """
     Paid at the gateway: the audit row, one transaction (BEGIN, the row lock, the move to succeeded, its
-    event, COMMIT), the counted check. Above the target of 3: money moves only under the row lock, in a
-    transaction with its event.
+    event, the look-up of event endpoints that want it, COMMIT), the counted check. Above the target of 3:
+    money moves only under the row lock, in a transaction with its event and outbound event.
     """
     order = _due(_terminal_order(account, "QR-PAID"))
     sandbox_control.pay("QR-PAID")
 
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         change = order_reconcile(order=order)
 
     assert (change.from_status, change.to_status) == (OrderStatus.PENDING, OrderStatus.SUCCEEDED)

@@ -57,17 +57,18 @@ def test_a_copy_of_an_applied_notification_is_recorded_as_duplicate_at_intake(no
     )
 
 
-def test_applying_a_notification_costs_at_most_sixteen_queries(notify_account, django_assert_max_num_queries):
+def test_applying_a_notification_costs_at_most_seventeen_queries(notify_account, django_assert_max_num_queries):
     """
     A payment notification applied from its own fields (confirmation off): read the delivery, count the
     attempt, find the order (refund first), look for a settled copy, then one transaction locking the
-    order and the delivery, moving the order under its own lock with its event, and settling the delivery.
+    order and the delivery, moving the order under its own lock with its event and the look-up of event
+    endpoints that want it, and settling the delivery.
     """
     order = OrderFactory(account=notify_account, merchant_order_no="QN-3", status=OrderStatus.PENDING)
     assert _post(notification_fields("QN-3")) == "success"
     delivery = NotificationDelivery.objects.get()
 
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         outcome = notification_apply(delivery_id=delivery.pk)
 
     order.refresh_from_db()
