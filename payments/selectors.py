@@ -140,6 +140,11 @@ def batch_close_list(*, api_key: ApiKey) -> QuerySet[BatchClose]:
     return _scoped(BatchClose.objects.all(), api_key).order_by("-created_at", "-id")
 
 
+def order_refund_numbers(*, order_id: int) -> QuerySet:
+    """The merchant_order_no of each of the order's refunds, as a subquery (``__in``) that costs no query of its own."""
+    return Refund.objects.filter(order_id=order_id).values("merchant_order_no")
+
+
 def gateway_target_find(
     *, account_id: int | None, merchant_order_no: str, trans_no: str
 ) -> Order | Refund | OrderOperation | None:

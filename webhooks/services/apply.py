@@ -125,7 +125,7 @@ def notification_replay_apply(*, delivery_id: int) -> ApplyOutcome:
     return _attempt(delivery_id, _REPLAY)
 
 
-def already_processed(delivery: NotificationDelivery) -> ApplyOutcome | None:
+def _already_processed(delivery: NotificationDelivery) -> ApplyOutcome | None:
     """The outcome to report for a delivery no longer pending (nothing more to do), else None."""
     if _is_pending(delivery):
         return None
@@ -136,7 +136,7 @@ class _FirstHand:
     """``notification_apply``: only a pending delivery is worked on, and a failure schedules the next attempt."""
 
     def refusal(self, delivery: NotificationDelivery) -> ApplyOutcome | None:
-        return already_processed(delivery)
+        return _already_processed(delivery)
 
     def keeps_record(self, locked: NotificationDelivery, statuses: frozenset) -> bool:
         return False
