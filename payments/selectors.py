@@ -1,4 +1,8 @@
-"""Reads for the API and admin, always scoped to the caller's merchant account and, if bound, its store."""
+"""
+Reads for the API and admin, always scoped to the caller's merchant account and, if bound, its store; and
+the reads the notification receiver (``webhooks``) makes of orders, refunds and operations, scoped to the
+account a notification came for.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,14 @@ from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
 
 from codepay_service.errors import NotFound
-from payments.models import ApiKey, BatchClose, Channel, Order, OrderStatus, Refund
-from payments.state_machine import ORDER_OPEN_STATUSES
+from payments.models import ApiKey, BatchClose, Channel, Order, OrderOperation, OrderStatus, Refund
+from payments.state_machine import (
+    ORDER_OPEN_STATUSES,
+    order_can_move,
+    order_status_from_gateway,
+    refund_can_move,
+    refund_status_from_gateway,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -128,3 +138,44 @@ def refund_get(*, api_key: ApiKey, merchant_order_no: str) -> Refund:
 
 def batch_close_list(*, api_key: ApiKey) -> QuerySet[BatchClose]:
     return _scoped(BatchClose.objects.all(), api_key).order_by("-created_at", "-id")
+
+
+def order_refund_numbers(*, order_id: int) -> QuerySet:
+    """The merchant_order_no of each of the order's refunds, as a subquery (``__in``) that costs no query of its own."""
+    return Refund.objects.filter(order_id=order_id).values("merchant_order_no")
+
+
+def gateway_target_find(
+    *, account_id: int | None, merchant_order_no: str, trans_no: str
+) -> Order | Refund | OrderOperation | None:
+    """
+    What a gateway message is about, by merchant_order_no within the account (trans_no when it has none):
+    a refund, an order, or a capture or void (which carries its own merchant_order_no); None when nothing is.
+    """
+    if merchant_order_no:
+        key = {"merchant_order_no": merchant_order_no}
+    elif trans_no:
+        key = {"trans_no": trans_no}
+    else:
+        return None
+    refund = Refund.objects.filter(account_id=account_id, **key).first()
+    if refund is not None:
+        return refund
+    order = Order.objects.filter(account_id=account_id, **key).first()
+    if order is not None:
+        return order
+    return OrderOperation.objects.filter(order__account_id=account_id, **key).select_related("order").first()
+
+
+def gateway_status_ahead(*, target: Order | Refund, trans_status: str) -> bool:
+    """
+    Could the gateway's ``trans_status`` still move the order (or refund) forward from the status it has
+    now, by the state machine? Read afresh from the database, not from ``target``.
+    """
+    if isinstance(target, Refund):
+        current = Refund.objects.values_list("status", flat=True).get(pk=target.pk)
+        notified = refund_status_from_gateway(trans_status)
+        return notified is not None and refund_can_move(current, notified)
+    current, trans_type = Order.objects.values_list("status", "trans_type").get(pk=target.pk)
+    notified = order_status_from_gateway(trans_status, trans_type)
+    return notified is not None and order_can_move(current, notified)

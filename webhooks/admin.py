@@ -86,6 +86,7 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
                     "next_attempt_at",
                     "processed_at",
                     "last_error",
+                    "last_traceback_text",
                     "order_link",
                     "refund_link",
                 )
@@ -140,6 +141,13 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
         return format_html(
             '<pre style="white-space: pre-wrap">{}</pre><p>{} bytes{}</p>', _pretty(text), len(raw), note
         )
+
+    @admin.display(description="Last traceback")
+    def last_traceback_text(self, delivery: NotificationDelivery) -> str:
+        """The whole traceback of the last failure, as Python printed it (indentation kept)."""
+        if not delivery.last_traceback:
+            return "-"
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', delivery.last_traceback)
 
     @admin.action(description="Replay selected deliveries (safe: idempotent)", permissions=["replay"])
     def replay(self, request, queryset) -> None:

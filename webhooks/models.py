@@ -89,6 +89,9 @@ class NotificationDelivery(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Empty: nothing more is scheduled.")
     last_error = models.TextField(blank=True)
+    last_traceback = models.TextField(
+        blank=True, help_text="The formatted traceback of the failure behind last_error, its end when long; empty: none."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     order = models.ForeignKey(
         "payments.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="notification_deliveries"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db.models import Q
 from django.urls import reverse
 
-from payments.models import Order, Refund
+from payments.models import Order
 from payments.order_page import TimelineEntry
+from payments.selectors import order_refund_numbers
 
 from .models import NotificationDelivery
 
@@ -20,7 +21,7 @@ def order_notification_entries(order: Order) -> list[TimelineEntry]:
         Q(order_id=order.pk)
         | Q(refund__order_id=order.pk)
         | Q(merchant_order_no=order.merchant_order_no)
-        | Q(merchant_order_no__in=Refund.objects.filter(order_id=order.pk).values("merchant_order_no"))
+        | Q(merchant_order_no__in=order_refund_numbers(order_id=order.pk))
     )
     entries = []
     for delivery in NotificationDelivery.objects.filter(about).order_by("received_at", "id"):

@@ -1,6 +1,9 @@
 """
 Celery tasks of the notification receiver: thin wrappers around webhooks.services.
 
+Tasks import the services, never the other way round: the services send ``apply_notification`` by its
+registered name (``APPLY_TASK``).
+
 Both take ids (JSON arguments), are acknowledged late and are idempotent: running one twice, or at the
 same time as the sweep, changes nothing the second time. Retries of a delivery are scheduled by the
 service's own schedule (recorded in ``next_attempt_at``, so the sweep takes over if a countdown task is
@@ -19,11 +22,12 @@ from payments.tasks import CodePayTask
 
 from .models import NotificationDelivery
 from .services import notification_apply, notification_apply_later, notifications_apply_due
+from .services.publish import APPLY_TASK
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(base=CodePayTask, name="webhooks.tasks.apply_notification", soft_time_limit=120, time_limit=150)
+@shared_task(base=CodePayTask, name=APPLY_TASK, soft_time_limit=120, time_limit=150)
 def apply_notification(delivery_id: int) -> str:
     """Apply one stored delivery; schedule its next attempt when it could not be applied yet."""
     try:

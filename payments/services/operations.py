@@ -27,6 +27,7 @@ from codepay_service.errors import Misconfigured, StateConflict, ValidationFaile
 from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.money import AmountError, amount_check_maximum, format_amount
+from payments.locks import operation_locked, order_locked
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus, TransType
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import CHECK_DELAYS_SECONDS, next_check_at
@@ -40,10 +41,6 @@ from payments.services.orders import (
     order_refunds_reserved,
     order_transition,
 )
-
-
-def _locked(order: Order) -> Order:
-    return Order.objects.select_for_update().get(pk=order.pk)
 
 
 @dataclass(frozen=True)
@@ -77,9 +74,7 @@ def _operation_call(order: Order, operation: OrderOperation, call, *, declined_c
 
 def operation_apply_success(*, operation: OrderOperation, trans_no: str, source: str) -> Order:
     """The effect of an operation the gateway accepted, under the order's row lock; applied once."""
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=operation.order_id)
-        operation = OrderOperation.objects.select_for_update().get(pk=operation.pk)
+    with operation_locked(operation_id=operation.pk, order_id=operation.order_id) as (order, operation):
         if operation.status == OperationStatus.SUCCEEDED:
             return order
         operation.next_check_at = None
@@ -125,9 +120,7 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
         if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
             return ApplyResult.UNCHANGED
         info = None
-    with transaction.atomic():
-        Order.objects.select_for_update().get(pk=operation.order_id)
-        operation = OrderOperation.objects.select_for_update().select_related("order").get(pk=operation.pk)
+    with operation_locked(operation_id=operation.pk, order_id=operation.order_id) as (_, operation):
         if operation.status != OperationStatus.UNKNOWN:
             return ApplyResult.UNCHANGED
         if info is None or info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value):
@@ -232,8 +225,7 @@ def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
     capture of an authorization (trans_type 7) while the gateway still allows it (before its batch closes;
     a refusal is a 409 telling to refund instead).
     """
-    with transaction.atomic():
-        order = _locked(order)
+    with order_locked(order_id=order.pk) as order:
         captured_auth = order.status == OrderStatus.SUCCEEDED and order.trans_type == TransType.AUTH
         if order.status == OrderStatus.AUTHORIZED or captured_auth:
             if captured_auth and order_refunds_reserved(order):
@@ -268,8 +260,7 @@ def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
 
 def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
     """Capture (part of) an authorization; never more than authorized plus increments."""
-    with transaction.atomic():
-        order = _locked(order)
+    with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH:
             raise StateConflict("Only an authorization can be captured; this order is a sale.")
         if order.status != OrderStatus.AUTHORIZED:
@@ -292,8 +283,7 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Oper
 
 def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
     """Raise an authorization by ``amount``."""
-    with transaction.atomic():
-        order = _locked(order)
+    with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
             raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
         pending = _unsettled_operation_total(order, OperationKind.INCREMENT)
@@ -308,8 +298,7 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Op
 def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> OperationResult:
     """Set the tip of a paid sale or captured authorization (before its batch closes) to ``tip_amount``, the
     new total; a captured authorization's tip goes on its capture."""
-    with transaction.atomic():
-        order = _locked(order)
+    with order_locked(order_id=order.pk) as order:
         if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
             raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
         new_paid = _paid_with_tip(order, tip_amount)

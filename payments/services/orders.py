@@ -53,6 +53,7 @@ from payments.models import (
     RefundStatus,
     TransType,
 )
+from payments.locks import order_locked
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
@@ -197,8 +198,7 @@ def order_create(
     trans_status = answer.get("trans_status") or TransStatus.CREATED.value
     if _record_create_answer_unknown_to_pending(order, answer, trans_status):
         return OrderCreateResult(order=order, outcome_unknown=False)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+    with order_locked(order_id=order.pk) as order:
         order.trans_no = answer.get("trans_no", "")
         order.pay_url = answer.get("pay_url", "")
         order.redirect_url_3dsecure = answer.get("redirect_url_3dsecure", "")
@@ -308,8 +308,7 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
             not_sent="; nothing was kept. Retry, with the same merchant_order_no if you like.",
             details={"merchant_order_no": order.merchant_order_no},
         )
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+    with order_locked(order_id=order.pk) as order:
         order.gateway_code, order.gateway_message = failure_reason(exc)
         if isinstance(exc, GatewayOutcomeUnknown):
             order.save(update_fields=["gateway_code", "gateway_message", "updated_at"])
@@ -361,8 +360,7 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
     Under the order's row lock; never moves backwards; an amount or currency that differs from ours
     changes nothing and is recorded as a conflict for an operator.
     """
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+    with order_locked(order_id=order_id) as order:
         mismatch = _amount_mismatch(order, info)
         if mismatch:
             order_event(order, kind="conflict", source=source, message=mismatch, data=info.data)
@@ -460,8 +458,7 @@ def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
     # The first "not found" only starts the grace period: one conditional UPDATE, no lock held around it.
     if grace and Order.objects.filter(pk=order_id, not_found_since__isnull=True).update(not_found_since=now, updated_at=now):
         return ApplyResult.UNCHANGED
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+    with order_locked(order_id=order_id) as order:
         if order.not_found_since is None:
             order.not_found_since = now
             order.save(update_fields=["not_found_since", "updated_at"])

@@ -74,6 +74,7 @@ from payments.models import (
     OrderStatus,
     Refund,
 )
+from payments.locks import order_locked
 from payments.selectors import rows_readable
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
@@ -398,8 +399,7 @@ def _order_apply(order: Order, info) -> str | None:
 
 
 def _order_mark_expired(order: Order, *, message: str, gateway_trans_status: str) -> str | None:
-    with transaction.atomic():
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+    with order_locked(order_id=order.pk) as locked:
         result = order_transition(locked, OrderStatus.EXPIRED, source=SOURCE, message=message, gateway_trans_status=gateway_trans_status)
     return OrderStatus.EXPIRED if result is ApplyResult.APPLIED else None
 

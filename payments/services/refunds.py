@@ -30,6 +30,7 @@ from payments.gateway.errors import (
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Target
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
+from payments.locks import order_locked, refund_locked
 from payments.models import ApiKey, MerchantOrderNumber, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
@@ -53,8 +54,7 @@ def order_refund(
     *, order: Order, amount: Decimal, reason: str, merchant_order_no: str = "", api_key: ApiKey | None = None, source: str = "api"
 ) -> Refund:
     """Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the refundable amount."""
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+    with order_locked(order_id=order.pk) as order:
         if order.status not in ORDER_PAID_STATUSES:
             raise StateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
         refundable = order_refundable_amount(order)
@@ -129,17 +129,14 @@ def order_refund(
 
 
 def _refund_note(refund: Refund, *, message: str, source: str) -> None:
-    with transaction.atomic():
-        # Order then refund: the lock order of every refund change, so none of them can deadlock.
-        order = Order.objects.select_for_update().get(pk=refund.order_id)
+    # The refund's row is written after its order's lock (payments.locks: the one lock order).
+    with order_locked(order_id=refund.order_id) as order:
         Refund.objects.select_for_update().filter(pk=refund.pk).update(gateway_message=message[:255], updated_at=timezone.now())
         order_event(order, refund=refund, kind="refund_outcome_unknown", source=source, message=message)
 
 
 def _refund_failed(refund: Refund, exc, *, source: str) -> None:
-    with transaction.atomic():
-        Order.objects.select_for_update().get(pk=refund.order_id)
-        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    with refund_locked(refund_id=refund.pk, order_id=refund.order_id) as (_, refund):
         refund.gateway_code, refund.gateway_message = failure_reason(exc)
         _refund_move(refund, RefundStatus.FAILED, source=source)
 
@@ -173,10 +170,7 @@ def _refund_move(refund: Refund, to_status: str | None, *, source: str, data: di
 
 def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str) -> ApplyResult:
     """Apply what the gateway says about a refund, under the order's then the refund's row lock."""
-    with transaction.atomic():
-        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
-        order = Order.objects.select_for_update().get(pk=order_id)
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+    with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
         if info.price_currency and info.price_currency.upper() != refund.currency or (
             info.order_amount is not None and info.order_amount != refund.amount
@@ -205,10 +199,7 @@ def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyRe
 def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
     """A refund the gateway does not know, past the grace period, never reached it: it failed and frees its amount."""
     now = timezone.now()
-    with transaction.atomic():
-        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
-        order = Order.objects.select_for_update().get(pk=order_id)
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+    with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
         if refund.not_found_since is None:
             refund.not_found_since = now

@@ -100,3 +100,19 @@ def test_the_replay_action_applies_through_the_service_and_is_audited(gateway, n
         ("admin:admin", "received", "applied")
     ]
     assert LogEntry.objects.get().change_message.startswith("Replayed: received -> applied")
+
+
+def test_a_failed_delivery_shows_its_whole_traceback_escaped(gateway, notify_account, admin_client):
+    """The detail page shows ``last_traceback`` in full, indentation kept (in a <pre>) and escaped."""
+    gateway.notify(notification_fields("TB-1"))
+    delivery = NotificationDelivery.objects.get()
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: <b>bad</b>\n'
+    NotificationDelivery.objects.filter(pk=delivery.pk).update(last_error="ValueError: <b>bad</b>", last_traceback=trace)
+
+    page = admin_client.get(reverse("admin:webhooks_notificationdelivery_change", args=[delivery.pk])).content.decode()
+
+    assert "Last traceback" in page
+    assert (
+        '<pre style="white-space: pre-wrap">Traceback (most recent call last):\n'
+        "  File &quot;x.py&quot;, line 1, in &lt;module&gt;\nValueError: &lt;b&gt;bad&lt;/b&gt;\n</pre>"
+    ) in page

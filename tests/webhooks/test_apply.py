@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import Counter
 from decimal import Decimal
 
@@ -26,6 +27,7 @@ from tests.factories import OrderFactory, RefundFactory
 from tests.webhooks.conftest import CLOSED_PORT_URL, notification_fields, run_in_threads
 from webhooks.models import NotificationDelivery, ProcessingStatus
 from webhooks.services import notification_apply
+from webhooks.services.apply import TRACEBACK_MAX_CHARS, _traceback_text
 from webhooks.tasks import apply_due_notifications, apply_notification
 
 
@@ -341,3 +343,65 @@ def test_the_task_schedules_its_retry_and_the_sweep_waits_past_it(gateway, notif
     delivery.refresh_from_db()
     assert 90 <= (delivery.next_attempt_at - before).total_seconds() < 95
     assert apply_due_notifications() == 0
+
+
+def test_a_failed_apply_keeps_its_whole_traceback_until_the_delivery_is_applied(gateway, notify_account, settings):
+    """
+    A delivery whose confirming query cannot reach the gateway keeps the formatted traceback of that failure
+    in ``last_traceback`` (from "Traceback" to the exception's own line, through the frame that queried); once
+    a later attempt applies it, both ``last_error`` and ``last_traceback`` are empty again.
+    """
+    settings.CODEPAY_CONFIRM_NOTIFICATIONS = True
+    settings.CODEPAY_BASE_URL = CLOSED_PORT_URL
+    settings.CODEPAY_PRIVATE_KEY = VECTORS["app_private_key_pem"]
+    settings.CODEPAY_CONNECT_TIMEOUT = 0.5
+    gateway_clients_reset()
+    OrderFactory(account=notify_account, merchant_order_no="TRACE-1")
+    gateway.notify(notification_fields("TRACE-1"))
+    [delivery] = _deliveries()
+
+    assert notification_apply(delivery_id=delivery.pk).status == ProcessingStatus.RETRYING
+    delivery.refresh_from_db()
+    lines = delivery.last_traceback.rstrip("\n").splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1].startswith("payments.gateway.errors.GatewayRequestNotSent: ")
+    assert "could not connect to http://127.0.0.1:1" in lines[-1]
+    assert 'webhooks/services/apply.py", line' in delivery.last_traceback
+    assert "in _gateway_state" in delivery.last_traceback
+
+    settings.CODEPAY_CONFIRM_NOTIFICATIONS = False
+    gateway_clients_reset()
+    assert notification_apply(delivery_id=delivery.pk).status == ProcessingStatus.APPLIED
+    delivery.refresh_from_db()
+    assert (delivery.last_error, delivery.last_traceback) == ("", "")
+
+
+def test_a_retry_without_an_exception_keeps_no_traceback(gateway, notify_account):
+    """A notification with no order yet is retried with its reason in ``last_error`` and no traceback."""
+    gateway.notify(notification_fields("NOTRACE-1"))
+    [delivery] = _deliveries()
+
+    assert notification_apply(delivery_id=delivery.pk).status == ProcessingStatus.UNMATCHED
+
+    delivery.refresh_from_db()
+    assert (delivery.last_error, delivery.last_traceback) == ("no order or refund with this merchant_order_no yet", "")
+
+
+def test_a_long_traceback_keeps_its_end_within_the_bound():
+    """
+    A traceback longer than ``TRACEBACK_MAX_CHARS`` keeps its last ``TRACEBACK_MAX_CHARS`` characters (the
+    frames nearest the error and the error itself), after a line saying how many were cut.
+    """
+    message = "".join(f"{index:05d} " for index in range(4000))  # 24,000 characters
+    try:
+        raise ValueError(message)
+    except ValueError as exc:
+        error = exc
+    whole = "".join(traceback.format_exception(error))
+
+    kept = _traceback_text(error)
+
+    cut = len(whole) - TRACEBACK_MAX_CHARS
+    assert cut > 8000
+    assert kept == f"[first {cut} characters cut]\n" + whole[-TRACEBACK_MAX_CHARS:]
+    assert kept.endswith("03999 \n")

@@ -1,6 +1,9 @@
 """
 Handing stored deliveries to the Celery worker without making the sender wait for the broker.
 
+The apply task is sent by its registered name (``APPLY_TASK``) through the Celery app: ``webhooks.tasks``
+imports these services and nothing here imports ``webhooks.tasks``, so imports flow one way.
+
 Why a queue and one publisher thread per process: the receiver answers as soon as the delivery row is
 committed; publishing the apply task is a convenience on top (the periodic sweep applies any delivery
 whose task never arrived, through ``next_attempt_at``). Publishing inline cost a thread and a new broker
@@ -25,11 +28,14 @@ import threading
 import time
 from datetime import timedelta
 
+from celery import Task
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import conf
-from .models import PENDING_STATUSES, NotificationDelivery
+from codepay_service.celery import app as celery_app
+
+from .. import conf
+from ..models import PENDING_STATUSES, NotificationDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,12 @@ QUEUE_SIZE = 10_000
 # After a failed publish: no new attempt for this long; deliveries arriving meanwhile are made due at once.
 BROKER_RETRY_SECONDS = 5.0
 _BATCH = 500
+# Registered by ``webhooks.tasks``; looked up by name so that services never import the tasks module.
+APPLY_TASK = "webhooks.tasks.apply_notification"
+
+
+def _apply_task() -> Task:
+    return celery_app.tasks[APPLY_TASK]
 
 
 class _Publisher:
@@ -90,13 +102,11 @@ class _Publisher:
 
     def _broker_resting(self) -> bool:
         """Within the pause after a failed publish, for the same broker (a new broker URL is tried at once)."""
-        from .tasks import apply_notification
-
+        apply_notification = _apply_task()
         return time.monotonic() < self._broker_down_until and apply_notification.app.conf.broker_url == self._broker_down_url
 
     def _publish(self, batch: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        from .tasks import apply_notification
-
+        apply_notification = _apply_task()
         for index, (delivery_id, countdown) in enumerate(batch):
             try:
                 producer = self._current_producer(apply_notification.app)
@@ -164,3 +174,26 @@ def apply_task_submit(delivery_id: int, *, countdown: float = 0) -> bool:
 
 def apply_task_pending_make_due(delivery_id: int, *, countdown: float = 0) -> None:
     _make_due([(delivery_id, countdown)])
+
+
+def apply_task_publish(delivery_id: int, *, countdown: float = 0) -> bool:
+    """
+    Queue ``apply_notification`` without waiting for the broker: True when it is handed to this process's
+    publisher, which makes the delivery due for the sweep if the publish fails.
+    """
+    apply_notification = _apply_task()
+    if apply_notification.app.conf.task_always_eager:
+        apply_notification.apply_async(args=[delivery_id], countdown=countdown or None)
+        return True
+    return apply_task_submit(delivery_id, countdown=countdown)
+
+
+def notification_apply_later(*, delivery_id: int, countdown: float) -> bool:
+    """Queue the next attempt as a countdown task; when it is queued the sweep waits a grace period past it."""
+    countdown = min(countdown, conf.max_task_delay_seconds())
+    queued = apply_task_publish(delivery_id, countdown=countdown)
+    if queued:
+        NotificationDelivery.objects.filter(
+            pk=delivery_id, status__in=PENDING_STATUSES, next_attempt_at__isnull=False
+        ).update(next_attempt_at=timezone.now() + timedelta(seconds=countdown + conf.sweep_grace_seconds()))
+    return queued
