@@ -136,9 +136,7 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
 def _operation_sync_by_order(*, operation: OrderOperation, client, source: str) -> ApplyResult:
     """Settle an operation without a number of its own by what ``order.query`` shows of the order."""
     info = client.query_order(merchant_order_no=operation.order.merchant_order_no)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=operation.order_id)
-        operation = OrderOperation.objects.select_for_update().get(pk=operation.pk)
+    with operation_locked(operation_id=operation.pk, order_id=operation.order_id) as (order, operation):
         if operation.status != OperationStatus.UNKNOWN:
             return ApplyResult.UNCHANGED
         acted = _operation_acted(operation, order, info)
