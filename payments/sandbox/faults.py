@@ -93,6 +93,8 @@ class FaultPlan:
                 if self._rng.random() < fault.rate:
                     return fault
                 continue
+            if fault.times is None:  # neither a rate nor a count: _parse never builds one
+                continue
             fault.times -= 1
             if fault.times == 0:
                 faults.remove(fault)
