@@ -226,7 +226,10 @@ def _claim_head(endpoint_id: int, order_id: int | None, now: datetime) -> EventD
 
 
 def event_chain_send(*, endpoint_id: int, order_id: int | None, max_events: int = 100) -> int:
-    """Send the due events of one (endpoint, order) chain, oldest first; stops at the first failure. Answers how many were delivered."""
+    """
+    Send the due events of one (endpoint, order) chain, oldest first; stops at the first failure.
+    Answers how many were delivered.
+    """
     delivered = 0
     for _ in range(max_events):
         head = _claim_head(endpoint_id, order_id, timezone.now())
@@ -299,7 +302,10 @@ def _endpoint_disable(endpoint: EventEndpoint, *, now: datetime) -> None:
 
 
 def event_deliveries_send_due(*, time_budget_seconds: float = 25.0, limit: int = 200) -> int:
-    """The sweep: every chain whose head is due (a missed queue, a retry, a re-enabled endpoint). Answers deliveries made."""
+    """
+    The sweep: every chain whose head is due (a missed queue, a retry, a re-enabled endpoint).
+    Answers deliveries made.
+    """
     started = time.monotonic()
     chains = (
         EventDelivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__is_active=True, next_attempt_at__lte=timezone.now())
