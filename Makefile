@@ -15,7 +15,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/codepay
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?= tests
 
-.PHONY: install install-dev run manage test check bench bench-memory bench-wait chaos clean
+.PHONY: install install-dev run manage test lint check bench bench-memory bench-wait chaos clean
 
 # Two sets, both pinned: requirements.txt is what the service runs on (and all the image holds);
 # requirements-dev.txt adds the test tools. `make run` needs the first, `make test` both.
@@ -67,6 +67,17 @@ test: install-dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/python -m pytest -c tests/pytest.ini --rootdir . $(PYTEST_ARGS)
+
+# Style and types: the formatter's verdict, the lint rules and mypy, all configured in pyproject.toml. mypy
+# loads the settings (django-stubs), which need a secret key and a database URL it never connects to.
+LINT_PATHS := codepay_service payments webhooks
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	DJANGO_SECRET_KEY=lint-only-not-secret DJANGO_DEBUG=0 DJANGO_SECURE_SSL_REDIRECT=0 \
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_REDIS_URL)} \
+	$(BIN)/mypy $(LINT_PATHS)
 
 check: install
 	DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 class ServiceError(Exception):
     code = "error"
-    http_status = status.HTTP_400_BAD_REQUEST
+    http_status: int = status.HTTP_400_BAD_REQUEST
     message = "The request could not be processed."
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):

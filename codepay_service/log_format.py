@@ -10,14 +10,17 @@ from deep inside a service can be found by the request id a store system quotes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 # The current request's fields; a new dict per request (never mutated in place, so threads do not share one).
-log_context: ContextVar[dict[str, str]] = ContextVar("codepay_log_context", default={})
+# The default is read-only, so no request can fill in a dict that every other request would then see.
+log_context: ContextVar[Mapping[str, str]] = ContextVar("codepay_log_context", default=MappingProxyType({}))
 
 
 def log_context_bind(**fields: str) -> None:

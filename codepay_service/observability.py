@@ -19,7 +19,7 @@ import uuid
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
-from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from codepay_service.instruments import HTTP_REQUEST_SECONDS

@@ -28,7 +28,9 @@ REQUEST_ID_ANSWERED = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     response=True,
-    description="The request's id: yours when you sent a valid one, otherwise generated. Quote it when asking for support.",
+    description=(
+        "The request's id: yours when you sent a valid one, otherwise generated. Quote it when asking for support."
+    ),
 )
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -47,7 +49,10 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
     OpenApiParameter.HEADER,
     response=True,
     enum=["true"],
-    description="`true` when this answer is the stored answer to an earlier request with the same Idempotency-Key; absent otherwise.",
+    description=(
+        "`true` when this answer is the stored answer to an earlier request with the same Idempotency-Key; "
+        "absent otherwise."
+    ),
 )
 
 # The tag of each path, most specific pattern first.
@@ -61,11 +66,29 @@ TAGS = (
 )
 
 TAG_DESCRIPTIONS = [
-    {"name": "orders", "description": "Take a payment: on a card terminal, on a hosted checkout page, or with card details you collected. Follow it until it is final."},
+    {
+        "name": "orders",
+        "description": (
+            "Take a payment: on a card terminal, on a hosted checkout page, or with card details you collected. "
+            "Follow it until it is final."
+        ),
+    },
     {"name": "refunds", "description": "Give money back on a paid order, in full or in part, as many times as the paid amount allows."},
-    {"name": "operations", "description": "Act on an existing order: cancel or void it, capture or raise an authorization, adjust a tip, or ask CodePay for its state now."},
+    {
+        "name": "operations",
+        "description": (
+            "Act on an existing order: cancel or void it, capture or raise an authorization, adjust a tip, "
+            "or ask CodePay for its state now."
+        ),
+    },
     {"name": "batches", "description": "Settle the day: see what is in a terminal's open batch and close it."},
-    {"name": "events", "description": "Register the URLs that receive signed events when an order or refund changes, so your system is told instead of polling."},
+    {
+        "name": "events",
+        "description": (
+            "Register the URLs that receive signed events when an order or refund changes, "
+            "so your system is told instead of polling."
+        ),
+    },
     {"name": "health", "description": "For load balancers and orchestrators; no API key."},
 ]
 

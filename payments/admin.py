@@ -34,9 +34,9 @@ from payments.models import (
     BatchCloseSchedule,
     GatewayCall,
     MerchantAccount,
+    OperationStatus,
     Order,
     OrderEvent,
-    OperationStatus,
     OrderOperation,
     OrderStatus,
     Refund,
@@ -103,9 +103,10 @@ class MerchantAccountAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
-    list_display = (*APIKeyModelAdmin.list_display, "account", "store_no")
+    # The library's attributes are tuples of fixed length to mypy; these extend them.
+    list_display = (*APIKeyModelAdmin.list_display, "account", "store_no")  # type: ignore[assignment]
     list_select_related = ("account",)
-    list_filter = (*APIKeyModelAdmin.list_filter, "account")
+    list_filter = (*APIKeyModelAdmin.list_filter, "account")  # type: ignore[assignment]
 
 
 def _money(amount, currency: str) -> str:
@@ -196,9 +197,8 @@ class NeedsOperatorFilter(admin.SimpleListFilter):
         }
         if self.value() == "unknown":
             return queryset.filter(status=OrderStatus.UNKNOWN)
-        if self.value() in related:
-            return queryset.filter(Exists(related[self.value()]))
-        return queryset
+        subquery = related.get(self.value() or "")
+        return queryset.filter(Exists(subquery)) if subquery is not None else queryset
 
 
 @admin.register(Order)
@@ -345,15 +345,20 @@ class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return False
 
 
+# Every column but the id, the amount in the currency's digits instead of the raw column; all read-only.
+REFUND_ADMIN_FIELDS = tuple(
+    field.name if field.name != "amount" else "amount_display" for field in Refund._meta.fields if field.name != "id"
+)
+
+
 @admin.register(Refund)
 class RefundAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "order", "reason")
     list_filter = ("status", "order__store_no", "order__terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
     search_fields = ("=merchant_order_no", "=trans_no", "=order__merchant_order_no")
     list_select_related = ("order", "account")
-    # The amount in the currency's digits instead of the raw column.
-    fields = [field.name if field.name != "amount" else "amount_display" for field in Refund._meta.fields if field.name != "id"]
-    readonly_fields = fields
+    fields = REFUND_ADMIN_FIELDS
+    readonly_fields = REFUND_ADMIN_FIELDS
     actions = ("sync_with_gateway",)
 
     @admin.display(description="Amount", ordering="amount")
@@ -419,7 +424,7 @@ if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
 
 
-class SuperuserOnlyAdminMixin:
+class SuperuserOnlyAdminMixin(admin.ModelAdmin):
     """Periodic-task plumbing: schedules are seeded by migrations, so only superusers see or touch them."""
 
     def has_module_permission(self, request):

@@ -122,7 +122,8 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
             form=AmountForm,
             initial=lambda order: {"amount": format_amount(_capturable(order), order.currency)},
             describe=lambda order: (
-                f"Authorized {_money(order, order.authorized_amount)}, captured {_money(order, order.captured_amount)}; "
+                f"Authorized {_money(order, order.authorized_amount)}, "
+                f"captured {_money(order, order.captured_amount)}; "
                 f"at most {_money(order, _capturable(order))} can be captured."
             ),
             offered=lambda order: order.trans_type == TransType.AUTH and order.status == OrderStatus.AUTHORIZED,
@@ -158,7 +159,8 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
             form=ConfirmForm,
             initial=lambda order: {},
             describe=lambda order: (
-                f"Ask CodePay about this {_money(order, order.amount)} order now and apply its answer; nothing is charged."
+                f"Ask CodePay about this {_money(order, order.amount)} order now and apply its answer; "
+                "nothing is charged."
             ),
             offered=lambda order: True,
             run=_sync,

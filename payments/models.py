@@ -9,6 +9,8 @@ captures never above what was authorized. Services change these rows under ``sel
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -16,10 +18,17 @@ from django.db.models import F, Q
 from rest_framework_api_key.models import AbstractAPIKey
 from timezone_field import TimeZoneField
 
+
 # Every amount and every sum of amounts the service accepts has at most 12 digits down to the currency's
 # minor unit (payments.gateway.money.amount_maximum), so 12 integer digits and 3 decimals hold each of them
 # exactly; 15 significant digits is also what SQLite (which stores decimals as floats) keeps exactly.
-MONEY = {"max_digits": 15, "decimal_places": 3}
+# A TypedDict, so `DecimalField(**MONEY)` stays one spelling and still type-checks keyword by keyword.
+class MoneyDigits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: MoneyDigits = {"max_digits": 15, "decimal_places": 3}
 
 
 class MerchantAccount(models.Model):
@@ -69,6 +78,9 @@ class MerchantOrderNumber(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "merchant_order_no"], name="merchant_order_no_unique_per_account")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_order_no} ({self.kind})"
 
 
 class Channel(models.TextChoices):
@@ -341,6 +353,9 @@ class IdempotencyRecord(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key")]
 
+    def __str__(self) -> str:
+        return f"{self.request_method} {self.request_path} [{self.key}]"
+
 
 def all_weekdays() -> list[int]:
     return [1, 2, 3, 4, 5, 6, 7]
@@ -437,6 +452,9 @@ class BatchClose(models.Model):
             # The retry sweep: failed closes whose next attempt is due.
             models.Index(fields=["next_attempt_at"], name="batch_close_due_retry", condition=Q(next_attempt_at__isnull=False)),
         ]
+
+    def __str__(self) -> str:
+        return f"batch close {self.pk} ({self.status})"
 
 
 # Outbound events keep their models in their own package (payments/events); imported here so Django finds them.

@@ -12,6 +12,7 @@ The API's JSON body parser: strict, because a body that parses "somehow" is a bo
 from __future__ import annotations
 
 import json
+
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser

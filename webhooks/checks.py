@@ -19,7 +19,10 @@ def allowed_networks_check(app_configs, **kwargs) -> list[Error]:
             errors.append(
                 Error(
                     f"CODEPAY_NOTIFICATION_ALLOWED_NETWORKS entry {entry!r} is not an IP address or CIDR network.",
-                    hint="CodePay posts from 3.135.111.52 and 18.217.220.157, e.g. '3.135.111.52/32,18.217.220.157/32'.",
+                    hint=(
+                        "CodePay posts from 3.135.111.52 and 18.217.220.157, "
+                        "e.g. '3.135.111.52/32,18.217.220.157/32'."
+                    ),
                     id="webhooks.E001",
                 )
             )

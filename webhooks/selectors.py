@@ -29,7 +29,10 @@ def order_notification_entries(order: Order) -> list[TimelineEntry]:
             TimelineEntry(
                 at=delivery.received_at,
                 source="notification",
-                title=f"notification #{delivery.pk} {delivery.merchant_order_no} trans_status {delivery.trans_status or '-'}",
+                title=(
+                    f"notification #{delivery.pk} {delivery.merchant_order_no} "
+                    f"trans_status {delivery.trans_status or '-'}"
+                ),
                 outcome=f"{delivery.verification}, {delivery.status}",
                 detail=delivery.status_message,
                 url=reverse("admin:webhooks_notificationdelivery_change", args=[delivery.pk]),

@@ -33,10 +33,10 @@ import hashlib
 import ipaddress
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -100,7 +100,7 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+def _reject_duplicate_keys(pairs: Sequence[tuple[str, object]]) -> dict:
     keys = [key for key, _ in pairs]
     if len(keys) != len(set(keys)):
         raise MalformedBody("a field appears twice")

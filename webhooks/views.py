@@ -2,8 +2,9 @@
 The notification receiver's HTTP endpoint: read the body within bounds, hand it to the service, answer.
 
 CodePay's callbacks come from 3.135.111.52 and 18.217.220.157 (docs/protocol.md, "Notifications");
-``CODEPAY_NOTIFICATION_ALLOWED_NETWORKS`` can restrict the endpoint to them (empty: any source). The address checked is REMOTE_ADDR: behind a reverse proxy, the proxy must set it to the real
-client address; ``X-Forwarded-For`` is not trusted here, because any client can send one.
+``CODEPAY_NOTIFICATION_ALLOWED_NETWORKS`` can restrict the endpoint to them (empty: any source). The
+address checked is REMOTE_ADDR: behind a reverse proxy, the proxy must set it to the real client address;
+``X-Forwarded-For`` is not trusted here, because any client can send one.
 
 No API key, no session, no CSRF token: the gateway authenticates by its RSA2 signature, which the
 service checks. The body is read straight from the request stream and never more than

@@ -45,7 +45,10 @@ class EventEndpointListCreateApi(APIView):
     @extend_schema(
         tags=TAGS, operation_id="event_endpoints_create", summary="Register an event endpoint", request=serializers.EventEndpointCreateSerializer,
         responses={201: serializers.EventEndpointWithSecretSerializer, **_errors(400, *COMMON_ERRORS)},
-        description="Register a URL for the account's events (or one store's). The answer holds the signing secret, shown only here.",
+        description=(
+            "Register a URL for the account's events (or one store's). "
+            "The answer holds the signing secret, shown only here."
+        ),
     )
     def post(self, request):
         data = _validated(serializers.EventEndpointCreateSerializer, request).validated_data

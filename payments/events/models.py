@@ -128,3 +128,6 @@ class EventDeliveryAttempt(models.Model):
     class Meta:
         app_label = "payments"
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} {self.trigger} -> {self.http_status}"

@@ -23,11 +23,15 @@ SIGNATURE_NOTE = (
 _DESCRIPTIONS = {
     EventType.ORDER_SUCCEEDED: "The order is paid.",
     EventType.ORDER_FAILED: "The order failed (declined, closed, or never reached CodePay).",
-    EventType.ORDER_CANCELLED: "The order was cancelled (a revoked payment, a voided authorization, a closed terminal order).",
+    EventType.ORDER_CANCELLED: (
+        "The order was cancelled (a revoked payment, a voided authorization, a closed terminal order)."
+    ),
     EventType.ORDER_EXPIRED: "The order expired unpaid.",
     EventType.ORDER_AUTHORIZED: "A pre-authorization was approved; capture it to take the money.",
     EventType.ORDER_CAPTURED: "An authorization was captured: the order is paid.",
-    EventType.ORDER_CONFLICT: "CodePay reported amounts that differ from ours; nothing was changed and an operator looks into it.",
+    EventType.ORDER_CONFLICT: (
+        "CodePay reported amounts that differ from ours; nothing was changed and an operator looks into it."
+    ),
     EventType.REFUND_SUCCEEDED: "A refund went through.",
     EventType.REFUND_FAILED: "A refund failed; its amount can be refunded again.",
     EventType.ENDPOINT_DISABLED: "Another endpoint of the account was disabled after failing for days.",

@@ -38,5 +38,5 @@ class EventEndpointWithSecretSerializer(EventEndpointSerializer):
     """Only in the answer to a create or a rotation: the secret is not shown again."""
 
     class Meta(EventEndpointSerializer.Meta):
-        fields = EventEndpointSerializer.Meta.fields + ["secret"]
+        fields = [*EventEndpointSerializer.Meta.fields, "secret"]
         read_only_fields = fields

@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import requests
 from django.conf import settings
@@ -109,7 +110,7 @@ def _event_create(
         [EventDelivery(event=event, endpoint=endpoint, order=order, next_attempt_at=now) for endpoint in endpoints]
     )
     for endpoint in endpoints:
-        transaction.on_commit(lambda endpoint_id=endpoint.pk, order_id=order.pk if order else None: _queue_chain(endpoint_id, order_id))
+        transaction.on_commit(partial(_queue_chain, endpoint.pk, order.pk if order else None))
     return event
 
 
@@ -225,7 +226,10 @@ def _claim_head(endpoint_id: int, order_id: int | None, now: datetime) -> EventD
 
 
 def event_chain_send(*, endpoint_id: int, order_id: int | None, max_events: int = 100) -> int:
-    """Send the due events of one (endpoint, order) chain, oldest first; stops at the first failure. Answers how many were delivered."""
+    """
+    Send the due events of one (endpoint, order) chain, oldest first; stops at the first failure.
+    Answers how many were delivered.
+    """
     delivered = 0
     for _ in range(max_events):
         head = _claim_head(endpoint_id, order_id, timezone.now())
@@ -278,6 +282,7 @@ def _attempt_record(delivery: EventDelivery, result: AttemptResult, *, trigger: 
 def _keeps_failing(endpoint: EventEndpoint, now: datetime) -> bool:
     return (
         endpoint.consecutive_failures >= settings.EVENTS_ENDPOINT_DISABLE_MIN_FAILURES
+        and endpoint.failing_since is not None
         and now - endpoint.failing_since >= timedelta(seconds=settings.EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS)
     )
 
@@ -297,7 +302,10 @@ def _endpoint_disable(endpoint: EventEndpoint, *, now: datetime) -> None:
 
 
 def event_deliveries_send_due(*, time_budget_seconds: float = 25.0, limit: int = 200) -> int:
-    """The sweep: every chain whose head is due (a missed queue, a retry, a re-enabled endpoint). Answers deliveries made."""
+    """
+    The sweep: every chain whose head is due (a missed queue, a retry, a re-enabled endpoint).
+    Answers deliveries made.
+    """
     started = time.monotonic()
     chains = (
         EventDelivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__is_active=True, next_attempt_at__lte=timezone.now())
@@ -329,11 +337,7 @@ def event_delivery_replay(*, delivery_id: int, actor: str) -> EventDelivery:
 
 
 def event_deliveries_for_replay(*, statuses: list[str], since: datetime | None, ids: list[int] | None, endpoint_id: int | None = None) -> list[int]:
-    deliveries = EventDelivery.objects.all()
-    if ids:
-        deliveries = deliveries.filter(pk__in=ids)
-    else:
-        deliveries = deliveries.filter(status__in=statuses)
+    deliveries = EventDelivery.objects.filter(pk__in=ids) if ids else EventDelivery.objects.filter(status__in=statuses)
     if since is not None:
         deliveries = deliveries.filter(event__created_at__gte=since)
     if endpoint_id is not None:

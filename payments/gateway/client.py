@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -469,7 +469,7 @@ class CodePayClient:
             **business_fields,
         }
         body = {key: _wire_value(value) for key, value in fields.items() if value is not None and value != ""}
-        if self.sign_type == "RSA2":
+        if self.sign_type == "RSA2" and self._private_key is not None:  # the constructor requires the key
             body["sign"] = signing.sign(body, self._private_key)
         return body
 
@@ -498,7 +498,7 @@ class CodePayClient:
         if self._throttle is not None:
             self._throttle()
         body = self.build_request(method, business_fields)
-        started_at = datetime.now(tz=timezone.utc)
+        started_at = datetime.now(tz=UTC)
         started = time.monotonic()
         http_status: int | None = None
         envelope: dict[str, Any] | None = None
@@ -530,7 +530,7 @@ class CodePayClient:
     def _post(self, method: Method, body: dict[str, str]) -> tuple[int, str]:
         headers = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
         auth = None
-        if self.sign_type == "NONE":
+        if self.sign_type == "NONE" and self._basic_auth is not None:  # the constructor requires it
             user, password = self._basic_auth
             auth = requests.auth.HTTPBasicAuth(user, password)
         try:
@@ -586,7 +586,10 @@ class CodePayClient:
             if key != "sign" and value is not None
         }
         code = str(envelope.get("code", ""))
-        verified = self.sign_type == "NONE" or signing.verify(signed_fields, envelope.get("sign"), self._gateway_public_key)
+        verified = self.sign_type == "NONE" or (
+            self._gateway_public_key is not None  # the constructor requires it for RSA2
+            and signing.verify(signed_fields, envelope.get("sign"), self._gateway_public_key)
+        )
         psn = str(envelope.get("psn") or "")
         if code != SUCCESS_CODE:
             message = str(envelope.get("msg") or "no message")

@@ -67,7 +67,7 @@ def sign(fields: Mapping[str, Any], private_key: rsa.RSAPrivateKey) -> str:
     return base64.b64encode(signature).decode("ascii")
 
 
-def verify(fields: Mapping[str, Any], signature: str, public_key: rsa.RSAPublicKey) -> bool:
+def verify(fields: Mapping[str, Any], signature: object, public_key: rsa.RSAPublicKey) -> bool:
     """True when ``signature`` (base64) signs ``fields`` under ``public_key``; never raises for bad input."""
     if not signature or not isinstance(signature, str):
         return False

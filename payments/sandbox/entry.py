@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,7 +32,7 @@ from payments.gateway import signing
 from payments.gateway.methods import Method
 
 from . import errors
-from .errors import SandboxError, require
+from .errors import SandboxError, require, require_found
 from .faults import FaultPlan
 from .operations import Fields, Operations
 from .responses import Response, json_response, text_response
@@ -88,7 +88,7 @@ class Entry:
         if fault_name == "http_500":
             self._record_call(fields, code="", fault_name=fault_name)
             return text_response(500, "Internal Server Error")
-        if fault_name == "latency":
+        if fault is not None and fault.fault == "latency":
             self._wait(fault.seconds)
         try:
             data = self._process(fields, authorization)
@@ -98,7 +98,7 @@ class Entry:
             response = self._answer(fields, SUCCESS_CODE, "success", data, fault_name=fault_name)
         if fault_name == "http_500_after":
             return text_response(500, "Internal Server Error")
-        if fault_name == "timeout_after_create":
+        if fault is not None and fault.fault == "timeout_after_create":
             self._wait(fault.seconds)
         return response
 
@@ -117,8 +117,7 @@ class Entry:
         return self._operations.run(method, Fields(fields), app_id=app.app_id, merchant_no=app.merchant_no)
 
     def _authenticate(self, fields: dict[str, str], authorization: str) -> SandboxApp:
-        app = self._apps.get(fields["app_id"])
-        require(app is not None, errors.UNKNOWN_APP)
+        app = require_found(self._apps.get(fields["app_id"]), errors.UNKNOWN_APP)
         require(fields["merchant_no"] == app.merchant_no, errors.MERCHANT_MISMATCH)
         if fields["sign_type"] == "RSA2":
             require(bool(fields.get("sign")), errors.MISSING_PARAMETER, "sign")
@@ -146,7 +145,7 @@ class Entry:
         self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str, signed: bool = True
     ) -> Response:
         self._record_call(fields, code=code, fault_name=fault_name)
-        now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        now = datetime.fromtimestamp(self._clock(), tz=UTC)
         envelope = {"code": code, "msg": msg, "psn": f"{now:%m%d%H%M%S}{self._state.next_serial():010d}"}
         if data is not None:
             envelope["data"] = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -157,7 +156,7 @@ class Entry:
     def _record_call(self, fields: Mapping[str, str], *, code: str, fault_name: str) -> None:
         self._state.record_call(
             {
-                "time": datetime.fromtimestamp(self._clock(), tz=timezone.utc).isoformat(timespec="milliseconds"),
+                "time": datetime.fromtimestamp(self._clock(), tz=UTC).isoformat(timespec="milliseconds"),
                 "method": fields.get("method", ""),
                 "merchant_order_no": fields.get("merchant_order_no", ""),
                 "code": code,

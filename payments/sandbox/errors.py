@@ -12,6 +12,7 @@ so that a test can tell the failures apart; a client must not branch on them bey
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE
 
@@ -73,3 +74,13 @@ def require(condition: bool, error: ErrorCode, detail: str = "") -> None:
     """Refuse with ``error`` unless ``condition`` holds; reads like the rule it checks."""
     if not condition:
         raise SandboxError(error, detail)
+
+
+_Found = TypeVar("_Found")
+
+
+def require_found(value: _Found | None, error: ErrorCode, detail: str = "") -> _Found:
+    """``value``, or refuse with ``error`` when there is none (a lookup that came back empty)."""
+    if value is None:
+        raise SandboxError(error, detail)
+    return value

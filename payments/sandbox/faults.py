@@ -107,6 +107,8 @@ class FaultPlan:
                     self._fired[fault.fault] += 1
                     return fault
                 continue
+            if fault.times is None:  # neither a rate nor a count: _parse never builds one
+                continue
             fault.times -= 1
             if fault.times == 0:
                 faults.remove(fault)

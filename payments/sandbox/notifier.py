@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import requests
@@ -128,7 +128,7 @@ class Notifier:
 
     def _record(self, fields: dict[str, str], *, outcome: str, attempt: int = 0, **details) -> None:
         record = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "attempt": attempt,
             "trans_status": fields["trans_status"],
             "outcome": outcome,

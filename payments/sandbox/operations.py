@@ -20,8 +20,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -474,7 +475,7 @@ class Operations:
         return f"{self._base_url()}/sandbox/{page}/{quote(merchant_order_no, safe='')}"
 
     @staticmethod
-    def _order_details(f: Fields, *names: str) -> dict[str, str]:
+    def _order_details(f: Fields, *names: str) -> dict[str, Any]:
         return {name: f.text(name) for name in names}
 
 
@@ -482,7 +483,7 @@ def _terminal_sns(f: Fields) -> list[str]:
     """terminal_sn_list arrives as a JSON array string; empty or absent selects every terminal."""
     terminal_sns = f.json("terminal_sn_list", list) or []
     require(all(isinstance(sn, str) for sn in terminal_sns), errors.INVALID_PARAMETER, "terminal_sn_list holds strings")
-    return terminal_sns
+    return list(terminal_sns)
 
 
 def _auth_no(trans_no: str) -> str:
@@ -503,5 +504,5 @@ def _expiry_valid(expiry: str) -> bool:
     """MMYY, a real month, not before the current month."""
     if re.fullmatch(r"\d{4}", expiry) is None or not 1 <= int(expiry[:2]) <= 12:
         return False
-    today = datetime.now(timezone.utc)
+    today = datetime.now(UTC)
     return (2000 + int(expiry[2:]), int(expiry[:2])) >= (today.year, today.month)

@@ -34,7 +34,7 @@ from decimal import Decimal
 from payments.gateway.methods import FOLLOW_UPS, FollowUpKind, TransStatus, TransType
 
 from . import errors
-from .errors import require
+from .errors import require, require_found
 from .store import SandboxStore
 from .transactions import (
     FINAL_STATUSES,
@@ -48,7 +48,6 @@ from .transactions import (
     Transaction,
     gateway_time,
 )
-
 
 # How long an uncaptured authorization holds the money (inferred: card schemes release most holds in 7 days).
 AUTHORIZATION_HOLD_SECONDS = 7 * 24 * 3600
@@ -232,9 +231,9 @@ class SandboxState:
             txn = txn if txn is not None and txn.merchant_no == merchant_no else None
         else:
             txn = self._by_order_no.get((merchant_no, merchant_order_no))
-        require(txn is not None, errors.ORDER_NOT_FOUND)
-        self._expire_if_due(txn)
-        return txn
+        found = require_found(txn, errors.ORDER_NOT_FOUND)
+        self._expire_if_due(found)
+        return found
 
     def _find_for_control(self, merchant_order_no: str, merchant_no: str) -> Transaction:
         """The control API names orders by merchant_order_no alone; merchant_no settles a clash between merchants."""
@@ -251,7 +250,11 @@ class SandboxState:
     def _expire_if_due(self, txn: Transaction) -> None:
         if txn.status in OPEN_STATUSES and txn.expires and self._clock() > txn.created_at + txn.expires:
             self._finish(txn, TransStatus.CLOSED, "expired")
-        elif self._uncaptured_authorization(txn) and self._clock() > txn.end_time + AUTHORIZATION_HOLD_SECONDS:
+        elif (
+            self._uncaptured_authorization(txn)
+            and txn.end_time is not None
+            and self._clock() > txn.end_time + AUTHORIZATION_HOLD_SECONDS
+        ):
             self._finish(txn, TransStatus.CANCELLED, "authorization_expired")
 
     @staticmethod
@@ -451,7 +454,7 @@ class SandboxState:
     def _void(self, original: Transaction, kind: FollowUpKind, merchant_order_no: str, reason: str) -> Transaction:
         """The void transaction (trans_type 5 or 7, from FOLLOW_UPS) of the whole ``original``, which is cancelled."""
         cancel = self._create_follow_up(
-            original, merchant_order_no=merchant_order_no, trans_type=FOLLOW_UPS[kind].creates, order_amount=original.trans_amount
+            original, merchant_order_no=merchant_order_no, trans_type=_created_by(kind), order_amount=original.trans_amount
         )
         self._finish(cancel, TransStatus.SUCCESS)
         self._finish(original, TransStatus.CANCELLED, reason)
@@ -481,7 +484,7 @@ class SandboxState:
             refund = self._create_follow_up(
                 original,
                 merchant_order_no=merchant_order_no,
-                trans_type=FOLLOW_UPS[kind].creates,
+                trans_type=_created_by(kind),
                 order_amount=order_amount,
                 tip_amount=tip_amount,
                 description=description,
@@ -567,3 +570,11 @@ class SandboxState:
             if txn is not None:
                 txn.notification_attempts.append(attempt)
                 self._save(txn)
+
+
+def _created_by(kind: FollowUpKind) -> TransType:
+    """The trans_type a void or refund creates; FOLLOW_UPS leaves it empty only for kinds that create none."""
+    creates = FOLLOW_UPS[kind].creates
+    if creates is None:
+        raise ValueError(f"the {kind} follow-up creates no transaction")
+    return creates

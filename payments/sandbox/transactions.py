@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 
@@ -73,7 +73,7 @@ def _notified(key: str, value: str) -> bool:
 
 def gateway_time(epoch_seconds: float) -> str:
     """The gateway's time format, e.g. "2024-02-28 08:51:51" (UTC)."""
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Channel(str, Enum):
