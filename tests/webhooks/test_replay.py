@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from payments.gateway import signing
-from payments.management.since import parse_since
+from codepay_service.since import parse_since
 from payments.models import Order, OrderEvent, OrderStatus
 from tests.factories import OrderFactory
 from tests.webhooks.conftest import notification_fields
