@@ -13,7 +13,7 @@ import enum
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -406,13 +406,14 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
     return order_apply_gateway_state(order_id=order.pk, info=info, source=source)
 
 
-def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
+def order_mark_not_found(*, order_id: int, source: str, now: datetime | None = None) -> ApplyResult:
     """
     The gateway does not know this order. Right after a create this can be transient (docs/protocol.md,
-    "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
+    "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period
+    (counted on ``now``: the reconciler's clock, the current time by default).
     """
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
-    now = timezone.now()
+    now = now or timezone.now()
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.not_found_since is None:

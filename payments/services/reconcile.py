@@ -272,7 +272,7 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     except GatewayError as exc:
         if not is_order_not_found(exc):
             raise
-        if order_mark_not_found(order_id=order.pk, source=SOURCE) is ApplyResult.APPLIED:
+        if order_mark_not_found(order_id=order.pk, source=SOURCE, now=now) is ApplyResult.APPLIED:
             return OrderStatus.FAILED
         if order.status in WAITING_STATUSES and _order_expired(order, now):
             # The gateway accepted it once but no longer knows it: nothing can be paid on it.
@@ -393,7 +393,7 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
 
     def check():
         client = gateway_client_for(refund.account, throttle=throttle)
-        if refund_sync(refund=refund, source=SOURCE, client=client) is ApplyResult.APPLIED:
+        if refund_sync(refund=refund, source=SOURCE, client=client, now=clock()) is ApplyResult.APPLIED:
             return Refund.objects.values_list("status", flat=True).get(pk=refund.pk)
         return None
 

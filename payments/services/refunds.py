@@ -13,7 +13,7 @@ refund, trans_type 8); the authorization itself moved no money and would be refu
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -190,21 +190,27 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
         return _refund_move(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
 
 
-def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyResult:
-    """Ask the gateway about the refund now and apply the answer (``client``: e.g. a rate-limited one)."""
+def refund_sync(*, refund: Refund, source: str = "sync", client=None, now: datetime | None = None) -> ApplyResult:
+    """
+    Ask the gateway about the refund now and apply the answer (``client``: e.g. a rate-limited one; ``now``:
+    the reconciler's clock for the not-found grace period).
+    """
     client = client or gateway_client_for(refund.account)
     try:
         info = client.query_refund(merchant_order_no=refund.merchant_order_no)
     except GatewayError as exc:
         if not is_order_not_found(exc):
             raise
-        return refund_mark_not_found(refund_id=refund.pk, source=source)
+        return refund_mark_not_found(refund_id=refund.pk, source=source, now=now)
     return refund_apply_gateway_state(refund_id=refund.pk, info=info, source=source)
 
 
-def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
-    """A refund the gateway does not know, past the grace period, never reached it: it failed and frees its amount."""
-    now = timezone.now()
+def refund_mark_not_found(*, refund_id: int, source: str, now: datetime | None = None) -> ApplyResult:
+    """
+    A refund the gateway does not know, past the grace period (counted on ``now``, the current time by
+    default), never reached it: it failed and frees its amount.
+    """
+    now = now or timezone.now()
     with transaction.atomic():
         order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
         order = Order.objects.select_for_update().get(pk=order_id)

@@ -131,7 +131,7 @@ def test_unknown_order_the_gateway_never_received_fails_once_the_grace_from_the_
     order.refresh_from_db()
     first_not_found = order.not_found_since
     assert order.status == OrderStatus.UNKNOWN
-    assert first_not_found is not None
+    assert first_not_found == now
     assert (order.check_attempts, order.next_check_at) == (1, now + timedelta(seconds=10))
 
     later = now + timedelta(seconds=10)
