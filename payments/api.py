@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from codepay_service.errors import ServiceError, ValidationFailed
 from payments import api_examples as examples
 from payments import selectors, serializers
+from payments.models import Order
 from payments.services.accounts import store_no_resolve
 from payments.services.batches import batch_close, batch_open_summary
 from payments.services.gateway_errors import gateway_errors_as_service_errors
@@ -34,6 +35,7 @@ from payments.services.idempotency import StoredResponse, idempotency_begin, ide
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
+from payments.services.results import WriteResult
 from payments.services.waits import database_read_then_release, order_wait_until, wsgi_wait_slot
 from payments.state_machine import ORDER_OPEN_STATUSES
 
@@ -209,7 +211,7 @@ class OrderListCreateApi(IdempotentPostApi):
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
         return Response(
-            serializers.OrderSerializer(result.order).data,
+            serializers.OrderSerializer(result.obj).data,
             status=status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED,
         )
 
@@ -313,9 +315,9 @@ class OrderRefundCreateApi(IdempotentPostApi):
     def handle_post(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         data = _validated(serializers.RefundCreateSerializer, request, currency=order.currency).validated_data
-        refund = order_refund(order=order, api_key=request.auth, **data)
-        code = status.HTTP_202_ACCEPTED if refund.status == "unknown" else status.HTTP_201_CREATED
-        return Response(serializers.RefundSerializer(refund).data, status=code)
+        result = order_refund(order=order, api_key=request.auth, **data)
+        code = status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED
+        return Response(serializers.RefundSerializer(result.obj).data, status=code)
 
 
 class RefundDetailApi(APIView):
@@ -336,7 +338,7 @@ class _OrderActionApi(IdempotentPostApi):
 
     input_serializer = None
 
-    def act(self, order, data):  # pragma: no cover - abstract
+    def act(self, order: Order, data: dict) -> WriteResult[Order] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def handle_post(self, request, merchant_order_no):
@@ -344,7 +346,7 @@ class _OrderActionApi(IdempotentPostApi):
         data = _validated(self.input_serializer or serializers.EmptyInputSerializer, request, currency=order.currency).validated_data
         result = self.act(order, data)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-        unknown = result is not None and result.outcome_unknown
+        unknown = result is not None and result.outcome_unknown  # a sync writes nothing of its own: None
         return Response(serializers.OrderDetailSerializer(order).data, status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK)
 
 

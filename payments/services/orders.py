@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -55,6 +54,7 @@ from payments.models import (
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
+from payments.services.results import WriteResult
 from payments.services.waits import order_settled_publish_on_commit
 from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, order_can_move, order_status_from_gateway
 
@@ -72,12 +72,6 @@ class ApplyResult(enum.Enum):
     UNCHANGED = "unchanged"
     STALE = "stale"
     CONFLICT = "conflict"
-
-
-@dataclass(frozen=True)
-class OrderCreateResult:
-    order: Order
-    outcome_unknown: bool
 
 
 def merchant_order_no_generate() -> str:
@@ -142,7 +136,7 @@ def order_create(
     pay_method_id: str = "",
     options: dict[str, Any] | None = None,
     card: CardDetails | None = None,
-) -> OrderCreateResult:
+) -> WriteResult[Order]:
     """Store the order, send it to the gateway, and record the answer; ``unknown`` when there is none."""
     options = options or {}
     store_no = store_no_resolve(account=account, api_key=api_key, requested=store_no)
@@ -181,7 +175,7 @@ def order_create(
     except (GatewayError, Misconfigured) as exc:
         _record_create_failure(order, exc)
         order.refresh_from_db()
-        return OrderCreateResult(order=order, outcome_unknown=True)
+        return WriteResult(obj=order, outcome_unknown=True)
 
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
@@ -195,7 +189,7 @@ def order_create(
         order.save()
         trans_status = answer.get("trans_status") or TransStatus.CREATED.value
         order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
-    return OrderCreateResult(order=order, outcome_unknown=False)
+    return WriteResult(obj=order, outcome_unknown=False)
 
 
 def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str, str]:

@@ -42,6 +42,7 @@ from payments.services.orders import (
     order_event,
     order_refunds_reserved,
 )
+from payments.services.results import WriteResult
 from payments.state_machine import ORDER_PAID_STATUSES, REFUND_OPEN_STATUSES, refund_can_move, refund_status_from_gateway
 
 
@@ -51,8 +52,11 @@ def order_refundable_amount(order: Order) -> Decimal:
 
 def order_refund(
     *, order: Order, amount: Decimal, reason: str, merchant_order_no: str = "", api_key: ApiKey | None = None, source: str = "api"
-) -> Refund:
-    """Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the refundable amount."""
+) -> WriteResult[Refund]:
+    """
+    Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the
+    refundable amount; a lost answer keeps the refund ``unknown`` and says so (``outcome_unknown``).
+    """
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         if order.status not in ORDER_PAID_STATUSES:
@@ -95,7 +99,7 @@ def order_refund(
         )
     except GatewayOutcomeUnknown as exc:
         _refund_note(refund, message=exc.message, source=source)
-        return Refund.objects.get(pk=refund.pk)
+        return WriteResult(obj=Refund.objects.get(pk=refund.pk), outcome_unknown=True)
     except GatewayRequestNotSent as exc:
         # Nothing left this machine: forget the refund and its number so the same request can be retried.
         with transaction.atomic():
@@ -125,7 +129,7 @@ def order_refund(
         ),
         source=source,
     )
-    return Refund.objects.get(pk=refund.pk)
+    return WriteResult(obj=Refund.objects.get(pk=refund.pk), outcome_unknown=False)
 
 
 def _refund_note(refund: Refund, *, message: str, source: str) -> None:
@@ -141,10 +145,10 @@ def _refund_failed(refund: Refund, exc, *, source: str) -> None:
         Order.objects.select_for_update().get(pk=refund.order_id)
         refund = Refund.objects.select_for_update().get(pk=refund.pk)
         refund.gateway_code, refund.gateway_message = failure_reason(exc)
-        _refund_move(refund, RefundStatus.FAILED, source=source)
+        refund_transition(refund, RefundStatus.FAILED, source=source)
 
 
-def _refund_move(refund: Refund, to_status: str | None, *, source: str, data: dict | None = None) -> ApplyResult:
+def refund_transition(refund: Refund, to_status: str | None, *, source: str, data: dict | None = None) -> ApplyResult:
     """The one place a refund's status changes. The caller holds the order's and the refund's row locks."""
     if to_status is None or to_status == refund.status:
         refund.save()
@@ -187,7 +191,7 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
             refund.trans_no = info.trans_no
         refund.gateway_trans_status = info.trans_status
         refund.not_found_since = None
-        return _refund_move(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
+        return refund_transition(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
 
 
 def refund_sync(*, refund: Refund, source: str = "sync", client=None, now: datetime | None = None) -> ApplyResult:
@@ -222,5 +226,5 @@ def refund_mark_not_found(*, refund_id: int, source: str, now: datetime | None =
         if refund.status == RefundStatus.UNKNOWN and now - refund.not_found_since >= timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
             refund.gateway_code = ORDER_NOT_FOUND_CODE
             refund.gateway_message = "The gateway never received this refund; request it again."
-            return _refund_move(refund, RefundStatus.FAILED, source=source)
+            return refund_transition(refund, RefundStatus.FAILED, source=source)
         return ApplyResult.UNCHANGED

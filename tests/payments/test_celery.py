@@ -171,7 +171,7 @@ def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(celery_worker,
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("8.00"), currency="USD",
         description="Sandwich", terminal_sn="WPYB002248000865",
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     assert order.status == OrderStatus.UNKNOWN
     sandbox_control.pay(order.merchant_order_no)
     Order.objects.filter(pk=order.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
@@ -194,7 +194,7 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_work
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("6.00"), currency="USD",
         description="Soup", terminal_sn="WPYB002248000865",
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     sandbox_control.pay(order.merchant_order_no)
     # Due a minute ago (well inside the catch-up window), on a schedule saved long before.
     due_at = timezone.now() - timedelta(minutes=1)

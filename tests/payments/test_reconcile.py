@@ -47,13 +47,13 @@ def terminal_order(account, **kwargs) -> Order:
         description="Flat white",
         terminal_sn=TERMINAL_SN,
         **kwargs,
-    ).order
+    ).obj
 
 
 def checkout_order(account) -> Order:
     return order_create(
         account=account, api_key=None, channel=Channel.CHECKOUT, amount=Decimal("25.00"), currency="USD", description="Gift card"
-    ).order
+    ).obj
 
 
 def make_expired(order: Order, now, settings) -> None:
@@ -315,7 +315,7 @@ def test_refund_completing_later_is_settled_by_reconcile(account, sandbox_contro
     sandbox_control.pay(order.merchant_order_no)
     order_sync(order=order)
     sandbox_control.fault(fault="refund_async", method="order.refund.submit")
-    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned")
+    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned").obj
     assert refund.status == RefundStatus.PENDING
 
     now = timezone.now()
