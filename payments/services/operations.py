@@ -146,7 +146,10 @@ def operation_finish(operation: OrderOperation, status: str, *, code: str = "", 
     order_event(operation.order, kind=f"{operation.kind}_{status}", source=operation.source, message=message)
 
 
-def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api") -> OrderOperation:
+def operation_start(
+    *, order: Order, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api"
+) -> OrderOperation:
+    """Record an operation as ``unknown`` before it is sent (reserving its own number, if it has one)."""
     if merchant_order_no:
         merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
     # Stored before it is sent, like an order: if this process dies mid-call, an operation with its own
@@ -201,10 +204,10 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
             if captured_auth and order_refunds_reserved(order):
                 raise StateConflict("The capture is partly refunded; refund the rest instead of voiding it.")
             reference = follow_up_reference(order=order, action="void")
-            operation = _start_operation(order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
+            operation = operation_start(order=order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
         elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
-            operation = _start_operation(order, kind=kind, source=source)
+            operation = operation_start(order=order, kind=kind, source=source)
         elif order.status == OrderStatus.SUCCEEDED:
             raise StateConflict("The order is paid; refund it instead of cancelling it.")
         else:
@@ -243,7 +246,7 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Writ
             raise ValidationFailed(
                 details={"amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]}
             )
-        operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
+        operation = operation_start(order=order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
 
     return _operation_call(
         order=order,
@@ -262,7 +265,7 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Wr
         _total_within_maximum(
             order.authorized_amount + pending + amount, currency=order.currency, field="amount", what="The authorized amount with this increment"
         )
-        operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
+        operation = operation_start(order=order, kind=OperationKind.INCREMENT, amount=amount, source=source)
 
     return _operation_call(order=order, operation=operation, call=lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
 
@@ -278,7 +281,7 @@ def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") 
         _total_within_maximum(new_paid, currency=order.currency, field="tip_amount", what="The paid amount with this tip")
         if new_paid < order_refunds_reserved(order):
             raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
-        operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
+        operation = operation_start(order=order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
 
     reference = follow_up_reference(order=order, action="tip_adjust")
     if reference.trans_no:
