@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from codepay_service.errors import ServiceError, ValidationFailed
 from payments import api_examples as examples
 from payments import selectors, serializers
+from payments.gateway import vocabulary
 from payments.models import Order
 from payments.services.accounts import store_no_resolve
 from payments.services.batches import batch_close, batch_open_summary
@@ -202,12 +203,7 @@ class OrderListCreateApi(IdempotentPostApi):
         serializer = _validated(serializers.OrderCreateSerializer, request)
         data = dict(serializer.validated_data)
         card = serializer.card_details()
-        options = {
-            name: data.pop(name)
-            for name in ("card_type", "on_screen_tip", "on_screen_signature", "confirm_on_terminal",
-                         "reject_when_terminal_offline", "receipt_print_mode", "return_url", "order_detail", "billing_address")
-            if name in data
-        }
+        options = {name: data.pop(name) for name in vocabulary.ORDER_OPTIONS if name in data}
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
         return Response(

@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from payments.gateway.methods import FOLLOW_UPS, FollowUpKind, TransStatus, TransType
+from payments.gateway.vocabulary import QR_PAY_SCENARIOS
 
 from . import errors
 from .errors import require
 from .transactions import (
     FINAL_STATUSES,
     OPEN_STATUSES,
-    QR_PAY_SCENARIOS,
     REFUND_TYPES,
     REFUNDABLE_TYPES,
     SETTLED_TYPES,

@@ -35,6 +35,7 @@ from payments.gateway.errors import (
 )
 from payments.gateway.methods import TransStatus
 from payments.gateway.results import OrderInfo
+from payments.gateway.vocabulary import QR_PAY_SCENARIOS
 from payments.models import Channel, OperationKind, OperationStatus, Order, OrderOperation, OrderStatus
 from payments.services.operations import operation_finish, operation_start
 from payments.services.orders import ApplyResult, order_apply_gateway_state, order_transition
@@ -46,8 +47,6 @@ logger = logging.getLogger(__name__)
 SOURCE = "reconcile"
 # Orders waiting for the customer; only these expire.
 WAITING_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
-# Terminal orders paid by wallet QR are closed like online orders (order.revoker supports QR).
-QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
 
 
 def order_expired(*, order: Order, now: datetime) -> bool:

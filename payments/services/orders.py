@@ -75,7 +75,7 @@ class ApplyResult(enum.Enum):
 
 
 def merchant_order_no_generate() -> str:
-    """A fresh number within the gateway's rule (<= 32 of letters, digits and _-|*@)."""
+    """A fresh number within the gateway's rule (``payments.gateway.vocabulary``: <= 32 of letters, digits and _-|*@)."""
     return f"CP{timezone.now():%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}"
 
 
