@@ -33,12 +33,16 @@ def _endpoint_get(api_key, endpoint_id: int) -> EventEndpoint:
 
 
 class EventEndpointListCreateApi(APIView):
-    @extend_schema(tags=TAGS, operation_id="event_endpoints_list", responses={200: serializers.EventEndpointSerializer(many=True), **_errors(*COMMON_ERRORS)})
+    @extend_schema(
+        tags=TAGS, operation_id="event_endpoints_list", summary="List event endpoints",
+        description="The URLs this key's account (or store) sends its events to, without their secrets.",
+        responses={200: serializers.EventEndpointSerializer(many=True), **_errors(*COMMON_ERRORS)},
+    )
     def get(self, request):
         return Response(serializers.EventEndpointSerializer(_endpoints(request.auth), many=True).data)
 
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_create", request=serializers.EventEndpointCreateSerializer,
+        tags=TAGS, operation_id="event_endpoints_create", summary="Register an event endpoint", request=serializers.EventEndpointCreateSerializer,
         responses={201: serializers.EventEndpointWithSecretSerializer, **_errors(400, *COMMON_ERRORS)},
         description="Register a URL for the account's events (or one store's). The answer holds the signing secret, shown only here.",
     )
@@ -53,11 +57,19 @@ class EventEndpointListCreateApi(APIView):
 
 
 class EventEndpointDetailApi(APIView):
-    @extend_schema(tags=TAGS, operation_id="event_endpoints_retrieve", responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)})
+    @extend_schema(
+        tags=TAGS, operation_id="event_endpoints_retrieve", summary="Read an event endpoint",
+        description="One endpoint by its id, without its secret.",
+        responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)},
+    )
     def get(self, request, endpoint_id):
         return Response(serializers.EventEndpointSerializer(_endpoint_get(request.auth, endpoint_id)).data)
 
-    @extend_schema(tags=TAGS, operation_id="event_endpoints_destroy", responses={204: None, **_errors(404, *COMMON_ERRORS)})
+    @extend_schema(
+        tags=TAGS, operation_id="event_endpoints_destroy", summary="Remove an event endpoint",
+        description="Stop sending events to this URL.",
+        responses={204: None, **_errors(404, *COMMON_ERRORS)},
+    )
     def delete(self, request, endpoint_id):
         _endpoint_get(request.auth, endpoint_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -65,7 +77,7 @@ class EventEndpointDetailApi(APIView):
 
 class EventEndpointRotateSecretApi(APIView):
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_rotate_secret", request=serializers.RotateSecretSerializer,
+        tags=TAGS, operation_id="event_endpoints_rotate_secret", summary="Rotate an endpoint's signing secret", request=serializers.RotateSecretSerializer,
         responses={200: serializers.EventEndpointWithSecretSerializer, **_errors(400, 404, *COMMON_ERRORS)},
         description="A new signing secret; the previous one keeps signing too (a second `v1`) for `overlap_seconds`.",
     )
@@ -78,7 +90,7 @@ class EventEndpointRotateSecretApi(APIView):
 
 class EventEndpointEnableApi(APIView):
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_enable", request=None,
+        tags=TAGS, operation_id="event_endpoints_enable", summary="Enable a disabled event endpoint", request=None,
         responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)},
         description="Turn an endpoint disabled for failing back on; the events it missed are sent, oldest first.",
     )

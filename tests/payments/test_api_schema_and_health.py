@@ -61,6 +61,12 @@ OPERATIONS = {
     ("get", "/api/v1/batches/"): ("batches_list", "batches"),
     ("get", "/api/v1/batches/open/"): ("batches_open_retrieve", "batches"),
     ("post", "/api/v1/batches/close/"): ("batches_close", "batches"),
+    ("get", "/api/v1/event-endpoints/"): ("event_endpoints_list", "events"),
+    ("post", "/api/v1/event-endpoints/"): ("event_endpoints_create", "events"),
+    ("get", "/api/v1/event-endpoints/{endpoint_id}/"): ("event_endpoints_retrieve", "events"),
+    ("delete", "/api/v1/event-endpoints/{endpoint_id}/"): ("event_endpoints_destroy", "events"),
+    ("post", "/api/v1/event-endpoints/{endpoint_id}/rotate-secret/"): ("event_endpoints_rotate_secret", "events"),
+    ("post", "/api/v1/event-endpoints/{endpoint_id}/enable/"): ("event_endpoints_enable", "events"),
     ("get", "/healthz"): ("health_liveness", "health"),
     ("get", "/readyz"): ("health_readiness", "health"),
 }
