@@ -210,7 +210,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
-# Every countdown and retry delay stays below the Redis visibility timeout (see payments/tasks.py).
+# Every countdown and retry delay stays below the Redis visibility timeout (see codepay_service/tasks.py).
 CELERY_MAX_TASK_DELAY_SECONDS = 3000
 CELERY_BROKER_FILESYSTEM_FOLDER = env.str("CELERY_BROKER_FILESYSTEM_FOLDER", default="")
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -18,7 +18,7 @@ from typing import Any
 from django import forms
 
 from payments.gateway.money import AmountError, format_amount, parse_amount
-from payments.models import Order, OrderStatus, RefundStatus, TransType
+from payments.models import Order, OrderStatus, TransType
 from payments.services.operations import order_cancel, order_capture, order_tip_adjust
 from payments.services.orders import order_sync
 from payments.services.refunds import order_refund, order_refundable_amount
@@ -113,7 +113,7 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
             offered=lambda order: order.status == OrderStatus.SUCCEEDED,
             run=lambda order, data: order_refund(
                 order=order, amount=data["amount"], reason=data["reason"], source="admin"
-            ).status == RefundStatus.UNKNOWN,
+            ).outcome_unknown,
         ),
         OrderAction(
             slug="capture",

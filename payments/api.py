@@ -27,6 +27,8 @@ from rest_framework.views import APIView
 from codepay_service.errors import ServiceError, ValidationFailed
 from payments import api_examples as examples
 from payments import selectors, serializers
+from payments.gateway import vocabulary
+from payments.models import Order
 from payments.services.accounts import store_no_resolve
 from payments.services.batches import batch_close, batch_open_summary
 from payments.services.gateway_errors import gateway_errors_as_service_errors
@@ -34,6 +36,7 @@ from payments.services.idempotency import StoredResponse, idempotency_begin, ide
 from payments.services.operations import order_cancel, order_capture, order_increment, order_tip_adjust
 from payments.services.orders import order_create, order_sync
 from payments.services.refunds import order_refund
+from payments.services.results import WriteResult
 from payments.services.waits import database_read_then_release, order_wait_until, wsgi_wait_slot
 from payments.state_machine import ORDER_OPEN_STATUSES
 
@@ -200,18 +203,13 @@ class OrderListCreateApi(IdempotentPostApi):
         serializer = _validated(serializers.OrderCreateSerializer, request)
         data = dict(serializer.validated_data)
         card = serializer.card_details()
-        options = {
-            name: data.pop(name)
-            for name in ("card_type", "on_screen_tip", "on_screen_signature", "confirm_on_terminal",
-                         "reject_when_terminal_offline", "receipt_print_mode", "return_url", "order_detail", "billing_address")
-            if name in data
-        }
+        options = {name: data.pop(name) for name in vocabulary.ORDER_OPTIONS if name in data}
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
         # A new order has no refunds yet: its answer needs no query for them.
         result.order._prefetched_objects_cache = {"refunds": result.order.refunds.none()}
         return Response(
-            serializers.OrderSerializer(result.order).data,
+            serializers.OrderSerializer(result.obj).data,
             status=status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED,
         )
 
@@ -315,9 +313,9 @@ class OrderRefundCreateApi(IdempotentPostApi):
     def handle_post(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         data = _validated(serializers.RefundCreateSerializer, request, currency=order.currency).validated_data
-        refund = order_refund(order=order, api_key=request.auth, **data)
-        code = status.HTTP_202_ACCEPTED if refund.status == "unknown" else status.HTTP_201_CREATED
-        return Response(serializers.RefundSerializer(refund).data, status=code)
+        result = order_refund(order=order, api_key=request.auth, **data)
+        code = status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED
+        return Response(serializers.RefundSerializer(result.obj).data, status=code)
 
 
 class RefundDetailApi(APIView):
@@ -338,7 +336,7 @@ class _OrderActionApi(IdempotentPostApi):
 
     input_serializer = None
 
-    def act(self, order, data):  # pragma: no cover - abstract
+    def act(self, order: Order, data: dict) -> WriteResult[Order] | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def handle_post(self, request, merchant_order_no):
@@ -346,7 +344,7 @@ class _OrderActionApi(IdempotentPostApi):
         data = _validated(self.input_serializer or serializers.EmptyInputSerializer, request, currency=order.currency).validated_data
         result = self.act(order, data)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-        unknown = result is not None and result.outcome_unknown
+        unknown = result is not None and result.outcome_unknown  # a sync writes nothing of its own: None
         return Response(serializers.OrderDetailSerializer(order).data, status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK)
 
 

@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from payments.gateway import vocabulary
 from payments.gateway.client import CardDetails
 from payments.gateway.money import (
     AmountError,
@@ -40,8 +41,10 @@ from payments.models import (
 )
 from payments.state_machine import ORDER_PAID_STATUSES
 
-MERCHANT_ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_\-|*@]{1,32}$")
-MERCHANT_ORDER_NO_HELP = "Up to 32 letters, digits and _ - | * @; unique per merchant account. Generated when absent."
+MERCHANT_ORDER_NO_HELP = (
+    f"Up to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} {vocabulary.MERCHANT_ORDER_NO_CHARACTERS}; unique per merchant account. "
+    "Generated when absent."
+)
 MAX_EXPIRES_IN = 7 * 24 * 3600
 
 # Fields of the order representation that only the service writes.
@@ -99,9 +102,9 @@ def validate_nested_object(value: dict) -> dict:
 
 
 def validate_merchant_order_no(value: str) -> str:
-    if not MERCHANT_ORDER_NO_RE.match(value):
+    if not vocabulary.MERCHANT_ORDER_NO_PATTERN.fullmatch(value):
         raise serializers.ValidationError(
-            "Use 1 to 32 characters: letters, digits and _ - | * @ only (the gateway's rule)."
+            f"Use 1 to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} characters: {vocabulary.MERCHANT_ORDER_NO_CHARACTERS} only (the gateway's rule)."
         )
     return value
 
@@ -191,7 +194,7 @@ class CardInputSerializer(StrictInputSerializer):
     holder = serializers.CharField(max_length=64, write_only=True)
     cvv = serializers.RegexField(r"^\d{3,4}$", error_messages={"invalid": "3 or 4 digits."}, write_only=True)
     expiry = serializers.RegexField(r"^(0[1-9]|1[0-2])\d{2}$", error_messages={"invalid": "MMYY, e.g. 1230."}, write_only=True)
-    card_type = serializers.ChoiceField(choices=["CREDIT", "DEBIT"], default="CREDIT", write_only=True)
+    card_type = serializers.ChoiceField(choices=vocabulary.CARD_CHECKOUT_CARD_TYPES, default="CREDIT", write_only=True)
 
     def validate_pan(self, value: str) -> str:
         digits = [int(d) for d in value]
@@ -215,17 +218,18 @@ class OrderCreateSerializer(StrictInputSerializer):
     trans_type = serializers.ChoiceField(choices=TransType.choices, default=TransType.SALE)
     tip_amount = AmountInput(required=False)
     cashback_amount = AmountInput(required=False)
-    pay_scenario = serializers.ChoiceField(choices=["SWIPE_CARD", "BSCANQR_PAY", "SCANQR_PAY"], required=False)
-    pay_method_id = serializers.ChoiceField(
-        choices=["Visa", "MasterCard", "Amex", "Discover", "JCB", "DinnersClub", "MyDebit", "UnionPay", "Alipay+", "Alipay", "WeChatPay"],
-        required=False,
+    pay_scenario = serializers.ChoiceField(choices=vocabulary.PAY_SCENARIOS, required=False)
+    pay_method_id = serializers.ChoiceField(choices=vocabulary.PAY_METHOD_IDS, required=False)
+    card_type = serializers.ChoiceField(
+        choices=list(vocabulary.TERMINAL_CARD_TYPES), required=False, help_text=f"{vocabulary.describe_choices(vocabulary.TERMINAL_CARD_TYPES)}."
     )
-    card_type = serializers.ChoiceField(choices=[1, 2, 3, 4], required=False, help_text="1 debit, 2 credit, 3 EBT, 4 gift.")
     on_screen_tip = serializers.BooleanField(required=False)
     on_screen_signature = serializers.BooleanField(required=False)
     confirm_on_terminal = serializers.BooleanField(required=False)
     reject_when_terminal_offline = serializers.BooleanField(required=False)
-    receipt_print_mode = serializers.ChoiceField(choices=[0, 1, 2, 3], required=False, help_text="0 none, 1 merchant, 2 customer, 3 both.")
+    receipt_print_mode = serializers.ChoiceField(
+        choices=list(vocabulary.RECEIPT_PRINT_MODES), required=False, help_text=f"{vocabulary.describe_choices(vocabulary.RECEIPT_PRINT_MODES)}."
+    )
     # channel "checkout" and "card"
     return_url = serializers.URLField(max_length=256, required=False)
     order_detail = serializers.DictField(
@@ -240,13 +244,11 @@ class OrderCreateSerializer(StrictInputSerializer):
         "address2, zip, phone.",
     )
 
-    TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", "card_type",
-                     "on_screen_tip", "on_screen_signature", "confirm_on_terminal", "reject_when_terminal_offline",
-                     "receipt_print_mode")
+    TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", *vocabulary.TERMINAL_OPTIONS)
     CHANNEL_FIELDS = {
         Channel.TERMINAL: set(TERMINAL_ONLY) | {"trans_type"},
-        Channel.CHECKOUT: {"return_url", "order_detail"},
-        Channel.CARD: {"card", "billing_address", "return_url"},
+        Channel.CHECKOUT: set(vocabulary.CHECKOUT_OPTIONS),
+        Channel.CARD: {"card", *vocabulary.CARD_OPTIONS},
     }
 
     def to_internal_value(self, data):

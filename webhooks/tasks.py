@@ -7,7 +7,7 @@ registered name (``APPLY_TASK``).
 Both take ids (JSON arguments), are acknowledged late and are idempotent: running one twice, or at the
 same time as the sweep, changes nothing the second time. Retries of a delivery are scheduled by the
 service's own schedule (recorded in ``next_attempt_at``, so the sweep takes over if a countdown task is
-lost). ``CodePayTask`` (payments.tasks) adds late acknowledgement, Celery retries only while the database
+lost). ``CodePayTask`` (codepay_service.tasks) adds late acknowledgement, Celery retries only while the database
 is unreachable (where nothing could be recorded), and refuses any countdown not below
 ``CELERY_MAX_TASK_DELAY_SECONDS`` (the Redis visibility timeout margin); the schedules here stay below it.
 """
@@ -18,7 +18,7 @@ import logging
 
 from celery import shared_task
 
-from payments.tasks import CodePayTask
+from codepay_service.tasks import CodePayTask
 
 from .models import NotificationDelivery
 from .services import notification_apply, notification_apply_later, notifications_apply_due

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from codepay_service.tasks import CodePayTask
 from payments.events.services import event_chain_send, event_deliveries_send_due
-from payments.tasks import CodePayTask
 
 
 @shared_task(base=CodePayTask, name="payments.events.tasks.send_event_chain", soft_time_limit=120, time_limit=150)

@@ -1,20 +1,14 @@
 """
-The beat schedule in the database (django-celery-beat): reconciliation, batch close schedules and their
-retries, idempotency record cleanup and the notification sweep. Idempotent; ``manage.py setup_schedules``
-installs the same table (``payments.tasks.PERIODIC_TASKS``) and can be run again at any time.
+Kept in the graph as history; it installs nothing any more.
+
+It used to install the beat schedule by importing the live installer, so what this old migration did
+changed (and could break) whenever that code moved on. The schedule is now declared by each app
+(``periodic_tasks`` on its AppConfig) and installed after every ``migrate`` by a ``post_migrate`` receiver
+(``codepay_service.schedules``) and by ``manage.py setup_schedules``, idempotently; a database migrated
+before this change keeps its rows, which that install updates in place.
 """
 
 from django.db import migrations
-
-
-def install(apps, schema_editor):
-    from payments.tasks import periodic_tasks_install
-
-    periodic_tasks_install(
-        interval_model=apps.get_model("django_celery_beat", "IntervalSchedule"),
-        periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
-        periodic_tasks_model=apps.get_model("django_celery_beat", "PeriodicTasks"),
-    )
 
 
 class Migration(migrations.Migration):
@@ -23,4 +17,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(install, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]

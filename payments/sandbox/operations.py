@@ -30,6 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from payments.gateway import signing
 from payments.gateway.methods import Method, TransStatus, TransType
 from payments.gateway.money import AmountError, CurrencyError, parse_amount, validate_currency
+from payments.gateway.vocabulary import (
+    MERCHANT_ORDER_NO_PATTERN,
+    PAY_SCENARIO_CARD,
+    PAY_SCENARIOS,
+    RECEIPT_PRINT_MODES,
+    TERMINAL_CARD_TYPES,
+)
 
 from . import errors
 from .errors import SandboxError, require
@@ -37,11 +44,9 @@ from .faults import FaultPlan
 from .state import SandboxState
 from .transactions import Channel, gateway_time
 
-MERCHANT_ORDER_NO = re.compile(r"[A-Za-z0-9_\-|*@]{1,32}")
 CHECKOUT_MAX_EXPIRES_SECONDS = 7 * 24 * 3600
 REGISTER_APPLICATION = "CodePay Register"
 OFFLINE_TERMINAL_PREFIX = "OFFLINE"
-PAY_SCENARIOS = ("SWIPE_CARD", "BSCANQR_PAY", "SCANQR_PAY")
 # Every trans_type a terminal order may carry; the rest (5, 7, 8) only arise from other calls.
 CLOUD_TRANS_TYPES = tuple(
     trans_type.value
@@ -190,7 +195,7 @@ class Fields:
 
     def new_merchant_order_no(self, name: str = "merchant_order_no") -> str:
         value = self.text(name)
-        require(MERCHANT_ORDER_NO.fullmatch(value) is not None, errors.INVALID_MERCHANT_ORDER_NO)
+        require(MERCHANT_ORDER_NO_PATTERN.fullmatch(value) is not None, errors.INVALID_MERCHANT_ORDER_NO)
         return value
 
 
@@ -244,8 +249,8 @@ class Operations:
         for name in ("on_screen_tip", "required_terminal_authentication", "on_screen_signature", "confirm_on_terminal"):
             f.flag(name)
         reject_when_offline = f.flag("reject_trade_when_terminal_offline")
-        f.choice("receipt_print_mode", ("0", "1", "2", "3"))
-        f.choice("card_type", ("1", "2", "3", "4"))
+        f.choice("receipt_print_mode", tuple(str(mode) for mode in RECEIPT_PRINT_MODES))
+        f.choice("card_type", tuple(str(card_type) for card_type in TERMINAL_CARD_TYPES))
         terminal_online = not f.text("terminal_sn").startswith(OFFLINE_TERMINAL_PREFIX)
         require(terminal_online or not reject_when_offline, errors.TERMINAL_OFFLINE)
         currency = f.currency()
@@ -261,7 +266,7 @@ class Operations:
             tip_amount=f.amount("tip_amount", currency, positive=False),
             cashback_amount=f.amount("cashback_amount", currency, positive=False),
             expires=f.seconds("expires"),
-            pay_scenario=f.choice("pay_scenario", PAY_SCENARIOS, default="SWIPE_CARD"),
+            pay_scenario=f.choice("pay_scenario", PAY_SCENARIOS, default=PAY_SCENARIO_CARD),
             **self._order_details(f, "store_no", "terminal_sn", "pay_method_id", "attach", "description", "notify_url"),
         )
         return {

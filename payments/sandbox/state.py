@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from payments.gateway.methods import FOLLOW_UPS, FollowUpKind, TransStatus, TransType
+from payments.gateway.vocabulary import QR_PAY_SCENARIOS
 
 from . import errors
 from .errors import require, require_found
@@ -39,7 +40,6 @@ from .store import SandboxStore
 from .transactions import (
     FINAL_STATUSES,
     OPEN_STATUSES,
-    QR_PAY_SCENARIOS,
     REFUND_TYPES,
     REFUNDABLE_TYPES,
     SETTLED_TYPES,

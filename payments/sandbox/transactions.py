@@ -20,7 +20,6 @@ from payments.gateway.money import format_amount
 
 FINAL_STATUSES = frozenset({TransStatus.SUCCESS, TransStatus.CLOSED, TransStatus.CANCELLED})
 OPEN_STATUSES = frozenset({TransStatus.CREATED, TransStatus.IN_PROGRESS})
-QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
 
 # What a refund, void and settlement may point at (docs/protocol.md, "Enumerations" and "Follow-ups").
 REFUNDABLE_TYPES = frozenset({TransType.SALE, TransType.PRE_AUTH_COMPLETION, TransType.CASHBACK})

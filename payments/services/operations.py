@@ -14,9 +14,10 @@ is captured once (the ``one_capture_per_authorization`` constraint); the part no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -24,6 +25,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured, StateConflict, ValidationFailed
+from payments.gateway.client import CodePayClient
 from payments.gateway.errors import GatewayDeclined, GatewayError, GatewayOutcomeUnknown, is_order_not_found
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.money import AmountError, amount_check_maximum, format_amount
@@ -41,15 +43,12 @@ from payments.services.orders import (
     order_refunds_reserved,
     order_transition,
 )
+from payments.services.results import WriteResult
 
 
-@dataclass(frozen=True)
-class OperationResult:
-    order: Order
-    outcome_unknown: bool
-
-
-def _operation_call(order: Order, operation: OrderOperation, call, *, declined_conflict: str = "") -> OperationResult:
+def _operation_call(
+    *, order: Order, operation: OrderOperation, call: Callable[[CodePayClient], Any], declined_conflict: str = ""
+) -> WriteResult[Order]:
     """
     Send an operation and settle it: success applies its effect; a decline becomes 502 (409 with
     ``declined_conflict`` when a refusal means the order's state does not allow it); an unknown outcome is
@@ -61,7 +60,7 @@ def _operation_call(order: Order, operation: OrderOperation, call, *, declined_c
         # The reconciler looks it up soon: by its own number, or through the order's own query.
         operation.next_check_at = next_check_at(0)
         operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
-        return OperationResult(order=Order.objects.get(pk=order.pk), outcome_unknown=True)
+        return WriteResult(obj=Order.objects.get(pk=order.pk), outcome_unknown=True)
     except (GatewayError, Misconfigured) as exc:
         operation.next_check_at = None
         code, message = failure_reason(exc)
@@ -69,7 +68,7 @@ def _operation_call(order: Order, operation: OrderOperation, call, *, declined_c
         if declined_conflict and isinstance(exc, GatewayDeclined):
             raise StateConflict(f"{declined_conflict} The gateway answered: {exc.message}") from None
         raise client_error(exc, action=operation.get_kind_display().lower(), not_sent=". Retry later.") from None
-    return OperationResult(order=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
+    return WriteResult(obj=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
 
 
 def operation_apply_success(*, operation: OrderOperation, trans_no: str, source: str) -> Order:
@@ -175,7 +174,10 @@ def operation_finish(operation: OrderOperation, status: str, *, code: str = "", 
     order_event(operation.order, kind=f"{operation.kind}_{status}", source=operation.source, message=message)
 
 
-def _start_operation(order: Order, *, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api") -> OrderOperation:
+def operation_start(
+    *, order: Order, kind: str, amount: Decimal | None = None, merchant_order_no: str = "", source: str = "api"
+) -> OrderOperation:
+    """Record an operation as ``unknown`` before it is sent (reserving its own number, if it has one)."""
     if merchant_order_no:
         merchant_order_no_reserve(account=order.account, merchant_order_no=merchant_order_no, kind=kind)
     # Stored before it is sent, like an order: if this process dies mid-call, an operation with its own
@@ -217,7 +219,7 @@ def _total_within_maximum(total: Decimal, *, currency: str, field: str, what: st
         raise ValidationFailed(details={field: [str(exc)]}) from None
 
 
-def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
+def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
     """
     Close a waiting terminal order, revoke a waiting online order, void an authorization, or void the
     capture of an authorization (trans_type 7) while the gateway still allows it (before its batch closes;
@@ -229,10 +231,10 @@ def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
             if captured_auth and order_refunds_reserved(order):
                 raise StateConflict("The capture is partly refunded; refund the rest instead of voiding it.")
             reference = follow_up_reference(order=order, action="void")
-            operation = _start_operation(order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
+            operation = operation_start(order=order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
         elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
-            operation = _start_operation(order, kind=kind, source=source)
+            operation = operation_start(order=order, kind=kind, source=source)
         elif order.status == OrderStatus.SUCCEEDED:
             raise StateConflict("The order is paid; refund it instead of cancelling it.")
         else:
@@ -240,23 +242,23 @@ def order_cancel(*, order: Order, source: str = "api") -> OperationResult:
 
     if operation.kind == OperationKind.VOID:
         return _operation_call(
-            order,
-            operation,
-            lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
+            order=order,
+            operation=operation,
+            call=lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
             declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch closed); refund it instead."
             if captured_auth
             else "",
         )
     if operation.kind == OperationKind.CLOSE:
         return _operation_call(
-            order,
-            operation,
-            lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
+            order=order,
+            operation=operation,
+            call=lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
         )
-    return _operation_call(order, operation, lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
+    return _operation_call(order=order, operation=operation, call=lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
 
 
-def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
+def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> WriteResult[Order]:
     """Capture (part of) an authorization; never more than authorized plus increments."""
     with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH:
@@ -270,16 +272,16 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Oper
             raise ValidationFailed(
                 details={"amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]}
             )
-        operation = _start_operation(order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
+        operation = operation_start(order=order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
 
     return _operation_call(
-        order,
-        operation,
-        lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
+        order=order,
+        operation=operation,
+        call=lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
     )
 
 
-def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> OperationResult:
+def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> WriteResult[Order]:
     """Raise an authorization by ``amount``."""
     with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
@@ -288,12 +290,12 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Op
         _total_within_maximum(
             order.authorized_amount + pending + amount, currency=order.currency, field="amount", what="The authorized amount with this increment"
         )
-        operation = _start_operation(order, kind=OperationKind.INCREMENT, amount=amount, source=source)
+        operation = operation_start(order=order, kind=OperationKind.INCREMENT, amount=amount, source=source)
 
-    return _operation_call(order, operation, lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
+    return _operation_call(order=order, operation=operation, call=lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
 
 
-def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> OperationResult:
+def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> WriteResult[Order]:
     """Set the tip of a paid sale or captured authorization (before its batch closes) to ``tip_amount``, the
     new total; a captured authorization's tip goes on its capture."""
     with order_locked(order_id=order.pk) as order:
@@ -303,13 +305,13 @@ def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") 
         _total_within_maximum(new_paid, currency=order.currency, field="tip_amount", what="The paid amount with this tip")
         if new_paid < order_refunds_reserved(order):
             raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
-        operation = _start_operation(order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
+        operation = operation_start(order=order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
 
     reference = follow_up_reference(order=order, action="tip_adjust")
     if reference.trans_no:
         return _operation_call(
-            order, operation, lambda c: c.adjust_tip_by_trans_no(trans_no=reference.trans_no, tip_amount=tip_amount, currency=order.currency)
+            order=order, operation=operation, call=lambda c: c.adjust_tip_by_trans_no(trans_no=reference.trans_no, tip_amount=tip_amount, currency=order.currency)
         )
     return _operation_call(
-        order, operation, lambda c: c.adjust_tip(merchant_order_no=reference.merchant_order_no, tip_amount=tip_amount, currency=order.currency)
+        order=order, operation=operation, call=lambda c: c.adjust_tip(merchant_order_no=reference.merchant_order_no, tip_amount=tip_amount, currency=order.currency)
     )

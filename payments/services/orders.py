@@ -13,8 +13,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +56,7 @@ from payments.locks import order_locked
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
+from payments.services.results import WriteResult
 from payments.services.waits import order_settled_publish_on_commit
 from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, order_can_move, order_status_from_gateway
 
@@ -76,14 +76,8 @@ class ApplyResult(enum.Enum):
     CONFLICT = "conflict"
 
 
-@dataclass(frozen=True)
-class OrderCreateResult:
-    order: Order
-    outcome_unknown: bool
-
-
 def merchant_order_no_generate() -> str:
-    """A fresh number within the gateway's rule (<= 32 of letters, digits and _-|*@)."""
+    """A fresh number within the gateway's rule (``payments.gateway.vocabulary``: <= 32 of letters, digits and _-|*@)."""
     return f"CP{timezone.now():%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}"
 
 
@@ -149,7 +143,7 @@ def order_create(
     pay_method_id: str = "",
     options: dict[str, Any] | None = None,
     card: CardDetails | None = None,
-) -> OrderCreateResult:
+) -> WriteResult[Order]:
     """Store the order, send it to the gateway, and record the answer; ``unknown`` when there is none."""
     options = options or {}
     store_no = store_no_resolve(account=account, api_key=api_key, requested=store_no)
@@ -193,11 +187,11 @@ def order_create(
     except (GatewayError, Misconfigured) as exc:
         _record_create_failure(order, exc)
         order.refresh_from_db()
-        return OrderCreateResult(order=order, outcome_unknown=True)
+        return WriteResult(obj=order, outcome_unknown=True)
 
     trans_status = answer.get("trans_status") or TransStatus.CREATED.value
     if _record_create_answer_unknown_to_pending(order, answer, trans_status):
-        return OrderCreateResult(order=order, outcome_unknown=False)
+        return WriteResult(obj=order, outcome_unknown=False)
     with order_locked(order_id=order.pk) as order:
         order.trans_no = answer.get("trans_no", "")
         order.pay_url = answer.get("pay_url", "")
@@ -208,7 +202,7 @@ def order_create(
         _record_decline(order, code=answer.get("trans_error_code", ""), message=answer.get("trans_error_msg", ""))
         order.save()
         order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
-    return OrderCreateResult(order=order, outcome_unknown=False)
+    return WriteResult(obj=order, outcome_unknown=False)
 
 
 def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str], trans_status: str) -> bool:
@@ -448,13 +442,14 @@ def order_sync(*, order: Order, source: str = "sync") -> ApplyResult:
     return order_apply_gateway_state(order_id=order.pk, info=info, source=source)
 
 
-def order_mark_not_found(*, order_id: int, source: str) -> ApplyResult:
+def order_mark_not_found(*, order_id: int, source: str, now: datetime | None = None) -> ApplyResult:
     """
     The gateway does not know this order. Right after a create this can be transient (docs/protocol.md,
-    "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period.
+    "Responses"), so an ``unknown`` order only becomes ``failed`` once it stays unknown past a grace period
+    (counted on ``now``: the reconciler's clock, the current time by default).
     """
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
-    now = timezone.now()
+    now = now or timezone.now()
     # The first "not found" only starts the grace period: one conditional UPDATE, no lock held around it.
     if grace and Order.objects.filter(pk=order_id, not_found_since__isnull=True).update(not_found_since=now, updated_at=now):
         return ApplyResult.UNCHANGED

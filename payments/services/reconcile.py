@@ -28,16 +28,7 @@ Decisions:
   fails once the gateway has kept not knowing it for ``CODEPAY_UNKNOWN_GRACE_SECONDS`` counted from the
   first "not found" (``order_mark_not_found`` keeps that first time; any answer that finds the order
   clears it).
-- **Expiry.** An order still waiting ``CODEPAY_EXPIRY_GRACE_SECONDS`` after ``expires_at`` is queried
-  first. Paid (or otherwise moved on): that state is applied and wins. Still open at the gateway: it is
-  closed there (``wisehub.cloud.pay.close`` for a terminal order in status 9, ``order.revoker`` for
-  checkout, card and QR orders) and marked ``expired``. A close refused by the gateway (typically because
-  the payment landed in between) is followed by a query whose answer is applied, so the payment wins; a
-  paid notification after ``expired`` wins too (the state machine allows expired -> succeeded).
-  ``order.revoker`` refunds an order that is already paid, so after a revoke the order is queried again
-  and a paid-then-revoked order ends as the gateway reports it rather than ``expired``. A card payment
-  in progress on a terminal (status 0) cannot be closed: it is left to finish. A close whose outcome is
-  unknown is never sent again; the next query settles it (closed: our close acted, the order expires).
+- **Expiry** of orders nobody paid is its own policy (``payments.services.expiry``); each check applies it.
 """
 
 from __future__ import annotations
@@ -50,40 +41,35 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
-from payments.gateway.errors import (
-    GatewayConfigurationError,
-    GatewayDeclined,
-    GatewayError,
-    GatewayOutcomeUnknown,
-    GatewayRequestNotSent,
-    is_order_not_found,
-)
+from payments.gateway.errors import GatewayError, is_order_not_found
 from payments.gateway.methods import OPEN_TRANS_STATUSES, TransStatus
 from payments.models import (
-    Channel,
-    OperationKind,
     OperationStatus,
     Order,
     OrderOperation,
     OrderStatus,
     Refund,
 )
-from payments.locks import order_locked
 from payments.selectors import rows_readable
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
+from payments.services.expiry import (
+    WAITING_STATUSES,
+    order_close_earlier,
+    order_close_expired,
+    order_expire,
+    order_expired,
+)
 from payments.services.operations import operation_finish, operation_sync
 from payments.services.orders import (
     ApplyResult,
     order_apply_gateway_state,
     order_mark_not_found,
-    order_transition,
 )
 from payments.services.refunds import refund_sync
 from payments.state_machine import (
@@ -103,10 +89,6 @@ LEASE = timedelta(minutes=6)
 CHUNK_SECONDS = 120.0
 CHUNK_SIZE = 25
 OPERATION_OPEN_STATUSES = frozenset({OperationStatus.UNKNOWN})
-# Orders waiting for the customer; only these expire.
-WAITING_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
-# Terminal orders paid by wallet QR are closed like online orders (order.revoker supports QR).
-QR_PAY_SCENARIOS = frozenset({"BSCANQR_PAY", "SCANQR_PAY"})
 
 Throttle = Callable[[], None]
 Clock = Callable[[], datetime]
@@ -262,10 +244,6 @@ def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Cl
     return _check(order, kind="order", model=Order, open_statuses=ORDER_OPEN_STATUSES, check=check, clock=clock)
 
 
-def _order_expired(order: Order, now: datetime) -> bool:
-    return now >= order.expires_at + timedelta(seconds=settings.CODEPAY_EXPIRY_GRACE_SECONDS)
-
-
 def _order_check(order: Order, client, *, now: datetime) -> str | None:
     """The order's status after the check (None: unchanged)."""
     try:
@@ -273,16 +251,16 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
     except GatewayError as exc:
         if not is_order_not_found(exc):
             raise
-        if order_mark_not_found(order_id=order.pk, source=SOURCE) is ApplyResult.APPLIED:
+        if order_mark_not_found(order_id=order.pk, source=SOURCE, now=now) is ApplyResult.APPLIED:
             return OrderStatus.FAILED
-        if order.status in WAITING_STATUSES and _order_expired(order, now):
+        if order.status in WAITING_STATUSES and order_expired(order=order, now=now):
             # The gateway accepted it once but no longer knows it: nothing can be paid on it.
-            return _order_mark_expired(order, message="expired; the gateway does not know the order", gateway_trans_status="")
+            return order_expire(order=order, message="expired; the gateway does not know the order", gateway_trans_status="")
         return None
 
-    if order.status in WAITING_STATUSES and info.trans_status not in OPEN_TRANS_STATUSES and _order_expired(order, now):
+    if order.status in WAITING_STATUSES and info.trans_status not in OPEN_TRANS_STATUSES and order_expired(order=order, now=now):
         # An earlier close of ours (its answer lost, or the query after it failed) is settled by this answer.
-        earlier_close = _earlier_close(order)
+        earlier_close = order_close_earlier(order=order)
         if earlier_close is not None:
             if earlier_close.status == OperationStatus.UNKNOWN:
                 closed = info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
@@ -291,8 +269,8 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
                     earlier_close, OperationStatus.SUCCEEDED if closed else OperationStatus.FAILED, message="settled by order.query"
                 )
             if info.trans_status == TransStatus.CLOSED.value:
-                return _order_mark_expired(
-                    order, message=f"expired; {earlier_close.kind} confirmed by order.query", gateway_trans_status=info.trans_status
+                return order_expire(
+                    order=order, message=f"expired; {earlier_close.kind} confirmed by order.query", gateway_trans_status=info.trans_status
                 )
 
     if _answer_changes_nothing(order, info):
@@ -305,9 +283,9 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
         result is not ApplyResult.CONFLICT
         and status in WAITING_STATUSES
         and info.trans_status in OPEN_TRANS_STATUSES
-        and _order_expired(order, now)
+        and order_expired(order=order, now=now)
     ):
-        return _order_close_expired(order, client, gateway_trans_status=info.trans_status) or status
+        return order_close_expired(order=order, client=client, gateway_trans_status=info.trans_status) or status
     return status if result is ApplyResult.APPLIED else None
 
 
@@ -324,86 +302,6 @@ def _answer_changes_nothing(order: Order, info) -> bool:
     )
 
 
-def _order_close_expired(order: Order, client, *, gateway_trans_status: str) -> str | None:
-    """Close an expired order at the gateway and mark it expired; the gateway's answer wins if it was paid."""
-    terminal_card = order.channel == Channel.TERMINAL and order.pay_scenario not in QR_PAY_SCENARIOS
-    if terminal_card and gateway_trans_status != TransStatus.CREATED.value:
-        # A card payment in progress on the terminal cannot be withdrawn (wisehub.cloud.pay.close takes
-        # status 9 only); it finishes or fails on its own and a later check applies it.
-        return None
-    earlier_close = _earlier_close(order)
-    if earlier_close is not None and earlier_close.status == OperationStatus.UNKNOWN:
-        # An earlier close may have acted: it is never sent again; queries settle the order.
-        return None
-    kind = OperationKind.CLOSE if terminal_card else OperationKind.REVOKE
-    operation = OrderOperation.objects.create(order=order, kind=kind, status=OperationStatus.UNKNOWN, source=SOURCE)
-    try:
-        if kind == OperationKind.CLOSE:
-            answer = client.close_cloud_order(
-                merchant_order_no=order.merchant_order_no,
-                terminal_sn=order.terminal_sn,
-                store_no=order.store_no,
-                description="expired",
-            )
-        else:
-            answer = client.revoke_order(merchant_order_no=order.merchant_order_no)
-    except GatewayDeclined as exc:
-        operation_finish(operation, OperationStatus.FAILED, code=exc.code, message=exc.message)
-        # Usually refused because the order moved on (the customer paid just now): the query decides.
-        info = _order_query_quietly(order, client)
-        return None if info is None else _order_apply(order, info)
-    except GatewayOutcomeUnknown as exc:
-        operation.next_check_at = next_check_at(0)
-        operation_finish(operation, OperationStatus.UNKNOWN, message=exc.message)
-        return None
-    except (GatewayRequestNotSent, GatewayConfigurationError) as exc:
-        operation_finish(operation, OperationStatus.FAILED, message=exc.message)
-        return None
-    operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=answer.trans_no)
-    if kind == OperationKind.REVOKE:
-        # order.revoker refunds an order that was paid in the meantime: ask what it did.
-        info = _order_query_quietly(order, client)
-        if info is None:
-            return None  # the next check settles it
-        if info.trans_status != TransStatus.CLOSED.value:
-            return _order_apply(order, info)
-    return _order_mark_expired(order, message=f"expired; {kind} accepted by the gateway", gateway_trans_status=TransStatus.CLOSED.value)
-
-
-def _earlier_close(order: Order) -> OrderOperation | None:
-    """The latest close or revoke reconciliation sent for this order that did or may have acted, if any."""
-    return (
-        OrderOperation.objects.filter(
-            order_id=order.pk,
-            kind__in=(OperationKind.CLOSE, OperationKind.REVOKE),
-            source=SOURCE,
-            status__in=(OperationStatus.UNKNOWN, OperationStatus.SUCCEEDED),
-        )
-        .order_by("-id")
-        .first()
-    )
-
-
-def _order_query_quietly(order: Order, client):
-    try:
-        return client.query_order(merchant_order_no=order.merchant_order_no)
-    except GatewayError as exc:
-        logger.warning("reconcile: query after close failed", extra={"merchant_order_no": order.merchant_order_no, "error": exc.message})
-        return None
-
-
-def _order_apply(order: Order, info) -> str | None:
-    if order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE) is ApplyResult.APPLIED:
-        return order_status_from_gateway(info.trans_status, order.trans_type)
-    return None
-
-
-def _order_mark_expired(order: Order, *, message: str, gateway_trans_status: str) -> str | None:
-    with order_locked(order_id=order.pk) as locked:
-        result = order_transition(locked, OrderStatus.EXPIRED, source=SOURCE, message=message, gateway_trans_status=gateway_trans_status)
-    return OrderStatus.EXPIRED if result is ApplyResult.APPLIED else None
-
-
 # --- Refunds ------------------------------------------------------------------------------------------
 
 
@@ -412,7 +310,7 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
 
     def check():
         client = gateway_client_for(refund.account, throttle=throttle)
-        if refund_sync(refund=refund, source=SOURCE, client=client) is ApplyResult.APPLIED:
+        if refund_sync(refund=refund, source=SOURCE, client=client, now=clock()) is ApplyResult.APPLIED:
             return Refund.objects.values_list("status", flat=True).get(pk=refund.pk)
         return None
 

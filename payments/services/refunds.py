@@ -13,7 +13,7 @@ refund, trans_type 8); the authorization itself moved no money and would be refu
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -43,6 +43,7 @@ from payments.services.orders import (
     order_event,
     order_refunds_reserved,
 )
+from payments.services.results import WriteResult
 from payments.state_machine import ORDER_PAID_STATUSES, REFUND_OPEN_STATUSES, refund_can_move, refund_status_from_gateway
 
 
@@ -52,8 +53,11 @@ def order_refundable_amount(order: Order) -> Decimal:
 
 def order_refund(
     *, order: Order, amount: Decimal, reason: str, merchant_order_no: str = "", api_key: ApiKey | None = None, source: str = "api"
-) -> Refund:
-    """Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the refundable amount."""
+) -> WriteResult[Refund]:
+    """
+    Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the
+    refundable amount; a lost answer keeps the refund ``unknown`` and says so (``outcome_unknown``).
+    """
     with order_locked(order_id=order.pk) as order:
         if order.status not in ORDER_PAID_STATUSES:
             raise StateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
@@ -95,7 +99,7 @@ def order_refund(
         )
     except GatewayOutcomeUnknown as exc:
         _refund_note(refund, message=exc.message, source=source)
-        return Refund.objects.get(pk=refund.pk)
+        return WriteResult(obj=Refund.objects.get(pk=refund.pk), outcome_unknown=True)
     except GatewayRequestNotSent as exc:
         # Nothing left this machine: forget the refund and its number so the same request can be retried.
         with transaction.atomic():
@@ -125,7 +129,7 @@ def order_refund(
         ),
         source=source,
     )
-    return Refund.objects.get(pk=refund.pk)
+    return WriteResult(obj=Refund.objects.get(pk=refund.pk), outcome_unknown=False)
 
 
 def _refund_note(refund: Refund, *, message: str, source: str) -> None:
@@ -138,10 +142,10 @@ def _refund_note(refund: Refund, *, message: str, source: str) -> None:
 def _refund_failed(refund: Refund, exc, *, source: str) -> None:
     with refund_locked(refund_id=refund.pk, order_id=refund.order_id) as (_, refund):
         refund.gateway_code, refund.gateway_message = failure_reason(exc)
-        _refund_move(refund, RefundStatus.FAILED, source=source)
+        refund_transition(refund, RefundStatus.FAILED, source=source)
 
 
-def _refund_move(refund: Refund, to_status: str | None, *, source: str, data: dict | None = None) -> ApplyResult:
+def refund_transition(refund: Refund, to_status: str | None, *, source: str, data: dict | None = None) -> ApplyResult:
     """The one place a refund's status changes. The caller holds the order's and the refund's row locks."""
     if to_status is None or to_status == refund.status:
         refund.save()
@@ -181,24 +185,30 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
             refund.trans_no = info.trans_no
         refund.gateway_trans_status = info.trans_status
         refund.not_found_since = None
-        return _refund_move(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
+        return refund_transition(refund, refund_status_from_gateway(info.trans_status), source=source, data=info.data)
 
 
-def refund_sync(*, refund: Refund, source: str = "sync", client=None) -> ApplyResult:
-    """Ask the gateway about the refund now and apply the answer (``client``: e.g. a rate-limited one)."""
+def refund_sync(*, refund: Refund, source: str = "sync", client=None, now: datetime | None = None) -> ApplyResult:
+    """
+    Ask the gateway about the refund now and apply the answer (``client``: e.g. a rate-limited one; ``now``:
+    the reconciler's clock for the not-found grace period).
+    """
     client = client or gateway_client_for(refund.account)
     try:
         info = client.query_refund(merchant_order_no=refund.merchant_order_no)
     except GatewayError as exc:
         if not is_order_not_found(exc):
             raise
-        return refund_mark_not_found(refund_id=refund.pk, source=source)
+        return refund_mark_not_found(refund_id=refund.pk, source=source, now=now)
     return refund_apply_gateway_state(refund_id=refund.pk, info=info, source=source)
 
 
-def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
-    """A refund the gateway does not know, past the grace period, never reached it: it failed and frees its amount."""
-    now = timezone.now()
+def refund_mark_not_found(*, refund_id: int, source: str, now: datetime | None = None) -> ApplyResult:
+    """
+    A refund the gateway does not know, past the grace period (counted on ``now``, the current time by
+    default), never reached it: it failed and frees its amount.
+    """
+    now = now or timezone.now()
     with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
         if refund.not_found_since is None:
@@ -207,5 +217,5 @@ def refund_mark_not_found(*, refund_id: int, source: str) -> ApplyResult:
         if refund.status == RefundStatus.UNKNOWN and now - refund.not_found_since >= timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
             refund.gateway_code = ORDER_NOT_FOUND_CODE
             refund.gateway_message = "The gateway never received this refund; request it again."
-            return _refund_move(refund, RefundStatus.FAILED, source=source)
+            return refund_transition(refund, RefundStatus.FAILED, source=source)
         return ApplyResult.UNCHANGED

@@ -30,7 +30,7 @@ def _paid(account, sandbox_control, merchant_order_no: str, *, trans_type: str =
     order = order_create(
         account=account, api_key=None, channel="terminal", amount=Decimal(amount), currency="USD",
         description="Dinner", merchant_order_no=merchant_order_no, terminal_sn=TERMINAL_SN, trans_type=trans_type,
-    ).order
+    ).obj
     sandbox_control.pay(merchant_order_no)
     order_sync(order=order, source="test")
     return Order.objects.get(pk=order.pk)
@@ -121,7 +121,7 @@ def test_timeline_merges_events_gateway_calls_of_refunds_and_increments_and_noti
 def test_timeline_finds_the_refund_calls_of_a_paid_order(admin_client, account, sandbox_control):
     """A refund's gateway call, made under the refund's own number, is on the order's timeline."""
     order = _paid(account, sandbox_control, "TL-R")
-    refund = order_refund(order=order, amount=Decimal("4.00"), reason="Broken", source="test")
+    refund = order_refund(order=order, amount=Decimal("4.00"), reason="Broken", source="test").obj
 
     timeline = _page(admin_client, order).split('id="order-timeline"')[1]
 
@@ -254,7 +254,7 @@ def test_sync_from_the_order_page(client, account, sandbox_control):
     order = order_create(
         account=account, api_key=None, channel="terminal", amount=Decimal("9.00"), currency="USD",
         description="x", merchant_order_no="ADM-SYNC", terminal_sn=TERMINAL_SN,
-    ).order
+    ).obj
     sandbox_control.pay("ADM-SYNC")
     client.force_login(_operator("payments.sync_order"))
 

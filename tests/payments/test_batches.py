@@ -48,7 +48,7 @@ def paid_terminal_sale(account, sandbox_control, amount="10.00", terminal_sn=TER
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal(amount), currency="USD",
         description="Lunch", terminal_sn=terminal_sn,
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     sandbox_control.pay(order.merchant_order_no)
     return order
 

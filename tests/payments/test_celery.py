@@ -1,9 +1,10 @@
 """Celery wiring: task options, bounded delays, the database beat schedule, housekeeping, and a real worker."""
 
-import importlib
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,11 +13,14 @@ from celery.signals import task_postrun, task_prerun
 from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.sql import emit_post_migrate_signal
 from django.db import OperationalError, connection, connections
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from codepay_service.celery import app
+from codepay_service.schedules import periodic_tasks_declared
+from codepay_service.tasks import task_delay_check
 from payments import tasks
 from payments.models import BatchClose, BatchCloseSchedule, BatchCloseStatus, Channel, IdempotencyRecord, Order, OrderStatus
 from payments.services.orders import order_create
@@ -34,8 +38,8 @@ EXPECTED_SCHEDULE = {
     "codepay: run due batch close schedules": ("payments.tasks.run_due_batch_schedules", 60, 60, True),
     "codepay: retry failed batch closes": ("payments.tasks.retry_due_batch_closes", 60, 60, True),
     "codepay: purge expired idempotency records": ("payments.tasks.purge_expired_idempotency_records", 3600, 600, True),
-    "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, True),
     "codepay: send due outbound events": ("payments.events.tasks.send_due_event_deliveries", 15, 15, True),
+    "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, True),
 }
 
 
@@ -65,22 +69,22 @@ def test_a_delay_reaching_the_visibility_limit_is_refused_before_sending(setting
         tasks.close_batch.apply_async(args=[1], countdown=limit)
     with pytest.raises(ValueError):
         tasks.close_batch.apply_async(args=[1], eta=timezone.now() + timedelta(seconds=limit + 60))
-    tasks.task_delay_check(limit - 1)
+    task_delay_check(limit - 1)
 
 
 def test_a_delay_limit_not_below_the_visibility_timeout_is_a_configuration_error(settings):
     """CELERY_MAX_TASK_DELAY_SECONDS at or above the broker's visibility timeout refuses every task."""
     settings.CELERY_MAX_TASK_DELAY_SECONDS = 3600
     with pytest.raises(ImproperlyConfigured):
-        tasks.task_delay_check(0)
+        task_delay_check(0)
 
 
-def test_the_migration_and_setup_schedules_install_the_beat_schedule_idempotently(db, capsys):
-    """The data migration and `manage.py setup_schedules` create the six periodic tasks; running them again
-    changes nothing, creates no duplicate interval, and keeps an operator's choice to disable a task."""
+def test_migrate_and_setup_schedules_install_the_beat_schedule_idempotently(db, capsys):
+    """After each migrate (post_migrate) and on `manage.py setup_schedules`, the six periodic tasks the apps
+    declare are installed; running them again changes nothing, creates no duplicate interval, and keeps an
+    operator's choice to disable a task."""
     PeriodicTask.objects.filter(name__startswith="codepay:").delete()
-    migration = importlib.import_module("payments.migrations.0003_periodic_tasks")
-    migration.install(django_apps, None)
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
     assert beat_schedule() == EXPECTED_SCHEDULE
     intervals = IntervalSchedule.objects.count()
 
@@ -115,6 +119,31 @@ def test_a_database_connection_the_server_dropped_is_replaced_before_the_next_ta
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != dropped_pid
+
+
+def test_each_app_declares_only_its_own_periodic_tasks():
+    """payments schedules only payments tasks and webhooks only webhooks tasks; together they are the schedule."""
+    by_app = {label: [spec.task for spec in periodic_tasks_declared(app_configs=[django_apps.get_app_config(label)])] for label in ("payments", "webhooks")}
+    assert by_app == {
+        "payments": [task for task, *_ in EXPECTED_SCHEDULE.values() if task.startswith("payments.")],
+        "webhooks": ["webhooks.tasks.apply_due_notifications"],
+    }
+    assert [spec.name for spec in periodic_tasks_declared()] == list(EXPECTED_SCHEDULE)
+
+
+def test_no_migration_runs_the_live_code_of_an_app():
+    """
+    Migrations are frozen history: none imports a function of payments, webhooks or codepay_service to run
+    it. (A field default written by makemigrations as ``payments.models.all_weekdays`` is a reference Django
+    resolves itself, not code the migration runs.)
+    """
+    offenders = []
+    for label in ("payments", "webhooks"):
+        for path in (Path(django_apps.get_app_config(label).path) / "migrations").glob("*.py"):
+            source = path.read_text()
+            if re.search(r"^\s*from\s+(payments|webhooks|codepay_service)\b|import_module\(", source, re.MULTILINE):
+                offenders.append(path.name)
+    assert offenders == []
 
 
 def test_purge_deletes_only_expired_idempotency_records(api_key):
@@ -164,7 +193,7 @@ def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(celery_worker,
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("8.00"), currency="USD",
         description="Sandwich", terminal_sn="WPYB002248000865",
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     assert order.status == OrderStatus.UNKNOWN
     sandbox_control.pay(order.merchant_order_no)
     Order.objects.filter(pk=order.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
@@ -187,7 +216,7 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_work
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("6.00"), currency="USD",
         description="Soup", terminal_sn="WPYB002248000865",
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     sandbox_control.pay(order.merchant_order_no)
     # Due a minute ago (well inside the catch-up window), on a schedule saved long before.
     due_at = timezone.now() - timedelta(minutes=1)

@@ -47,13 +47,13 @@ def terminal_order(account, **kwargs) -> Order:
         description="Flat white",
         terminal_sn=TERMINAL_SN,
         **kwargs,
-    ).order
+    ).obj
 
 
 def checkout_order(account) -> Order:
     return order_create(
         account=account, api_key=None, channel=Channel.CHECKOUT, amount=Decimal("25.00"), currency="USD", description="Gift card"
-    ).order
+    ).obj
 
 
 def make_expired(order: Order, now, settings) -> None:
@@ -131,7 +131,7 @@ def test_unknown_order_the_gateway_never_received_fails_once_the_grace_from_the_
     order.refresh_from_db()
     first_not_found = order.not_found_since
     assert order.status == OrderStatus.UNKNOWN
-    assert first_not_found is not None
+    assert first_not_found == now
     assert (order.check_attempts, order.next_check_at) == (1, now + timedelta(seconds=10))
 
     later = now + timedelta(seconds=10)
@@ -315,7 +315,7 @@ def test_refund_completing_later_is_settled_by_reconcile(account, sandbox_contro
     sandbox_control.pay(order.merchant_order_no)
     order_sync(order=order)
     sandbox_control.fault(fault="refund_async", method="order.refund.submit")
-    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned")
+    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned").obj
     assert refund.status == RefundStatus.PENDING
 
     now = timezone.now()

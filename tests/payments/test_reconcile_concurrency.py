@@ -33,7 +33,7 @@ def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional
             currency="USD",
             description=f"Order {n}",
             terminal_sn="WPYB002248000865",
-        ).order
+        ).obj
         for n in range(12)
     ]
     now = timezone.now()
@@ -117,7 +117,7 @@ def test_a_chunk_stops_starting_checks_once_its_claim_is_chunk_seconds_old(accou
         order_create(
             account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("5.00"), currency="USD",
             description="Tea", terminal_sn="WPYB002248000865",
-        ).order.pk
+        ).obj.pk
         for _ in range(3)
     )  # fmt: skip
     leases_at_each_check = []

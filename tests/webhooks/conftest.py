@@ -144,7 +144,7 @@ def terminal_order(account, merchant_order_no: str, *, amount: str = "10.00", tr
         trans_type=trans_type,
     )
     assert result.outcome_unknown is False
-    return result.order
+    return result.obj
 
 
 def deliveries_for(merchant_order_no: str, count: int) -> list[NotificationDelivery]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from codepay_service.since import parse_since
 from payments.gateway import signing
-from payments.management.since import parse_since
 from payments.models import Order, OrderEvent, OrderStatus
 from tests.factories import OrderFactory
 from tests.webhooks.conftest import notification_fields
@@ -166,7 +167,24 @@ def test_replay_command_prints_only_its_summary_at_the_default_verbosity(gateway
 
 
 def test_replay_selects_by_since(gateway, notify_account):
-    """--since keeps deliveries received since that moment: none since a future date."""
+    """
+    --since keeps the deliveries received since that moment: with one received three hours ago and one
+    just now, `--since 1h` replays only the recent one and leaves the old one without a replay record;
+    a future date selects none.
+    """
+    gateway.notify(notification_fields("SINCE-OLD"))
+    gateway.notify(notification_fields("SINCE-NEW"))
+    old, new = NotificationDelivery.objects.order_by("id")
+    NotificationDelivery.objects.filter(pk=old.pk).update(received_at=timezone.now() - timedelta(hours=3))
+    assert (old.status, new.status) == (ProcessingStatus.RECEIVED, ProcessingStatus.RECEIVED)
+
+    lines = _replay("--status", "received", "--since", "1h")
+
+    [replay] = NotificationReplay.objects.all()
+    changed = int(replay.status_after != replay.status_before)
+    assert [line.split(" ", 1)[0] for line in lines] == [f"#{new.pk}", "Replayed"]
+    assert lines[-1] == f"Replayed 1 deliveries; {changed} changed status."
+    assert replay.delivery_id == new.pk
     assert _replay("--status", "received", "--since", "2999-01-01") == ["No deliveries to replay."]
 
 

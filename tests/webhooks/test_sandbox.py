@@ -90,7 +90,7 @@ def test_refund_notification_from_the_sandbox_is_confirmed_and_applied(sandbox_a
     order.refresh_from_db()
     assert order.status == OrderStatus.SUCCEEDED
     sandbox_control.fault(fault="refund_async", method="order.refund.submit")
-    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned", merchant_order_no="REF-ORDER-R1")
+    refund = order_refund(order=order, amount=Decimal("4.00"), reason="returned", merchant_order_no="REF-ORDER-R1").obj
     assert refund.status == RefundStatus.PENDING
 
     response = sandbox_control.post("refunds/REF-ORDER-R1/complete")

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from payments.management.progress import progress
-from payments.management.since import parse_since
+from codepay_service.since import parse_since
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.reconcile import StatusChange, reconciliation_candidates_count, reconciliation_run
 

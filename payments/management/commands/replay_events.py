@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from payments.events.models import DeliveryStatus
 from payments.events.services import event_deliveries_for_replay, event_delivery_replay
-from payments.management.since import parse_since
+from codepay_service.since import parse_since
 
 
 class Command(BaseCommand):

@@ -36,7 +36,7 @@ def paid_order(account, sandbox_control) -> Order:
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("12.34"), currency="USD",
         description="Coffee", merchant_order_no=number, terminal_sn="WPYB002248000865",
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
     sandbox_control.pay(number)
     order_sync(order=order)
     return Order.objects.get(pk=order.pk)
@@ -124,7 +124,7 @@ def test_events_of_different_orders_do_not_wait_for_each_other(account, endpoint
 def test_a_refund_sends_refund_succeeded_after_the_orders_event(account, endpoint, receiver, sandbox_control):
     """A refund accepted by CodePay reaches the endpoint as refund.succeeded, after the order's own event."""
     order = paid_order(account, sandbox_control)
-    refund = order_refund(order=order, amount=Decimal("2.00"), reason="broken cup")
+    refund = order_refund(order=order, amount=Decimal("2.00"), reason="broken cup").obj
     assert refund.status == "succeeded"
 
     assert event_deliveries_send_due() == 2
