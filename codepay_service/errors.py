@@ -160,7 +160,9 @@ def not_found_view(request, exception=None):
 def server_error_view(request):
     if request.path.startswith("/admin/"):
         return server_error(request)
-    return JsonResponse(error_body("server_error", "Internal error; nothing more is known to the client. It is logged."), status=500)
+    return JsonResponse(
+        error_body("server_error", "Internal error; nothing more is known to the client. It is logged."), status=500
+    )
 
 
 class SensitiveDataFilter(SafeExceptionReporterFilter):

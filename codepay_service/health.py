@@ -18,7 +18,10 @@ from codepay_service.celery import app as celery_app
 
 HEALTH_SCHEMA = inline_serializer(
     "Health",
-    {"status": serializers.ChoiceField(["ok", "unavailable"]), "checks": serializers.DictField(child=serializers.CharField(), required=False)},
+    {
+        "status": serializers.ChoiceField(["ok", "unavailable"]),
+        "checks": serializers.DictField(child=serializers.CharField(), required=False),
+    },
 )
 
 

@@ -34,14 +34,26 @@ class ApiErrorShapeMiddleware:
         path = request.path_info
         if not path.startswith(API_PREFIX):
             return self.get_response(request)
-        if request.method not in _SAFE_METHODS and not path.endswith("/") and not is_valid_path(path) and is_valid_path(f"{path}/"):
+        if (
+            request.method not in _SAFE_METHODS
+            and not path.endswith("/")
+            and not is_valid_path(path)
+            and is_valid_path(f"{path}/")
+        ):
             return JsonResponse(
-                error_body("not_found", f"No such path: {path}. The API's paths end with a slash: {path}/", {"path": f"{path}/"}),
+                error_body(
+                    "not_found",
+                    f"No such path: {path}. The API's paths end with a slash: {path}/",
+                    {"path": f"{path}/"},
+                ),
                 status=404,
             )
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
-            code, message = _CODES.get(response.status_code, ("server_error" if response.status_code >= 500 else "error", "The request failed."))
+            code, message = _CODES.get(
+                response.status_code,
+                ("server_error" if response.status_code >= 500 else "error", "The request failed."),
+            )
             if response.status_code >= 500:
                 message = "Internal error; nothing more is known to the client. It is logged."
             shaped = JsonResponse(error_body(code, message), status=response.status_code)

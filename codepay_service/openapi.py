@@ -73,7 +73,10 @@ TAG_DESCRIPTIONS = [
             "Follow it until it is final."
         ),
     },
-    {"name": "refunds", "description": "Give money back on a paid order, in full or in part, as many times as the paid amount allows."},
+    {
+        "name": "refunds",
+        "description": "Give money back on a paid order, in full or in part, as many times as the paid amount allows.",
+    },
     {
         "name": "operations",
         "description": (

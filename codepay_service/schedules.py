@@ -43,10 +43,9 @@ def periodic_tasks_install(
     """
     results = []
     for spec in specs:
-        interval = (
-            interval_model.objects.filter(every=spec.every_seconds, period="seconds").order_by("pk").first()
-            or interval_model.objects.create(every=spec.every_seconds, period="seconds")
-        )
+        interval = interval_model.objects.filter(every=spec.every_seconds, period="seconds").order_by(
+            "pk"
+        ).first() or interval_model.objects.create(every=spec.every_seconds, period="seconds")
         _, created = periodic_task_model.objects.update_or_create(
             name=spec.name,
             defaults={

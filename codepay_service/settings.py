@@ -294,7 +294,9 @@ ORDER_WAIT_DATABASE_CONCURRENCY = env.int("ORDER_WAIT_DATABASE_CONCURRENCY", def
 EVENTS_CONNECT_TIMEOUT = env.float("EVENTS_CONNECT_TIMEOUT", default=3.0)
 EVENTS_READ_TIMEOUT = env.float("EVENTS_READ_TIMEOUT", default=10.0)
 # Back-off between attempts of one delivery (the last delay repeats), for EVENTS_RETRY_WINDOW_SECONDS.
-EVENTS_RETRY_DELAYS = env.list("EVENTS_RETRY_DELAYS", cast=int, default=[60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200])
+EVENTS_RETRY_DELAYS = env.list(
+    "EVENTS_RETRY_DELAYS", cast=int, default=[60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200]
+)
 EVENTS_RETRY_WINDOW_SECONDS = env.int("EVENTS_RETRY_WINDOW_SECONDS", default=3 * 24 * 3600)
 # An endpoint failing this long without a success, with at least this many failed attempts, is disabled.
 EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS = env.int("EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS", default=3 * 24 * 3600)
@@ -305,7 +307,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_context": {"()": "codepay_service.log_format.RequestContextFilter"}},
     "formatters": {
-        "text": {"()": "codepay_service.log_format.ContextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "codepay_service.log_format.ContextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "codepay_service.log_format.JsonFormatter"},
     },
     "handlers": {

@@ -45,7 +45,9 @@ class CodePayTask(DjangoTask):
     soft_time_limit = 240
     time_limit = 300
 
-    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None, shadow=None, **options):
+    def apply_async(
+        self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None, shadow=None, **options
+    ):
         delay = 0.0
         if options.get("countdown"):
             delay = float(options["countdown"])

@@ -95,7 +95,11 @@ class MerchantAccountAdmin(admin.ModelAdmin):
         if obj is not None and obj.code == MerchantAccount.DEFAULT_CODE:
             return [field.name for field in MerchantAccount._meta.fields]
         # An account's identity at the gateway does not change once orders point at it.
-        return ("code", "app_id", "merchant_no", "created_at", "updated_at") if obj is not None else ("created_at", "updated_at")
+        return (
+            ("code", "app_id", "merchant_no", "created_at", "updated_at")
+            if obj is not None
+            else ("created_at", "updated_at")
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -127,7 +131,16 @@ class RefundInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 class OperationInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderOperation
-    fields = ("kind", "merchant_order_no", "amount_display", "status", "gateway_code", "gateway_message", "source", "created_at")
+    fields = (
+        "kind",
+        "merchant_order_no",
+        "amount_display",
+        "status",
+        "gateway_code",
+        "gateway_message",
+        "source",
+        "created_at",
+    )
     readonly_fields = fields
     extra = 0
 
@@ -140,19 +153,34 @@ class OperationInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 STATUS_BADGE_CLASSES = {
-    "succeeded": "ok", "applied": "ok", "valid": "ok",
+    "succeeded": "ok",
+    "applied": "ok",
+    "valid": "ok",
     "authorized": "info",
-    "pending": "wait", "processing": "wait", "received": "wait", "retrying": "wait",
-    "failed": "bad", "dead": "bad", "conflict": "bad", "rejected": "bad",
-    "unknown": "unknown", "unmatched": "unknown",
+    "pending": "wait",
+    "processing": "wait",
+    "received": "wait",
+    "retrying": "wait",
+    "failed": "bad",
+    "dead": "bad",
+    "conflict": "bad",
+    "rejected": "bad",
+    "unknown": "unknown",
+    "unmatched": "unknown",
     # Gateway call outcomes (payments.gateway.errors kinds).
-    "ok": "ok", "declined": "bad", "not_sent": "bad", "misconfigured": "bad", "error": "bad",
+    "ok": "ok",
+    "declined": "bad",
+    "not_sent": "bad",
+    "misconfigured": "bad",
+    "error": "bad",
 }
 
 
 def status_badge(value: str, label: str = "") -> str:
     """A coloured status label; the colour classes live in payments/static/payments/admin.css."""
-    return format_html('<span class="cp-badge cp-{}">{}</span>', STATUS_BADGE_CLASSES.get(value, "plain"), label or value)
+    return format_html(
+        '<span class="cp-badge cp-{}">{}</span>', STATUS_BADGE_CLASSES.get(value, "plain"), label or value
+    )
 
 
 class StatusBadgeMixin:
@@ -167,11 +195,29 @@ class StatusBadgeMixin:
 # Shown after the summary, which holds the status and every amount (in the currency's digits); the other
 # columns, money ones excepted, are folded into "Internal".
 ORDER_MAIN_FIELDS = (
-    "merchant_order_no", "account", "channel", "trans_type", "description", "attach", "store_no", "terminal_sn",
-    "created_at", "updated_at", "expires_at",
+    "merchant_order_no",
+    "account",
+    "channel",
+    "trans_type",
+    "description",
+    "attach",
+    "store_no",
+    "terminal_sn",
+    "created_at",
+    "updated_at",
+    "expires_at",
 )
-ORDER_SUMMARY_FIELDS = ("status", "currency", "amount", "tip_amount", "cashback_amount", "authorized_amount",
-                        "captured_amount", "paid_amount", "refunded_amount")
+ORDER_SUMMARY_FIELDS = (
+    "status",
+    "currency",
+    "amount",
+    "tip_amount",
+    "cashback_amount",
+    "authorized_amount",
+    "captured_amount",
+    "paid_amount",
+    "refunded_amount",
+)
 ORDER_GATEWAY_FIELDS = ("trans_no", "gateway_code", "gateway_message", "pay_method_id", "pay_scenario", "pay_url")
 
 
@@ -203,9 +249,25 @@ class NeedsOperatorFilter(admin.SimpleListFilter):
 
 @admin.register(Order)
 class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "refunded_display", "kind_display", "terminal_sn")
+    list_display = (
+        "merchant_order_no",
+        "created_at",
+        "status_badge",
+        "amount_display",
+        "refunded_display",
+        "kind_display",
+        "terminal_sn",
+    )
     list_display_links = ("merchant_order_no",)
-    list_filter = (NeedsOperatorFilter, "status", "channel", "trans_type", "store_no", ("created_at", admin.DateFieldListFilter), "account")
+    list_filter = (
+        NeedsOperatorFilter,
+        "status",
+        "channel",
+        "trans_type",
+        "store_no",
+        ("created_at", admin.DateFieldListFilter),
+        "account",
+    )
     search_fields = ("=merchant_order_no", "=trans_no")
     list_select_related = ("account",)
     list_per_page = 50
@@ -241,7 +303,11 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("<path:object_id>/actions/<slug:action>/", self.admin_site.admin_view(self.order_action_view), name="payments_order_action"),
+            path(
+                "<path:object_id>/actions/<slug:action>/",
+                self.admin_site.admin_view(self.order_action_view),
+                name="payments_order_action",
+            ),
         ]
         return own + super().get_urls()
 
@@ -253,7 +319,8 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 "summary": order_summary(order=order, refundable=order_refundable_amount(order)),
                 "timeline": order_timeline(order=order),
                 "order_actions": [
-                    action for action in ORDER_ACTIONS.values()
+                    action
+                    for action in ORDER_ACTIONS.values()
                     if action.offered(order) and request.user.has_perm(action.permission)
                 ],
             }
@@ -272,8 +339,12 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             username = request.user.get_username()
             # The audit event comes first, so an attempt that fails or never returns is still on record.
-            order_event(order, kind=f"admin_{order_action.slug}", source="admin",
-                        message=order_action.audit_message(order, form.cleaned_data, username))
+            order_event(
+                order,
+                kind=f"admin_{order_action.slug}",
+                source="admin",
+                message=order_action.audit_message(order, form.cleaned_data, username),
+            )
             try:
                 outcome_unknown = order_action.run(order, form.cleaned_data)
             except (ServiceError, GatewayError) as exc:
@@ -287,7 +358,11 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             else:
                 self.log_change(request, order, order_action.audit_message(order, form.cleaned_data, username)[:200])
                 if outcome_unknown:
-                    self.message_user(request, f"{order_action.label}: CodePay did not answer; the reconciler will find out.", messages.WARNING)
+                    self.message_user(
+                        request,
+                        f"{order_action.label}: CodePay did not answer; the reconciler will find out.",
+                        messages.WARNING,
+                    )
                 else:
                     self.message_user(request, f"{order_action.label}: done.", messages.SUCCESS)
                 return HttpResponseRedirect(change_url)
@@ -321,7 +396,9 @@ class OrderAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
         _run_action(self, request, queryset.select_related("account"), sync, "Sync")
 
-    @admin.action(description="Cancel selected orders (close, revoke or void, whichever applies)", permissions=["cancel"])
+    @admin.action(
+        description="Cancel selected orders (close, revoke or void, whichever applies)", permissions=["cancel"]
+    )
     def cancel_orders(self, request, queryset):
         def cancel(order):
             self._audited(request, order, "admin_cancel")
@@ -354,7 +431,13 @@ REFUND_ADMIN_FIELDS = tuple(
 @admin.register(Refund)
 class RefundAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("merchant_order_no", "created_at", "status_badge", "amount_display", "order", "reason")
-    list_filter = ("status", "order__store_no", "order__terminal_sn", ("created_at", admin.DateFieldListFilter), "account")
+    list_filter = (
+        "status",
+        "order__store_no",
+        "order__terminal_sn",
+        ("created_at", admin.DateFieldListFilter),
+        "account",
+    )
     search_fields = ("=merchant_order_no", "=trans_no", "=order__merchant_order_no")
     list_select_related = ("order", "account")
     fields = REFUND_ADMIN_FIELDS
@@ -371,7 +454,13 @@ class RefundAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Sync selected refunds with CodePay (query now)", permissions=["sync"])
     def sync_with_gateway(self, request, queryset):
         def sync(refund):
-            order_event(refund.order, refund=refund, kind="admin_sync", source="admin", message=f"by {request.user.get_username()}")
+            order_event(
+                refund.order,
+                refund=refund,
+                kind="admin_sync",
+                source="admin",
+                message=f"by {request.user.get_username()}",
+            )
             refund_sync(refund=refund, source="admin")
 
         _run_action(self, request, queryset, sync, "Sync")
@@ -399,7 +488,16 @@ class BatchCloseScheduleAdmin(admin.ModelAdmin):
 
 @admin.register(BatchClose)
 class BatchCloseAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "store_no", "trigger", "status_badge", "attempts", "count", "total_amount", "gateway_code")
+    list_display = (
+        "created_at",
+        "store_no",
+        "trigger",
+        "status_badge",
+        "attempts",
+        "count",
+        "total_amount",
+        "gateway_code",
+    )
     list_filter = ("status", "trigger", "store_no", ("created_at", admin.DateFieldListFilter), "account")
     list_select_related = ("account",)
     readonly_fields = [field.name for field in BatchClose._meta.fields]
@@ -410,7 +508,9 @@ class BatchCloseAdmin(StatusBadgeMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed batch closes", permissions=["retry"])
     def retry(self, request, queryset):
-        _run_action(self, request, queryset.select_related("account"), lambda batch: batch_close_attempt(batch=batch), "Retry")
+        _run_action(
+            self, request, queryset.select_related("account"), lambda batch: batch_close_attempt(batch=batch), "Retry"
+        )
 
 
 # Room for the lists at 1,366 px: the app menu is on the index page, not beside every list.
@@ -447,4 +547,6 @@ for _model in apps.get_app_config("django_celery_beat").get_models():
     if admin.site.is_registered(_model):
         _library_admin = type(admin.site.get_model_admin(_model))
         admin.site.unregister(_model)
-        admin.site.register(_model, type(f"SuperuserOnly{_library_admin.__name__}", (SuperuserOnlyAdminMixin, _library_admin), {}))
+        admin.site.register(
+            _model, type(f"SuperuserOnly{_library_admin.__name__}", (SuperuserOnlyAdminMixin, _library_admin), {})
+        )

@@ -49,11 +49,15 @@ class AmountForm(_OrderActionForm):
 
 
 class RefundForm(AmountForm):
-    reason = forms.CharField(max_length=64, initial="Refund by operator", help_text="Shown to the gateway; 64 characters at most.")
+    reason = forms.CharField(
+        max_length=64, initial="Refund by operator", help_text="Shown to the gateway; 64 characters at most."
+    )
 
 
 class TipForm(_OrderActionForm):
-    tip_amount = forms.CharField(max_length=24, label="New tip", help_text="The whole tip after the change; 0 removes it.")
+    tip_amount = forms.CharField(
+        max_length=24, label="New tip", help_text="The whole tip after the change; 0 removes it."
+    )
 
     def clean_tip_amount(self) -> Decimal:
         return self._amount("tip_amount", allow_zero=True)
@@ -111,9 +115,9 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 f"at most {_money(order, order_refundable_amount(order))} can still be refunded."
             ),
             offered=lambda order: order.status == OrderStatus.SUCCEEDED,
-            run=lambda order, data: order_refund(
-                order=order, amount=data["amount"], reason=data["reason"], source="admin"
-            ).outcome_unknown,
+            run=lambda order, data: (
+                order_refund(order=order, amount=data["amount"], reason=data["reason"], source="admin").outcome_unknown
+            ),
         ),
         OrderAction(
             slug="capture",
@@ -135,7 +139,9 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
             permission="payments.void_order",
             form=ConfirmForm,
             initial=lambda order: {},
-            describe=lambda order: f"Void the authorization: {_money(order, order.authorized_amount)} is released to the customer.",
+            describe=lambda order: (
+                f"Void the authorization: {_money(order, order.authorized_amount)} is released to the customer."
+            ),
             offered=lambda order: order.status == OrderStatus.AUTHORIZED,
             run=lambda order, data: order_cancel(order=order, source="admin").outcome_unknown,
         ),
@@ -150,7 +156,9 @@ ORDER_ACTIONS: dict[str, OrderAction] = {
                 "the paid amount moves by the difference."
             ),
             offered=lambda order: order.status == OrderStatus.SUCCEEDED,
-            run=lambda order, data: order_tip_adjust(order=order, tip_amount=data["tip_amount"], source="admin").outcome_unknown,
+            run=lambda order, data: (
+                order_tip_adjust(order=order, tip_amount=data["tip_amount"], source="admin").outcome_unknown
+            ),
         ),
         OrderAction(
             slug="sync",

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from asgiref.sync import sync_to_async
 from django.http import HttpResponse
+from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -39,6 +39,7 @@ from payments.services.refunds import order_refund
 from payments.services.results import WriteResult
 from payments.services.waits import database_read_then_release, order_wait_until, wsgi_wait_slot
 from payments.state_machine import ORDER_OPEN_STATUSES
+
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     descriptions = {
@@ -80,7 +81,9 @@ class OrderCursorPagination(CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except selectors.UNREADABLE_ROW_ERRORS:
             # One row the database cannot give back (logged by unreadable_rows) must not fail every page.
-            return super().paginate_queryset(queryset.exclude(pk__in=selectors.unreadable_rows(queryset)), request, view)
+            return super().paginate_queryset(
+                queryset.exclude(pk__in=selectors.unreadable_rows(queryset)), request, view
+            )
 
     def decode_cursor(self, request):
         try:
@@ -118,7 +121,9 @@ class IdempotentPostApi(APIView):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return self.handle_post(request, *args, **kwargs)
-        claim = idempotency_begin(api_key=request.auth, key=key, method=request.method, path=request.path, body=request.data)
+        claim = idempotency_begin(
+            api_key=request.auth, key=key, method=request.method, path=request.path, body=request.data
+        )
         if isinstance(claim, StoredResponse):
             return Response(claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"})
         try:
@@ -143,26 +148,38 @@ def _validated(serializer_class, request, **context):
     return serializer
 
 
-@extend_schema_view(post=extend_schema(
-    operation_id="orders_create",
-    summary="Create an order",
-    description=(
-        "Start a payment on one of three channels. `terminal`: the order is pushed to the card terminal "
-        "`terminal_sn` and is `pending` until the customer pays there. `checkout`: the answer has a `pay_url` "
-        "for the customer's browser. `card`: you send the card details and the answer is final (`succeeded` "
-        "or `failed`), or carries `redirect_url_3dsecure` when the issuer asks for 3-D Secure.\n\n"
-        "Follow a pending order by reading it (`GET /orders/{merchant_order_no}/`); it becomes `succeeded`, "
-        "`failed`, `cancelled` or `expired` (after `expires_in` seconds). `merchant_order_no` is yours to choose "
-        "(unique per merchant account) or generated."
-    ),
-    request=serializers.OrderCreateSerializer,
-    examples=[*examples.ORDER_CREATE_REQUESTS, examples.ORDER_PENDING, examples.ORDER_UNKNOWN, examples.INVALID_FIELDS],
-    responses={
-        201: OpenApiResponse(serializers.OrderSerializer, description="Created; `status` says where the payment is."),
-        202: OpenApiResponse(serializers.OrderSerializer, description="Sent, but CodePay's answer was lost: status `unknown`, resolved by query."),
-        **_errors(400, 409, 422, 500, 502, 503, *COMMON_ERRORS),
-    },
-))
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="orders_create",
+        summary="Create an order",
+        description=(
+            "Start a payment on one of three channels. `terminal`: the order is pushed to the card terminal "
+            "`terminal_sn` and is `pending` until the customer pays there. `checkout`: the answer has a `pay_url` "
+            "for the customer's browser. `card`: you send the card details and the answer is final (`succeeded` "
+            "or `failed`), or carries `redirect_url_3dsecure` when the issuer asks for 3-D Secure.\n\n"
+            "Follow a pending order by reading it (`GET /orders/{merchant_order_no}/`); it becomes `succeeded`, "
+            "`failed`, `cancelled` or `expired` (after `expires_in` seconds). `merchant_order_no` is yours to choose "
+            "(unique per merchant account) or generated."
+        ),
+        request=serializers.OrderCreateSerializer,
+        examples=[
+            *examples.ORDER_CREATE_REQUESTS,
+            examples.ORDER_PENDING,
+            examples.ORDER_UNKNOWN,
+            examples.INVALID_FIELDS,
+        ],
+        responses={
+            201: OpenApiResponse(
+                serializers.OrderSerializer, description="Created; `status` says where the payment is."
+            ),
+            202: OpenApiResponse(
+                serializers.OrderSerializer,
+                description="Sent, but CodePay's answer was lost: status `unknown`, resolved by query.",
+            ),
+            **_errors(400, 409, 422, 500, 502, 503, *COMMON_ERRORS),
+        },
+    )
+)
 @method_decorator(sensitive_post_parameters(), name="dispatch")
 class OrderListCreateApi(IdempotentPostApi):
     pagination_class = OrderCursorPagination
@@ -176,13 +193,19 @@ class OrderListCreateApi(IdempotentPostApi):
         ),
         examples=[examples.ORDER_LIST],
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=[c for c, _ in serializers.Order._meta.get_field("status").choices]),
+            OpenApiParameter(
+                "status", OpenApiTypes.STR, enum=[c for c, _ in serializers.Order._meta.get_field("status").choices]
+            ),
             OpenApiParameter("channel", OpenApiTypes.STR, enum=["terminal", "checkout", "card"]),
             OpenApiParameter("store_no", OpenApiTypes.STR, description="Only this store's orders."),
             OpenApiParameter("terminal_sn", OpenApiTypes.STR, description="Only this terminal's orders."),
-            OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="ISO 8601, e.g. `2024-02-28T00:00:00Z`."),
+            OpenApiParameter(
+                "created_after", OpenApiTypes.DATETIME, description="ISO 8601, e.g. `2024-02-28T00:00:00Z`."
+            ),
             OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="ISO 8601, exclusive."),
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."),
+            OpenApiParameter(
+                "cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."
+            ),
             OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 200; 50 by default."),
         ],
         responses={200: serializers.OrderSerializer(many=True), **_errors(400, *COMMON_ERRORS)},
@@ -263,7 +286,11 @@ async def order_detail_view(request, merchant_order_no):
         if not may_wait:
             response["Wait-Skipped"] = "busy"
             return response
-        await order_wait_until(order_id=order_id, seconds=seconds, is_settled=sync_to_async(lambda: _order_is_settled_then_release(order_id)))
+        await order_wait_until(
+            order_id=order_id,
+            seconds=seconds,
+            is_settled=sync_to_async(lambda: _order_is_settled_then_release(order_id)),
+        )
     return await sync_to_async(database_read_then_release)(lambda: _order_detail_render(request, merchant_order_no))
 
 
@@ -283,7 +310,9 @@ def _order_is_settled_then_release(order_id: int) -> bool:
 
 def _order_detail_render(request, merchant_order_no) -> HttpResponse:
     order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-    return HttpResponse(JSONRenderer().render(serializers.OrderDetailSerializer(order).data), content_type="application/json")
+    return HttpResponse(
+        JSONRenderer().render(serializers.OrderDetailSerializer(order).data), content_type="application/json"
+    )
 
 
 # Seen by drf-spectacular and DRF as the APIView it fronts.
@@ -292,23 +321,25 @@ order_detail_view.initkwargs = {}
 order_detail_view = csrf_exempt(order_detail_view)
 
 
-@extend_schema_view(post=extend_schema(
-    operation_id="refunds_create",
-    summary="Refund an order",
-    description=(
-        "Give back `amount` of a paid order. Several partial refunds are allowed until their sum reaches the "
-        "paid amount (tip included); more is refused with 409 before anything is sent. Most refunds are final "
-        "in the answer; a `pending` one completes at CodePay and is followed by the service. Give the refund "
-        "its own `merchant_order_no` to find it later with `GET /refunds/{merchant_order_no}/`."
-    ),
-    request=serializers.RefundCreateSerializer,
-    examples=[examples.REFUND_CREATE_REQUEST, examples.REFUND_SUCCEEDED, examples.STATE_CONFLICT],
-    responses={
-        201: serializers.RefundSerializer,
-        202: OpenApiResponse(serializers.RefundSerializer, description="Sent, outcome not yet known (`unknown`)."),
-        **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
-    },
-))
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="refunds_create",
+        summary="Refund an order",
+        description=(
+            "Give back `amount` of a paid order. Several partial refunds are allowed until their sum reaches the "
+            "paid amount (tip included); more is refused with 409 before anything is sent. Most refunds are final "
+            "in the answer; a `pending` one completes at CodePay and is followed by the service. Give the refund "
+            "its own `merchant_order_no` to find it later with `GET /refunds/{merchant_order_no}/`."
+        ),
+        request=serializers.RefundCreateSerializer,
+        examples=[examples.REFUND_CREATE_REQUEST, examples.REFUND_SUCCEEDED, examples.STATE_CONFLICT],
+        responses={
+            201: serializers.RefundSerializer,
+            202: OpenApiResponse(serializers.RefundSerializer, description="Sent, outcome not yet known (`unknown`)."),
+            **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
+        },
+    )
+)
 class OrderRefundCreateApi(IdempotentPostApi):
     def handle_post(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
@@ -341,11 +372,16 @@ class _OrderActionApi(IdempotentPostApi):
 
     def handle_post(self, request, merchant_order_no):
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
-        data = _validated(self.input_serializer or serializers.EmptyInputSerializer, request, currency=order.currency).validated_data
+        data = _validated(
+            self.input_serializer or serializers.EmptyInputSerializer, request, currency=order.currency
+        ).validated_data
         result = self.act(order, data)
         order = selectors.order_get(api_key=request.auth, merchant_order_no=merchant_order_no)
         unknown = result is not None and result.outcome_unknown  # a sync writes nothing of its own: None
-        return Response(serializers.OrderDetailSerializer(order).data, status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK)
+        return Response(
+            serializers.OrderDetailSerializer(order).data,
+            status=status.HTTP_202_ACCEPTED if unknown else status.HTTP_200_OK,
+        )
 
 
 def _action_schema(*, operation_id: str, summary: str, description: str, request_serializer=None, example=None):
@@ -357,7 +393,10 @@ def _action_schema(*, operation_id: str, summary: str, description: str, request
         examples=[*([example] if example else []), examples.ORDER_SUCCEEDED, examples.STATE_CONFLICT],
         responses={
             200: serializers.OrderDetailSerializer,
-            202: OpenApiResponse(serializers.OrderDetailSerializer, description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."),
+            202: OpenApiResponse(
+                serializers.OrderDetailSerializer,
+                description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent.",
+            ),
             **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
         },
     )
@@ -468,42 +507,61 @@ class BatchOpenApi(APIView):
         description="How many payments, and how much, the open batch holds (as CodePay counts it), for a store or one terminal.",
         examples=[examples.OPEN_BATCH],
         parameters=[
-            OpenApiParameter("terminal_sn", OpenApiTypes.STR, description="One terminal; all of the store's when absent."),
-            OpenApiParameter("store_no", OpenApiTypes.STR, description="Defaults to your API key's store or the account's default store."),
+            OpenApiParameter(
+                "terminal_sn", OpenApiTypes.STR, description="One terminal; all of the store's when absent."
+            ),
+            OpenApiParameter(
+                "store_no",
+                OpenApiTypes.STR,
+                description="Defaults to your API key's store or the account's default store.",
+            ),
         ],
         responses={200: serializers.OpenBatchSerializer, **_errors(400, 502, 503, *COMMON_ERRORS)},
     )
     def get(self, request):
         query_params_check(request, ("terminal_sn", "store_no"))
-        store_no = store_no_resolve(account=request.auth.account, api_key=request.auth, requested=request.query_params.get("store_no", ""))
+        store_no = store_no_resolve(
+            account=request.auth.account, api_key=request.auth, requested=request.query_params.get("store_no", "")
+        )
         terminal_sn = request.query_params.get("terminal_sn", "")
-        summary = batch_open_summary(account=request.auth.account, store_no=store_no, terminal_sn_list=[terminal_sn] if terminal_sn else None)
+        summary = batch_open_summary(
+            account=request.auth.account, store_no=store_no, terminal_sn_list=[terminal_sn] if terminal_sn else None
+        )
         return Response(
             serializers.OpenBatchSerializer(
-                {"count": summary.count, "total_amount": summary.total_amount, "store_no": store_no, "terminal_sn": terminal_sn}
+                {
+                    "count": summary.count,
+                    "total_amount": summary.total_amount,
+                    "store_no": store_no,
+                    "terminal_sn": terminal_sn,
+                }
             ).data
         )
 
 
-@extend_schema_view(post=extend_schema(
-    operation_id="batches_close",
-    summary="Close the batch",
-    description=(
-        "Settle the open batch of a store, or of the listed terminals. The answer is recorded with what "
-        "CodePay counted; a close that fails is retried automatically a few times and stays listed with its "
-        "attempts. Tips can no longer be adjusted on the closed payments."
-    ),
-    request=serializers.BatchCloseInputSerializer,
-    examples=[examples.BATCH_CLOSE_REQUEST, examples.BATCH_CLOSED],
-    responses={201: serializers.BatchCloseSerializer, **_errors(400, 409, 422, *COMMON_ERRORS)},
-))
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="batches_close",
+        summary="Close the batch",
+        description=(
+            "Settle the open batch of a store, or of the listed terminals. The answer is recorded with what "
+            "CodePay counted; a close that fails is retried automatically a few times and stays listed with its "
+            "attempts. Tips can no longer be adjusted on the closed payments."
+        ),
+        request=serializers.BatchCloseInputSerializer,
+        examples=[examples.BATCH_CLOSE_REQUEST, examples.BATCH_CLOSED],
+        responses={201: serializers.BatchCloseSerializer, **_errors(400, 409, 422, *COMMON_ERRORS)},
+    )
+)
 class BatchCloseApi(IdempotentPostApi):
     def handle_post(self, request):
         data = _validated(serializers.BatchCloseInputSerializer, request).validated_data
         batch = batch_close(
             account=request.auth.account,
             trigger="api",
-            store_no=store_no_resolve(account=request.auth.account, api_key=request.auth, requested=data.get("store_no", "")),
+            store_no=store_no_resolve(
+                account=request.auth.account, api_key=request.auth, requested=data.get("store_no", "")
+            ),
             terminal_sn_list=data.get("terminal_sn_list"),
             api_key=request.auth,
         )
@@ -518,7 +576,9 @@ class BatchListApi(APIView):
         summary="List batch closes",
         description="Every batch close, newest first, whether made through the API, a schedule or an operator.",
         parameters=[
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."),
+            OpenApiParameter(
+                "cursor", OpenApiTypes.STR, description="Taken from `next` or `previous`; do not build it."
+            ),
             OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 200; 50 by default."),
         ],
         responses={200: serializers.BatchCloseSerializer(many=True), **_errors(400, *COMMON_ERRORS)},
@@ -528,4 +588,3 @@ class BatchListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.batch_close_list(api_key=request.auth), request, view=self)
         return paginator.get_paginated_response(serializers.BatchCloseSerializer(page, many=True).data)
-

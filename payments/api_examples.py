@@ -106,7 +106,13 @@ ORDER_PENDING = OpenApiExample(
     "Waiting on the terminal",
     response_only=True,
     status_codes=["201"],
-    value={**_ORDER, "status": "pending", "pay_method_id": "", "gateway_message": "success", "updated_at": "2024-02-28T08:51:40Z"},
+    value={
+        **_ORDER,
+        "status": "pending",
+        "pay_method_id": "",
+        "gateway_message": "success",
+        "updated_at": "2024-02-28T08:51:40Z",
+    },
 )
 ORDER_SUCCEEDED = OpenApiExample("Paid", response_only=True, status_codes=["200"], value=_ORDER)
 ORDER_REFUNDED = OpenApiExample(
@@ -120,7 +126,14 @@ ORDER_UNKNOWN = OpenApiExample(
     response_only=True,
     status_codes=["202"],
     description="CodePay's answer did not arrive; the service looks the order up. Read it again later.",
-    value={**_ORDER, "status": "unknown", "trans_no": "", "pay_method_id": "", "gateway_code": "", "gateway_message": ""},
+    value={
+        **_ORDER,
+        "status": "unknown",
+        "trans_no": "",
+        "pay_method_id": "",
+        "gateway_code": "",
+        "gateway_message": "",
+    },
 )
 ORDER_LIST = OpenApiExample(
     "One page",
@@ -170,7 +183,6 @@ OPEN_BATCH = OpenApiExample(
     status_codes=["200"],
     value={"count": 12, "total_amount": "402.15", "store_no": "4021000008", "terminal_sn": "WPYB002248000865"},
 )
-
 
 
 def _error(name: str, *, status: str, code: str, message: str, details: dict) -> OpenApiExample:

@@ -26,7 +26,9 @@ class PaymentsCollector(Collector):
         yield by_status
 
         unknown_count = GaugeMetricFamily(
-            "codepay_unknown_count", "Orders, refunds and operations whose outcome is unknown, by kind.", labels=["kind"]
+            "codepay_unknown_count",
+            "Orders, refunds and operations whose outcome is unknown, by kind.",
+            labels=["kind"],
         )
         unknown_age = GaugeMetricFamily(
             "codepay_unknown_oldest_age_seconds",

@@ -76,7 +76,9 @@ class MerchantOrderNumber(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "merchant_order_no"], name="merchant_order_no_unique_per_account")
+            models.UniqueConstraint(
+                fields=["account", "merchant_order_no"], name="merchant_order_no_unique_per_account"
+            )
         ]
 
     def __str__(self) -> str:
@@ -186,7 +188,9 @@ class Order(models.Model):
                 condition=Q(tip_amount__gte=0, cashback_amount__gte=0, captured_amount__gte=0, refunded_amount__gte=0),
                 name="order_amounts_not_negative",
             ),
-            models.CheckConstraint(condition=Q(refunded_amount__lte=F("paid_amount")), name="order_refunds_within_paid"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__lte=F("paid_amount")), name="order_refunds_within_paid"
+            ),
             models.CheckConstraint(
                 condition=Q(captured_amount__lte=F("authorized_amount")), name="order_captures_within_authorized"
             ),
@@ -256,7 +260,9 @@ class OrderOperation(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="operations")
     kind = models.CharField(max_length=16, choices=OperationKind.choices)
-    merchant_order_no = models.CharField(max_length=32, blank=True, help_text="The operation's own number, if it has one.")
+    merchant_order_no = models.CharField(
+        max_length=32, blank=True, help_text="The operation's own number, if it has one."
+    )
     amount = models.DecimalField(**MONEY, null=True, blank=True)
     status = models.CharField(max_length=16, choices=OperationStatus.choices)
     trans_no = models.CharField(max_length=32, blank=True)
@@ -272,7 +278,9 @@ class OrderOperation(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0), name="operation_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gte=0), name="operation_amount_not_negative"
+            ),
             # One capture per authorization (docs/protocol.md, "Follow-ups"): a capture that succeeded or
             # may have succeeded holds the place; only a failed one leaves room for another.
             models.UniqueConstraint(
@@ -282,7 +290,9 @@ class OrderOperation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["next_check_at"], name="operation_due_check", condition=Q(next_check_at__isnull=False)),
+            models.Index(
+                fields=["next_check_at"], name="operation_due_check", condition=Q(next_check_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -370,10 +380,14 @@ class BatchCloseSchedule(models.Model):
 
     account = models.ForeignKey(MerchantAccount, on_delete=models.PROTECT, related_name="batch_schedules")
     store_no = models.CharField(max_length=32)
-    terminal_sn_list = models.JSONField(default=list, blank=True, help_text="Empty: every terminal of the store.", encoder=DjangoJSONEncoder)
+    terminal_sn_list = models.JSONField(
+        default=list, blank=True, help_text="Empty: every terminal of the store.", encoder=DjangoJSONEncoder
+    )
     local_time = models.TimeField()
     time_zone = TimeZoneField(default="UTC")
-    weekdays = models.JSONField(default=all_weekdays, help_text="ISO weekdays 1 (Monday) to 7 (Sunday).", encoder=DjangoJSONEncoder)
+    weekdays = models.JSONField(
+        default=all_weekdays, help_text="ISO weekdays 1 (Monday) to 7 (Sunday).", encoder=DjangoJSONEncoder
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -415,7 +429,9 @@ class BatchClose(models.Model):
         ADMIN = "admin"
 
     account = models.ForeignKey(MerchantAccount, on_delete=models.PROTECT, related_name="batch_closes")
-    schedule = models.ForeignKey(BatchCloseSchedule, on_delete=models.PROTECT, null=True, blank=True, related_name="runs")
+    schedule = models.ForeignKey(
+        BatchCloseSchedule, on_delete=models.PROTECT, null=True, blank=True, related_name="runs"
+    )
     business_date = models.DateField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     store_no = models.CharField(max_length=32, blank=True)
@@ -450,7 +466,9 @@ class BatchClose(models.Model):
         ]
         indexes = [
             # The retry sweep: failed closes whose next attempt is due.
-            models.Index(fields=["next_attempt_at"], name="batch_close_due_retry", condition=Q(next_attempt_at__isnull=False)),
+            models.Index(
+                fields=["next_attempt_at"], name="batch_close_due_retry", condition=Q(next_attempt_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -129,7 +129,9 @@ def order_gateway_calls(order: Order):
     numbers = Q(merchant_order_no=order.merchant_order_no)
     numbers |= Q(merchant_order_no__in=Refund.objects.filter(order=order).values("merchant_order_no"))
     numbers |= Q(
-        merchant_order_no__in=OrderOperation.objects.filter(order=order).exclude(merchant_order_no="").values("merchant_order_no")
+        merchant_order_no__in=OrderOperation.objects.filter(order=order)
+        .exclude(merchant_order_no="")
+        .values("merchant_order_no")
     )
     if order.trans_no:
         numbers |= Q(merchant_order_no="", request__trans_no=order.trans_no)

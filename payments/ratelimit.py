@@ -54,7 +54,9 @@ return slot - now
 class LocalRateLimiter:
     """The pace within one process: thread-safe, the same slot rule as the shared limiter."""
 
-    def __init__(self, *, qps: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, *, qps: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ):
         if qps <= 0:
             raise ValueError("qps must be positive")
         self.interval = 1.0 / qps
@@ -113,7 +115,9 @@ class RedisRateLimiter:
             wait_us = self._script(keys=[self.key], args=[round(self.interval * _MICROS), now])
         except redis_lib.RedisError as exc:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
-            logger.warning("gateway rate limiter: Redis unavailable, pacing this process alone", extra={"error": str(exc)})
+            logger.warning(
+                "gateway rate limiter: Redis unavailable, pacing this process alone", extra={"error": str(exc)}
+            )
             return self._fallback.reserve()
         return int(wait_us) / _MICROS
 
@@ -148,7 +152,9 @@ def gateway_rate_limiter() -> Callable[[], None] | None:
                 from redis.retry import Retry
 
                 # No retries inside the client: a failure switches to the in-process pace at once.
-                client = redis_lib.Redis.from_url(broker, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+                client = redis_lib.Redis.from_url(
+                    broker, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+                )
                 limiter = RedisRateLimiter(redis=client, qps=qps)
             else:
                 limiter = LocalRateLimiter(qps=qps)

@@ -24,7 +24,6 @@ from payments.state_machine import (
     refund_status_from_gateway,
 )
 
-
 logger = logging.getLogger(__name__)
 
 # What turning a stored value into Python raises when the row holds something the model cannot: on SQLite,
@@ -44,7 +43,9 @@ def unreadable_rows(queryset: QuerySet) -> list[int]:
         try:
             list(model._base_manager.filter(pk=pk))
         except UNREADABLE_ROW_ERRORS as exc:
-            logger.error("unreadable row skipped", extra={"model": model._meta.label, "pk": pk, "error": type(exc).__name__})
+            logger.error(
+                "unreadable row skipped", extra={"model": model._meta.label, "pk": pk, "error": type(exc).__name__}
+            )
             unreadable.append(pk)
     return unreadable
 

@@ -21,8 +21,8 @@ from rest_framework import serializers
 from payments.gateway import vocabulary
 from payments.gateway.client import CardDetails
 from payments.gateway.money import (
-    AmountError,
     MAX_SIGNIFICANT_DIGITS,
+    AmountError,
     CurrencyError,
     amount_check_maximum,
     amount_maximum,
@@ -132,21 +132,26 @@ def _unknown_field_message(name: str, known: list[str]) -> str:
 
 
 @extend_schema_field(
-    {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "maxLength": 40, "example": "12.34",
-     "description": f"Major units as a string; at most {MAX_SIGNIFICANT_DIGITS} digits down to the currency's minor "
-                    f"unit ({amount_maximum('USD')} USD, {amount_maximum('JPY')} JPY, {amount_maximum('BHD')} BHD), "
-                    "for each amount and for each sum the service computes (amount + tip + cashback, increments)."}
+    {
+        "type": "string",
+        "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
+        "maxLength": 40,
+        "example": "12.34",
+        "description": f"Major units as a string; at most {MAX_SIGNIFICANT_DIGITS} digits down to the currency's minor "
+        f"unit ({amount_maximum('USD')} USD, {amount_maximum('JPY')} JPY, {amount_maximum('BHD')} BHD), "
+        "for each amount and for each sum the service computes (amount + tip + cashback, increments).",
+    }
 )
 class AmountInput(serializers.Field):
     """An amount sent as a string ("12.34"); parsed to Decimal once the currency is known."""
 
-    default_error_messages = {"float": "Send amounts as strings such as \"12.34\", not JSON numbers."}
+    default_error_messages = {"float": 'Send amounts as strings such as "12.34", not JSON numbers.'}
 
     def to_internal_value(self, data):
         if isinstance(data, float):
             self.fail("float")
         if not isinstance(data, (str, int)) or isinstance(data, bool):
-            raise serializers.ValidationError("Send the amount as a string such as \"12.34\".")
+            raise serializers.ValidationError('Send the amount as a string such as "12.34".')
         return str(data).strip()
 
     def to_representation(self, value):
@@ -190,10 +195,14 @@ def parse_money_fields(attrs: dict, currency: str, names: tuple[str, ...], *, al
 
 
 class CardInputSerializer(StrictInputSerializer):
-    pan = serializers.RegexField(r"^\d{12,19}$", error_messages={"invalid": "12 to 19 digits, no spaces."}, write_only=True)
+    pan = serializers.RegexField(
+        r"^\d{12,19}$", error_messages={"invalid": "12 to 19 digits, no spaces."}, write_only=True
+    )
     holder = serializers.CharField(max_length=64, write_only=True)
     cvv = serializers.RegexField(r"^\d{3,4}$", error_messages={"invalid": "3 or 4 digits."}, write_only=True)
-    expiry = serializers.RegexField(r"^(0[1-9]|1[0-2])\d{2}$", error_messages={"invalid": "MMYY, e.g. 1230."}, write_only=True)
+    expiry = serializers.RegexField(
+        r"^(0[1-9]|1[0-2])\d{2}$", error_messages={"invalid": "MMYY, e.g. 1230."}, write_only=True
+    )
     card_type = serializers.ChoiceField(choices=vocabulary.CARD_CHECKOUT_CARD_TYPES, default="CREDIT", write_only=True)
 
     def validate_pan(self, value: str) -> str:
@@ -221,19 +230,25 @@ class OrderCreateSerializer(StrictInputSerializer):
     pay_scenario = serializers.ChoiceField(choices=vocabulary.PAY_SCENARIOS, required=False)
     pay_method_id = serializers.ChoiceField(choices=vocabulary.PAY_METHOD_IDS, required=False)
     card_type = serializers.ChoiceField(
-        choices=list(vocabulary.TERMINAL_CARD_TYPES), required=False, help_text=f"{vocabulary.describe_choices(vocabulary.TERMINAL_CARD_TYPES)}."
+        choices=list(vocabulary.TERMINAL_CARD_TYPES),
+        required=False,
+        help_text=f"{vocabulary.describe_choices(vocabulary.TERMINAL_CARD_TYPES)}.",
     )
     on_screen_tip = serializers.BooleanField(required=False)
     on_screen_signature = serializers.BooleanField(required=False)
     confirm_on_terminal = serializers.BooleanField(required=False)
     reject_when_terminal_offline = serializers.BooleanField(required=False)
     receipt_print_mode = serializers.ChoiceField(
-        choices=list(vocabulary.RECEIPT_PRINT_MODES), required=False, help_text=f"{vocabulary.describe_choices(vocabulary.RECEIPT_PRINT_MODES)}."
+        choices=list(vocabulary.RECEIPT_PRINT_MODES),
+        required=False,
+        help_text=f"{vocabulary.describe_choices(vocabulary.RECEIPT_PRINT_MODES)}.",
     )
     # channel "checkout" and "card"
     return_url = serializers.URLField(max_length=256, required=False)
     order_detail = serializers.DictField(
-        required=False, validators=[validate_nested_object], help_text="Items, shipping, billing, payment options, theme."
+        required=False,
+        validators=[validate_nested_object],
+        help_text="Items, shipping, billing, payment options, theme.",
     )
     # channel "card"
     card = CardInputSerializer(required=False, write_only=True)
@@ -244,7 +259,14 @@ class OrderCreateSerializer(StrictInputSerializer):
         "address2, zip, phone.",
     )
 
-    TERMINAL_ONLY = ("terminal_sn", "tip_amount", "cashback_amount", "pay_scenario", "pay_method_id", *vocabulary.TERMINAL_OPTIONS)
+    TERMINAL_ONLY = (
+        "terminal_sn",
+        "tip_amount",
+        "cashback_amount",
+        "pay_scenario",
+        "pay_method_id",
+        *vocabulary.TERMINAL_OPTIONS,
+    )
     CHANNEL_FIELDS = {
         Channel.TERMINAL: set(TERMINAL_ONLY) | {"trans_type"},
         Channel.CHECKOUT: set(vocabulary.CHECKOUT_OPTIONS),
@@ -255,7 +277,9 @@ class OrderCreateSerializer(StrictInputSerializer):
         if isinstance(data, dict):
             read_only = sorted(set(data) & set(READ_ONLY_ORDER_FIELDS))
             if read_only:
-                raise serializers.ValidationError({name: ["Read-only: set by the service, not by clients."] for name in read_only})
+                raise serializers.ValidationError(
+                    {name: ["Read-only: set by the service, not by clients."] for name in read_only}
+                )
         return super().to_internal_value(data)
 
     def validate_merchant_order_no(self, value):
@@ -292,9 +316,13 @@ class OrderCreateSerializer(StrictInputSerializer):
             raise serializers.ValidationError({"amount": [str(exc)]}) from None
         cashback = attrs.get("trans_type") == TransType.CASHBACK
         if cashback and not attrs.get("cashback_amount"):
-            raise serializers.ValidationError({"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]})
+            raise serializers.ValidationError(
+                {"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]}
+            )
         if not cashback and attrs.get("cashback_amount"):
-            raise serializers.ValidationError({"cashback_amount": ["Only trans_type 'cashback' takes a cashback_amount."]})
+            raise serializers.ValidationError(
+                {"cashback_amount": ["Only trans_type 'cashback' takes a cashback_amount."]}
+            )
         return attrs
 
     def card_details(self) -> CardDetails | None:
@@ -334,8 +362,19 @@ class RefundSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Refund
-        fields = ["merchant_order_no", "orig_merchant_order_no", "trans_no", "status", "amount", "currency", "reason",
-                  "gateway_code", "gateway_message", "created_at", "updated_at"]
+        fields = [
+            "merchant_order_no",
+            "orig_merchant_order_no",
+            "trans_no",
+            "status",
+            "amount",
+            "currency",
+            "reason",
+            "gateway_code",
+            "gateway_message",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -344,10 +383,21 @@ class OperationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OrderOperation
-        fields = ["kind", "merchant_order_no", "amount", "status", "trans_no", "gateway_code", "gateway_message", "created_at"]
+        fields = [
+            "kind",
+            "merchant_order_no",
+            "amount",
+            "status",
+            "trans_no",
+            "gateway_code",
+            "gateway_message",
+            "created_at",
+        ]
         read_only_fields = fields
 
-    @extend_schema_field({"type": "string", "nullable": True, "description": "Empty (null) for a void, close or revoke."})
+    @extend_schema_field(
+        {"type": "string", "nullable": True, "description": "Empty (null) for a void, close or revoke."}
+    )
     def get_amount(self, operation) -> str | None:
         return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
 
@@ -367,7 +417,9 @@ class OrderSerializer(serializers.ModelSerializer):
     discount_bmopc = MoneyField(help_text="Discount the gateway reports as borne by the merchant.")
     trans_fee_c = MoneyField(help_text="Fee the gateway reports the customer paid.")
     # Text, not format "uri": empty for the channels and states that have none.
-    pay_url = serializers.CharField(read_only=True, help_text="The hosted checkout page (channel checkout); empty otherwise.")
+    pay_url = serializers.CharField(
+        read_only=True, help_text="The hosted checkout page (channel checkout); empty otherwise."
+    )
     redirect_url_3dsecure = serializers.CharField(
         read_only=True, help_text="Where to send the customer for 3-D Secure (channel card), if asked; empty otherwise."
     )
@@ -375,12 +427,42 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["merchant_order_no", "trans_no", "channel", "trans_type", "status", "amount", "tip_amount",
-                  "cashback_amount", "currency", "paid_amount", "paid_at", "authorized_amount", "captured_amount",
-                  "refunded_amount", "refundable_amount", "discount_bpc", "discount_bmopc", "trans_fee_c",
-                  "description", "attach", "store_no", "terminal_sn", "pay_url", "redirect_url_3dsecure",
-                  "terminal_online_status", "pay_method_id", "gateway_code", "gateway_message", "failure_code",
-                  "failure_message", "expires_at", "created_at", "updated_at", "refunds"]
+        fields = [
+            "merchant_order_no",
+            "trans_no",
+            "channel",
+            "trans_type",
+            "status",
+            "amount",
+            "tip_amount",
+            "cashback_amount",
+            "currency",
+            "paid_amount",
+            "paid_at",
+            "authorized_amount",
+            "captured_amount",
+            "refunded_amount",
+            "refundable_amount",
+            "discount_bpc",
+            "discount_bmopc",
+            "trans_fee_c",
+            "description",
+            "attach",
+            "store_no",
+            "terminal_sn",
+            "pay_url",
+            "redirect_url_3dsecure",
+            "terminal_online_status",
+            "pay_method_id",
+            "gateway_code",
+            "gateway_message",
+            "failure_code",
+            "failure_message",
+            "expires_at",
+            "created_at",
+            "updated_at",
+            "refunds",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.STR)
@@ -388,7 +470,9 @@ class OrderSerializer(serializers.ModelSerializer):
         # From the prefetched refunds, so a list costs no query per order.
         if order.status not in ORDER_PAID_STATUSES:
             return format_amount(Decimal("0"), order.currency)
-        reserved = sum((refund.amount for refund in order.refunds.all() if refund.status != RefundStatus.FAILED), Decimal("0"))
+        reserved = sum(
+            (refund.amount for refund in order.refunds.all() if refund.status != RefundStatus.FAILED), Decimal("0")
+        )
         return format_amount(order.paid_amount - reserved, order.currency)
 
 
@@ -431,8 +515,21 @@ class BatchCloseSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BatchClose
-        fields = ["id", "trigger", "store_no", "terminal_sn_list", "status", "attempts", "count", "total_amount",
-                  "gateway_code", "gateway_message", "business_date", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "trigger",
+            "store_no",
+            "terminal_sn_list",
+            "status",
+            "attempts",
+            "count",
+            "total_amount",
+            "gateway_code",
+            "gateway_message",
+            "business_date",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 

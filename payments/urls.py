@@ -17,7 +17,17 @@ urlpatterns = [
     path("batches/open/", api.BatchOpenApi.as_view(), name="batch-open"),
     path("batches/close/", api.BatchCloseApi.as_view(), name="batch-close"),
     path("event-endpoints/", events_api.EventEndpointListCreateApi.as_view(), name="event-endpoints"),
-    path("event-endpoints/<int:endpoint_id>/", events_api.EventEndpointDetailApi.as_view(), name="event-endpoint-detail"),
-    path("event-endpoints/<int:endpoint_id>/rotate-secret/", events_api.EventEndpointRotateSecretApi.as_view(), name="event-endpoint-rotate-secret"),
-    path("event-endpoints/<int:endpoint_id>/enable/", events_api.EventEndpointEnableApi.as_view(), name="event-endpoint-enable"),
+    path(
+        "event-endpoints/<int:endpoint_id>/", events_api.EventEndpointDetailApi.as_view(), name="event-endpoint-detail"
+    ),
+    path(
+        "event-endpoints/<int:endpoint_id>/rotate-secret/",
+        events_api.EventEndpointRotateSecretApi.as_view(),
+        name="event-endpoint-rotate-secret",
+    ),
+    path(
+        "event-endpoints/<int:endpoint_id>/enable/",
+        events_api.EventEndpointEnableApi.as_view(),
+        name="event-endpoint-enable",
+    ),
 ]

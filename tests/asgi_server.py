@@ -21,7 +21,9 @@ def asgi_server() -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config("codepay_service.asgi:application", lifespan="off", log_level="warning", backlog=2048, timeout_keep_alive=75)
+    config = uvicorn.Config(
+        "codepay_service.asgi:application", lifespan="off", log_level="warning", backlog=2048, timeout_keep_alive=75
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

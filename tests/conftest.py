@@ -7,6 +7,7 @@ import requests
 from payments.gateway import signing
 from payments.sandbox.server import SandboxApp, SandboxGateway
 
+
 @pytest.fixture(autouse=True)
 def process_caches_empty():
     """Each test starts with no account or API key cached from an earlier test's (rolled back) database."""
@@ -146,7 +147,9 @@ def sandbox_control(sandbox):
 
     class Control:
         def pay(self, merchant_order_no, **body):
-            response = requests.post(f"{sandbox.base_url}/sandbox/orders/{merchant_order_no}/pay", json=body, timeout=10)
+            response = requests.post(
+                f"{sandbox.base_url}/sandbox/orders/{merchant_order_no}/pay", json=body, timeout=10
+            )
             assert response.status_code == 200, response.text
             return response.json()
 

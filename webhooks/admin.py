@@ -60,7 +60,15 @@ class NotificationReplayInline(admin.TabularInline):
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(admin.ModelAdmin):
     # Seven short columns, readable at 1,366 px; account, trans_no and next attempt are on the detail page.
-    list_display = ("id", "received_at", "order_number", "trans_status", "verification_badge", "status_badge", "attempts")
+    list_display = (
+        "id",
+        "received_at",
+        "order_number",
+        "trans_status",
+        "verification_badge",
+        "status_badge",
+        "attempts",
+    )
     list_filter = ("verification", "status", "body_truncated", "account_code", "received_at")
     search_fields = ("=merchant_order_no", "=trans_no")
     list_select_related = ("account", "order", "refund")
@@ -69,7 +77,10 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
     actions = ["replay"]
     inlines = [NotificationReplayInline]
     fieldsets = (
-        ("Delivery", {"fields": ("received_at", "account", "account_code", "source_address", "content_type", "headers")}),
+        (
+            "Delivery",
+            {"fields": ("received_at", "account", "account_code", "source_address", "content_type", "headers")},
+        ),
         ("Body", {"fields": ("body_size", "body_truncated", "pretty_body", "payload")}),
         ("Verification", {"fields": ("verification", "verified_with", "verification_detail", "fingerprint")}),
         ("Transaction", {"fields": ("merchant_order_no", "trans_no", "trans_type", "trans_status")}),
@@ -123,7 +134,11 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="Merchant order no", ordering="merchant_order_no")
     def order_number(self, delivery: NotificationDelivery) -> str:
         """The number the delivery carried, linked to its order once it matched one."""
-        return _admin_link(delivery.order, delivery.merchant_order_no) if delivery.order else delivery.merchant_order_no or "-"
+        return (
+            _admin_link(delivery.order, delivery.merchant_order_no)
+            if delivery.order
+            else delivery.merchant_order_no or "-"
+        )
 
     @admin.display(description="Order", ordering="order__merchant_order_no")
     def order_link(self, delivery: NotificationDelivery) -> str:

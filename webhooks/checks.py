@@ -20,8 +20,7 @@ def allowed_networks_check(app_configs, **kwargs) -> list[Error]:
                 Error(
                     f"CODEPAY_NOTIFICATION_ALLOWED_NETWORKS entry {entry!r} is not an IP address or CIDR network.",
                     hint=(
-                        "CodePay posts from 3.135.111.52 and 18.217.220.157, "
-                        "e.g. '3.135.111.52/32,18.217.220.157/32'."
+                        "CodePay posts from 3.135.111.52 and 18.217.220.157, e.g. '3.135.111.52/32,18.217.220.157/32'."
                     ),
                     id="webhooks.E001",
                 )

@@ -37,8 +37,8 @@ class NotificationLagCollector(Collector):
         lag.add_metric(["oldest_waiting"], (now - waiting).total_seconds() if waiting else 0)
         slowest = NotificationDelivery.objects.filter(
             status__in=SETTLED_STATUSES, received_at__gte=now - RECEIVED_WINDOW, processed_at__gte=now - RECENT
-        ).aggregate(
-            lag=Max(ExpressionWrapper(F("processed_at") - F("received_at"), output_field=DurationField()))
-        )["lag"]
+        ).aggregate(lag=Max(ExpressionWrapper(F("processed_at") - F("received_at"), output_field=DurationField())))[
+            "lag"
+        ]
         lag.add_metric(["slowest_applied_5m"], slowest.total_seconds() if slowest else 0)
         yield lag

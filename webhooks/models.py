@@ -50,16 +50,18 @@ class NotificationDelivery(models.Model):
 
     # What arrived.
     account = models.ForeignKey(
-        "payments.MerchantAccount", on_delete=models.PROTECT, null=True, blank=True, related_name="notification_deliveries"
+        "payments.MerchantAccount",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="notification_deliveries",
     )
     account_code = models.CharField(max_length=64, help_text="The account code in the URL, even when it matched none.")
     received_at = models.DateTimeField(db_index=True)
     source_address = models.GenericIPAddressField(null=True, blank=True, help_text="REMOTE_ADDR as the server saw it.")
     headers = models.JSONField(default=dict, blank=True, help_text="Request headers without Authorization and Cookie.")
     content_type = models.CharField(max_length=255, blank=True)
-    raw_body = models.BinaryField(
-        help_text="The body byte for byte; a rejected delivery keeps its first 4 KiB."
-    )
+    raw_body = models.BinaryField(help_text="The body byte for byte; a rejected delivery keeps its first 4 KiB.")
     body_size = models.PositiveIntegerField(help_text="Bytes announced by Content-Length, or read when it was absent.")
     body_truncated = models.BooleanField(default=False)
     payload = models.JSONField(
@@ -82,7 +84,9 @@ class NotificationDelivery(models.Model):
     status = models.CharField(max_length=16, choices=ProcessingStatus.choices, default=ProcessingStatus.RECEIVED)
     result = models.CharField(max_length=16, blank=True, help_text="What the payments service answered.")
     confirmed_trans_status = models.CharField(
-        max_length=8, blank=True, help_text="What the confirming query last answered; empty: applied from the notification."
+        max_length=8,
+        blank=True,
+        help_text="What the confirming query last answered; empty: applied from the notification.",
     )
     status_message = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -90,7 +94,8 @@ class NotificationDelivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Empty: nothing more is scheduled.")
     last_error = models.TextField(blank=True)
     last_traceback = models.TextField(
-        blank=True, help_text="The formatted traceback of the failure behind last_error, its end when long; empty: none."
+        blank=True,
+        help_text="The formatted traceback of the failure behind last_error, its end when long; empty: none.",
     )
     processed_at = models.DateTimeField(null=True, blank=True)
     order = models.ForeignKey(

@@ -16,13 +16,42 @@ from payments.events.services import endpoint_enable, event_delivery_replay, new
 
 @admin.register(EventEndpoint)
 class EventEndpointAdmin(admin.ModelAdmin):
-    list_display = ("url", "account", "store_no", "is_active", "disabled_for_failing", "consecutive_failures", "failing_since")
+    list_display = (
+        "url",
+        "account",
+        "store_no",
+        "is_active",
+        "disabled_for_failing",
+        "consecutive_failures",
+        "failing_since",
+    )
     list_filter = ("is_active", "account")
     list_select_related = ("account",)
     search_fields = ("url", "store_no", "description")
-    fields = ("account", "store_no", "url", "description", "event_types", "is_active", "disabled_at", "disabled_reason",
-              "failing_since", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at")
-    readonly_fields = ("disabled_at", "disabled_reason", "failing_since", "consecutive_failures", "previous_secret_expires_at", "created_at", "updated_at")
+    fields = (
+        "account",
+        "store_no",
+        "url",
+        "description",
+        "event_types",
+        "is_active",
+        "disabled_at",
+        "disabled_reason",
+        "failing_since",
+        "consecutive_failures",
+        "previous_secret_expires_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = (
+        "disabled_at",
+        "disabled_reason",
+        "failing_since",
+        "consecutive_failures",
+        "previous_secret_expires_at",
+        "created_at",
+        "updated_at",
+    )
     actions = ["enable_endpoints"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
@@ -55,12 +84,35 @@ class EventDeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(EventDelivery)
 class EventDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "event_type", "order", "endpoint", "status", "attempts", "last_http_status", "next_attempt_at", "delivered_at")
+    list_display = (
+        "id",
+        "event_type",
+        "order",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_http_status",
+        "next_attempt_at",
+        "delivered_at",
+    )
     list_filter = ("status", "event__type")
     list_select_related = ("event", "endpoint", "order")
     search_fields = ("order__merchant_order_no", "endpoint__url")
-    readonly_fields = ("event", "endpoint", "order", "status", "attempts", "next_attempt_at", "leased_until", "last_http_status",
-                       "last_error", "delivered_at", "created_at", "updated_at", "body")
+    readonly_fields = (
+        "event",
+        "endpoint",
+        "order",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "leased_until",
+        "last_http_status",
+        "last_error",
+        "delivered_at",
+        "created_at",
+        "updated_at",
+        "body",
+    )
     inlines = [EventDeliveryAttemptInline]
     actions = ["replay_deliveries"]
 
@@ -80,9 +132,15 @@ class EventDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         outcomes = []
         for delivery in queryset.order_by("event_id"):
             replayed = event_delivery_replay(delivery_id=delivery.pk, actor="admin")
-            self.log_change(request, delivery, f"Replayed: HTTP {replayed.last_http_status or '-'} {replayed.last_error}".strip())
+            self.log_change(
+                request, delivery, f"Replayed: HTTP {replayed.last_http_status or '-'} {replayed.last_error}".strip()
+            )
             outcomes.append(replayed.last_error == "")
-        self.message_user(request, f"Replayed {len(outcomes)}: {sum(outcomes)} delivered.", messages.SUCCESS if all(outcomes) else messages.WARNING)
+        self.message_user(
+            request,
+            f"Replayed {len(outcomes)}: {sum(outcomes)} delivered.",
+            messages.SUCCESS if all(outcomes) else messages.WARNING,
+        )
 
 
 @admin.register(Event)

@@ -38,12 +38,16 @@ class EventEndpointListCreateApi(APIView):
         operation_id="event_endpoints_list",
         summary="List event endpoints",
         description="The endpoints this API key may manage: the account's, or only its store's for a store-bound key.",
-        responses={200: serializers.EventEndpointSerializer(many=True), **_errors(*COMMON_ERRORS)})
+        responses={200: serializers.EventEndpointSerializer(many=True), **_errors(*COMMON_ERRORS)},
+    )
     def get(self, request):
         return Response(serializers.EventEndpointSerializer(_endpoints(request.auth), many=True).data)
 
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_create", summary="Register an event endpoint", request=serializers.EventEndpointCreateSerializer,
+        tags=TAGS,
+        operation_id="event_endpoints_create",
+        summary="Register an event endpoint",
+        request=serializers.EventEndpointCreateSerializer,
         responses={201: serializers.EventEndpointWithSecretSerializer, **_errors(400, *COMMON_ERRORS)},
         description=(
             "Register a URL for the account's events (or one store's). "
@@ -53,9 +57,17 @@ class EventEndpointListCreateApi(APIView):
     def post(self, request):
         data = _validated(serializers.EventEndpointCreateSerializer, request).validated_data
         # A store-bound key registers for its own store only; an account-wide key for any or all stores.
-        store_no = store_no_resolve(account=request.auth.account, api_key=request.auth, requested=data["store_no"]) if request.auth.store_no else data["store_no"]
+        store_no = (
+            store_no_resolve(account=request.auth.account, api_key=request.auth, requested=data["store_no"])
+            if request.auth.store_no
+            else data["store_no"]
+        )
         endpoint = endpoint_create(
-            account=request.auth.account, url=data["url"], store_no=store_no, event_types=data["event_types"], description=data["description"]
+            account=request.auth.account,
+            url=data["url"],
+            store_no=store_no,
+            event_types=data["event_types"],
+            description=data["description"],
         )
         return Response(serializers.EventEndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
@@ -66,7 +78,8 @@ class EventEndpointDetailApi(APIView):
         operation_id="event_endpoints_retrieve",
         summary="Read an event endpoint",
         description="Its URL, store, event types, and whether it is enabled or was disabled for failing.",
-        responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)})
+        responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)},
+    )
     def get(self, request, endpoint_id):
         return Response(serializers.EventEndpointSerializer(_endpoint_get(request.auth, endpoint_id)).data)
 
@@ -75,7 +88,8 @@ class EventEndpointDetailApi(APIView):
         operation_id="event_endpoints_destroy",
         summary="Remove an event endpoint",
         description="No further events are sent to it; what was already delivered stays in the delivery log.",
-        responses={204: None, **_errors(404, *COMMON_ERRORS)})
+        responses={204: None, **_errors(404, *COMMON_ERRORS)},
+    )
     def delete(self, request, endpoint_id):
         _endpoint_get(request.auth, endpoint_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -83,7 +97,10 @@ class EventEndpointDetailApi(APIView):
 
 class EventEndpointRotateSecretApi(APIView):
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_rotate_secret", summary="Rotate an endpoint's signing secret", request=serializers.RotateSecretSerializer,
+        tags=TAGS,
+        operation_id="event_endpoints_rotate_secret",
+        summary="Rotate an endpoint's signing secret",
+        request=serializers.RotateSecretSerializer,
         responses={200: serializers.EventEndpointWithSecretSerializer, **_errors(400, 404, *COMMON_ERRORS)},
         description="A new signing secret; the previous one keeps signing too (a second `v1`) for `overlap_seconds`.",
     )
@@ -96,7 +113,10 @@ class EventEndpointRotateSecretApi(APIView):
 
 class EventEndpointEnableApi(APIView):
     @extend_schema(
-        tags=TAGS, operation_id="event_endpoints_enable", summary="Re-enable an event endpoint", request=None,
+        tags=TAGS,
+        operation_id="event_endpoints_enable",
+        summary="Re-enable an event endpoint",
+        request=None,
         responses={200: serializers.EventEndpointSerializer, **_errors(404, *COMMON_ERRORS)},
         description="Turn an endpoint disabled for failing back on; the events it missed are sent, oldest first.",
     )

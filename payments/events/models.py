@@ -105,7 +105,9 @@ class EventDelivery(models.Model):
         constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="event_delivery_once_per_endpoint")]
         indexes = [
             models.Index(
-                fields=["endpoint", "order", "event"], name="event_delivery_pending_chain", condition=Q(status="pending")
+                fields=["endpoint", "order", "event"],
+                name="event_delivery_pending_chain",
+                condition=Q(status="pending"),
             ),
             models.Index(fields=["next_attempt_at"], name="event_delivery_due", condition=Q(status="pending")),
         ]

@@ -13,7 +13,7 @@ from payments.events.models import EventType
 from payments.events.signing import SIGNATURE_HEADER
 
 SIGNATURE_NOTE = (
-    f"Signed: `{SIGNATURE_HEADER}: t=<unix time>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" with the endpoint secret>`; "
+    f'Signed: `{SIGNATURE_HEADER}: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the endpoint secret>`; '
     "during a secret rotation a second `v1` is signed with the previous secret. Verify against the raw body, refuse "
     "timestamps older than 5 minutes, and answer 2xx quickly: anything else (or no answer within 10 s) is retried with "
     "back-off for 3 days. Delivery is at least once: deduplicate on the event `id`. Events of one order reach an "
@@ -61,7 +61,12 @@ def _data_object(event_type: str):
     if event_type == EventType.ENDPOINT_DISABLED:
         return inline_serializer(
             name="DisabledEndpoint",
-            fields={"id": drf.IntegerField(), "url": drf.URLField(), "store_no": drf.CharField(), "disabled_reason": drf.CharField()},
+            fields={
+                "id": drf.IntegerField(),
+                "url": drf.URLField(),
+                "store_no": drf.CharField(),
+                "disabled_reason": drf.CharField(),
+            },
         )
     return api_serializers.OrderSerializer()
 

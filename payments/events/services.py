@@ -69,7 +69,9 @@ def event_type_for(*, kind: str, from_status: str, to_status: str) -> str | None
 # --- Recording (inside the caller's transaction) --------------------------------------------------------
 
 
-def event_record(*, order: Order, refund: Refund | None, kind: str, from_status: str, to_status: str, message: str = "") -> Event | None:
+def event_record(
+    *, order: Order, refund: Refund | None, kind: str, from_status: str, to_status: str, message: str = ""
+) -> Event | None:
     """
     Write the event for a change of ``order`` (or its ``refund``) and a delivery per matching endpoint, in
     the caller's transaction. Nothing is written when no endpoint wants it.
@@ -86,11 +88,19 @@ def event_record(*, order: Order, refund: Refund | None, kind: str, from_status:
     if event_type == EventType.ORDER_CONFLICT:
         data["message"] = message
     return _event_create(
-        account_id=order.account_id, store_no=order.store_no, event_type=event_type, data=data, order=order, refund=refund, endpoints=endpoints
+        account_id=order.account_id,
+        store_no=order.store_no,
+        event_type=event_type,
+        data=data,
+        order=order,
+        refund=refund,
+        endpoints=endpoints,
     )
 
 
-def _endpoints_for(*, account_id: int, store_no: str, event_type: str, exclude_id: int | None = None) -> list[EventEndpoint]:
+def _endpoints_for(
+    *, account_id: int, store_no: str, event_type: str, exclude_id: int | None = None
+) -> list[EventEndpoint]:
     candidates = EventEndpoint.objects.filter(account_id=account_id).filter(Q(store_no="") | Q(store_no=store_no))
     if exclude_id is not None:
         candidates = candidates.exclude(pk=exclude_id)
@@ -99,10 +109,19 @@ def _endpoints_for(*, account_id: int, store_no: str, event_type: str, exclude_i
 
 
 def _event_create(
-    *, account_id: int, store_no: str, event_type: str, data: dict, endpoints: list[EventEndpoint], order: Order | None = None, refund: Refund | None = None
+    *,
+    account_id: int,
+    store_no: str,
+    event_type: str,
+    data: dict,
+    endpoints: list[EventEndpoint],
+    order: Order | None = None,
+    refund: Refund | None = None,
 ) -> Event:
     now = timezone.now()
-    event = Event.objects.create(account_id=account_id, order=order, refund=refund, type=event_type, store_no=store_no, body="")
+    event = Event.objects.create(
+        account_id=account_id, order=order, refund=refund, type=event_type, store_no=store_no, body=""
+    )
     payload = {"id": f"evt_{event.pk}", "type": event_type, "created": now.isoformat(), "livemode": True, "data": data}
     event.body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
     event.save(update_fields=["body"])
@@ -121,7 +140,10 @@ def _queue_chain(endpoint_id: int, order_id: int | None) -> None:
     try:
         send_event_chain.apply_async(args=[endpoint_id, order_id], retry=False)
     except Exception as exc:  # kombu, redis, socket errors: the sweep sends it
-        logger.warning("event send not queued", extra={"endpoint_id": endpoint_id, "order_id": order_id, "error_type": type(exc).__name__})
+        logger.warning(
+            "event send not queued",
+            extra={"endpoint_id": endpoint_id, "order_id": order_id, "error_type": type(exc).__name__},
+        )
 
 
 # --- Endpoints ------------------------------------------------------------------------------------------
@@ -131,9 +153,21 @@ def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def endpoint_create(*, account: MerchantAccount, url: str, store_no: str = "", event_types: list[str] | None = None, description: str = "") -> EventEndpoint:
+def endpoint_create(
+    *,
+    account: MerchantAccount,
+    url: str,
+    store_no: str = "",
+    event_types: list[str] | None = None,
+    description: str = "",
+) -> EventEndpoint:
     return EventEndpoint.objects.create(
-        account=account, url=url, store_no=store_no, event_types=event_types or [], description=description, secret=new_secret()
+        account=account,
+        url=url,
+        store_no=store_no,
+        event_types=event_types or [],
+        description=description,
+        secret=new_secret(),
     )
 
 
@@ -142,7 +176,9 @@ def endpoint_rotate_secret(*, endpoint: EventEndpoint, overlap_seconds: int) -> 
     with transaction.atomic():
         endpoint = EventEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         endpoint.previous_secret = endpoint.secret if overlap_seconds > 0 else ""
-        endpoint.previous_secret_expires_at = timezone.now() + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None
+        endpoint.previous_secret_expires_at = (
+            timezone.now() + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None
+        )
         endpoint.secret = new_secret()
         endpoint.save()
     return endpoint
@@ -155,7 +191,9 @@ def endpoint_enable(*, endpoint: EventEndpoint) -> EventEndpoint:
         endpoint.is_active, endpoint.disabled_at, endpoint.disabled_reason = True, None, ""
         endpoint.failing_since, endpoint.consecutive_failures = None, 0
         endpoint.save()
-        EventDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(next_attempt_at=timezone.now())
+        EventDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.PENDING).update(
+            next_attempt_at=timezone.now()
+        )
     return endpoint
 
 
@@ -185,16 +223,23 @@ def _post(endpoint: EventEndpoint, event: Event) -> AttemptResult:
         "User-Agent": "codepay-merchant-service-events/1",
         "CodePay-Event-Id": f"evt_{event.pk}",
         "CodePay-Event-Type": event.type,
-        SIGNATURE_HEADER: signature_header(secrets=endpoint_signing_secrets(endpoint, now=timezone.now()), timestamp=int(time.time()), body=body),
+        SIGNATURE_HEADER: signature_header(
+            secrets=endpoint_signing_secrets(endpoint, now=timezone.now()), timestamp=int(time.time()), body=body
+        ),
     }
     started = time.monotonic()
     try:
         response = requests.post(
-            endpoint.url, data=body, headers=headers, allow_redirects=False,
+            endpoint.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
             timeout=(settings.EVENTS_CONNECT_TIMEOUT, settings.EVENTS_READ_TIMEOUT),
         )
     except requests.RequestException as exc:
-        return AttemptResult(False, None, f"{type(exc).__name__}: {exc}"[:255], "", int((time.monotonic() - started) * 1000))
+        return AttemptResult(
+            False, None, f"{type(exc).__name__}: {exc}"[:255], "", int((time.monotonic() - started) * 1000)
+        )
     delivered = 200 <= response.status_code < 300
     return AttemptResult(
         delivered,
@@ -254,8 +299,12 @@ def _attempt_record(delivery: EventDelivery, result: AttemptResult, *, trigger: 
         endpoint = EventEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         delivery = EventDelivery.objects.select_for_update().select_related("event").get(pk=delivery.pk)
         EventDeliveryAttempt.objects.create(
-            delivery=delivery, trigger=trigger, http_status=result.http_status, error=result.error,
-            response_excerpt=result.response_excerpt, duration_ms=result.duration_ms,
+            delivery=delivery,
+            trigger=trigger,
+            http_status=result.http_status,
+            error=result.error,
+            response_excerpt=result.response_excerpt,
+            duration_ms=result.duration_ms,
         )
         delivery.attempts += 1
         delivery.leased_until = None
@@ -270,7 +319,9 @@ def _attempt_record(delivery: EventDelivery, result: AttemptResult, *, trigger: 
                 pass  # a failed replay of a settled delivery leaves it as it was
             elif now - delivery.event.created_at >= timedelta(seconds=settings.EVENTS_RETRY_WINDOW_SECONDS):
                 delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
-                logger.warning("event delivery given up", extra={"delivery_id": delivery.pk, "endpoint_id": endpoint.pk})
+                logger.warning(
+                    "event delivery given up", extra={"delivery_id": delivery.pk, "endpoint_id": endpoint.pk}
+                )
             else:
                 delivery.next_attempt_at = now + timedelta(seconds=_retry_delay(delivery.attempts))
         delivery.save()
@@ -289,16 +340,40 @@ def _keeps_failing(endpoint: EventEndpoint, now: datetime) -> bool:
 
 def _endpoint_disable(endpoint: EventEndpoint, *, now: datetime) -> None:
     endpoint.is_active, endpoint.disabled_at = False, now
-    endpoint.disabled_reason = f"{endpoint.consecutive_failures} failed attempts since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC"
+    endpoint.disabled_reason = (
+        f"{endpoint.consecutive_failures} failed attempts since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC"
+    )
     endpoint.save(update_fields=["is_active", "disabled_at", "disabled_reason", "updated_at"])
-    logger.error("event endpoint disabled: it keeps failing", extra={"endpoint_id": endpoint.pk, "url": endpoint.url, "reason": endpoint.disabled_reason})
+    logger.error(
+        "event endpoint disabled: it keeps failing",
+        extra={"endpoint_id": endpoint.pk, "url": endpoint.url, "reason": endpoint.disabled_reason},
+    )
     others = [
-        other for other in _endpoints_for(account_id=endpoint.account_id, store_no=endpoint.store_no, event_type=EventType.ENDPOINT_DISABLED, exclude_id=endpoint.pk)
+        other
+        for other in _endpoints_for(
+            account_id=endpoint.account_id,
+            store_no=endpoint.store_no,
+            event_type=EventType.ENDPOINT_DISABLED,
+            exclude_id=endpoint.pk,
+        )
         if other.is_active
     ]
     if others:
-        data = {"object": {"id": endpoint.pk, "url": endpoint.url, "store_no": endpoint.store_no, "disabled_reason": endpoint.disabled_reason}}
-        _event_create(account_id=endpoint.account_id, store_no=endpoint.store_no, event_type=EventType.ENDPOINT_DISABLED, data=data, endpoints=others)
+        data = {
+            "object": {
+                "id": endpoint.pk,
+                "url": endpoint.url,
+                "store_no": endpoint.store_no,
+                "disabled_reason": endpoint.disabled_reason,
+            }
+        }
+        _event_create(
+            account_id=endpoint.account_id,
+            store_no=endpoint.store_no,
+            event_type=EventType.ENDPOINT_DISABLED,
+            data=data,
+            endpoints=others,
+        )
 
 
 def event_deliveries_send_due(*, time_budget_seconds: float = 25.0, limit: int = 200) -> int:
@@ -308,7 +383,9 @@ def event_deliveries_send_due(*, time_budget_seconds: float = 25.0, limit: int =
     """
     started = time.monotonic()
     chains = (
-        EventDelivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__is_active=True, next_attempt_at__lte=timezone.now())
+        EventDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, endpoint__is_active=True, next_attempt_at__lte=timezone.now()
+        )
         .values("endpoint_id", "order_id")
         .annotate(oldest=Min("event_id"))
         .order_by("oldest")[:limit]
@@ -336,7 +413,9 @@ def event_delivery_replay(*, delivery_id: int, actor: str) -> EventDelivery:
     return EventDelivery.objects.get(pk=delivery_id)
 
 
-def event_deliveries_for_replay(*, statuses: list[str], since: datetime | None, ids: list[int] | None, endpoint_id: int | None = None) -> list[int]:
+def event_deliveries_for_replay(
+    *, statuses: list[str], since: datetime | None, ids: list[int] | None, endpoint_id: int | None = None
+) -> list[int]:
     deliveries = EventDelivery.objects.filter(pk__in=ids) if ids else EventDelivery.objects.filter(status__in=statuses)
     if since is not None:
         deliveries = deliveries.filter(event__created_at__gte=since)

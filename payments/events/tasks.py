@@ -14,7 +14,9 @@ def send_event_chain(endpoint_id: int, order_id: int | None) -> int:
     return event_chain_send(endpoint_id=endpoint_id, order_id=order_id)
 
 
-@shared_task(base=CodePayTask, name="payments.events.tasks.send_due_event_deliveries", soft_time_limit=45, time_limit=60)
+@shared_task(
+    base=CodePayTask, name="payments.events.tasks.send_due_event_deliveries", soft_time_limit=45, time_limit=60
+)
 def send_due_event_deliveries() -> int:
     """The periodic sweep: retries that are due, chains whose queued task was lost, re-enabled endpoints."""
     return event_deliveries_send_due(time_budget_seconds=25.0)

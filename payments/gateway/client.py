@@ -74,7 +74,13 @@ class CardDetails:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"card_type": self.card_type, "pan": self.pan, "expiry": self.expiry, "cvv": self.cvv, "holder": self.holder},
+            {
+                "card_type": self.card_type,
+                "pan": self.pan,
+                "expiry": self.expiry,
+                "cvv": self.cvv,
+                "holder": self.holder,
+            },
             separators=(",", ":"),
             ensure_ascii=False,
         )
@@ -112,7 +118,6 @@ def _wire_value(value: Any) -> str:
     return str(value)
 
 
-
 class CodePayClient:
     """A CodePay gateway client for one merchant account (one app id and merchant number)."""
 
@@ -136,7 +141,11 @@ class CodePayClient:
         on_call: Callable[[CallRecord], None] | None = None,
         throttle: Callable[[], None] | None = None,
     ):
-        missing = [name for name, value in (("base_url", base_url), ("app_id", app_id), ("merchant_no", merchant_no)) if not value]
+        missing = [
+            name
+            for name, value in (("base_url", base_url), ("app_id", app_id), ("merchant_no", merchant_no))
+            if not value
+        ]
         if missing:
             raise GatewayConfigurationError(f"CodePay client needs {', '.join(missing)}.")
         if sign_type not in ("RSA2", "NONE"):
@@ -294,7 +303,7 @@ class CodePayClient:
     ) -> CardCheckoutResult:
         """``pay.merchant.checkout``: charge a card collected by the merchant; the card is encrypted here."""
         if not billing_address:
-            raise ValueError("pay.merchant.checkout requires billing_address (docs/protocol.md, \"Card checkout\").")
+            raise ValueError('pay.merchant.checkout requires billing_address (docs/protocol.md, "Card checkout").')
         if self._gateway_public_key is None:
             raise GatewayConfigurationError(
                 "Card checkout encrypts the card with the gateway public key; set CODEPAY_GATEWAY_PUBLIC_KEY."
@@ -327,13 +336,19 @@ class CodePayClient:
         """Capture (part of) an authorization; ``merchant_order_no`` is the capture's own new number."""
         data = self._call(
             Method.CAPTURE,
-            {"merchant_order_no": merchant_order_no, "trans_no": trans_no, "trans_amount": format_amount(amount, currency)},
+            {
+                "merchant_order_no": merchant_order_no,
+                "trans_no": trans_no,
+                "trans_amount": format_amount(amount, currency),
+            },
         )
         return TransactionResult.from_data(*data)
 
     def increment_authorization(self, *, trans_no: str, amount: Decimal, currency: str) -> TransactionResult:
         """Raise an authorization by ``amount``."""
-        data = self._call(Method.INCREMENTAL_AUTH, {"trans_no": trans_no, "trans_amount": format_amount(amount, currency)})
+        data = self._call(
+            Method.INCREMENTAL_AUTH, {"trans_no": trans_no, "trans_amount": format_amount(amount, currency)}
+        )
         return TransactionResult.from_data(*data)
 
     def cancel_payment(self, *, merchant_order_no: str, trans_no: str) -> TransactionResult:
@@ -391,10 +406,14 @@ class CodePayClient:
         data = self._call(Method.BATCH_CLOSE, {"terminal_sn": terminal_sn})
         return Acknowledged.from_data(*data)
 
-    def close_batch_for_terminals(self, *, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
+    def close_batch_for_terminals(
+        self, *, store_no: str = "", terminal_sn_list: list[str] | None = None
+    ) -> BatchSummary:
         """Close the open batch of the listed terminals (all of the store's when the list is empty); inferred
         method name, used only where the terminals are not known (docs/protocol.md, "Batch close")."""
-        data = self._call(Method.BATCH_CLOSE_TERMINALS, {"store_no": store_no, "terminal_sn_list": terminal_sn_list or None})
+        data = self._call(
+            Method.BATCH_CLOSE_TERMINALS, {"store_no": store_no, "terminal_sn_list": terminal_sn_list or None}
+        )
         return BatchSummary.from_data(*data)
 
     def get_open_batch(self, *, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
@@ -483,7 +502,9 @@ class CodePayClient:
                 return self._send_once(method, business_fields)
             except (GatewayRequestNotSent, GatewayOutcomeUnknown) as exc:
                 # An unsigned error answer is an answer: asking again brings the same one.
-                retryable = isinstance(exc, GatewayRequestNotSent) or (read_only and not isinstance(exc, GatewayUnsignedRefusal))
+                retryable = isinstance(exc, GatewayRequestNotSent) or (
+                    read_only and not isinstance(exc, GatewayUnsignedRefusal)
+                )
                 if not retryable or attempt >= self._max_retries:
                     raise
                 attempt += 1
@@ -544,7 +565,8 @@ class CodePayClient:
         except requests.exceptions.ConnectionError as exc:
             if _failed_before_sending(exc):
                 raise GatewayRequestNotSent(
-                    f"could not connect to {self.base_url} ({type(exc).__name__}); nothing was sent", method=method.value
+                    f"could not connect to {self.base_url} ({type(exc).__name__}); nothing was sent",
+                    method=method.value,
                 ) from None
             raise GatewayOutcomeUnknown(
                 f"the connection to {self.base_url} broke after the request was sent", method=method.value
@@ -554,10 +576,14 @@ class CodePayClient:
                 f"no answer within {self._timeouts[1]:g}s after the request was sent", method=method.value
             ) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
-            raise GatewayConfigurationError(f"{self.base_url} is not a usable URL; check CODEPAY_BASE_URL", method=method.value) from None
+            raise GatewayConfigurationError(
+                f"{self.base_url} is not a usable URL; check CODEPAY_BASE_URL", method=method.value
+            ) from None
         except requests.exceptions.RequestException as exc:
             # Anything else (a broken or undecodable answer) happened after the request may have arrived.
-            raise GatewayOutcomeUnknown(f"the answer could not be read ({type(exc).__name__})", method=method.value) from None
+            raise GatewayOutcomeUnknown(
+                f"the answer could not be read ({type(exc).__name__})", method=method.value
+            ) from None
         return response.status_code, response.content.decode("utf-8", errors="replace")
 
     def _read_envelope(self, method: Method, http_status: int, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -578,7 +604,9 @@ class CodePayClient:
                 raise ValueError("not an object")
             raw = signing.raw_top_level_values(text)
         except ValueError:
-            raise GatewayOutcomeUnknown("the gateway answered a body that is not a JSON object", method=method.value) from None
+            raise GatewayOutcomeUnknown(
+                "the gateway answered a body that is not a JSON object", method=method.value
+            ) from None
         # The signature covers `data` as the text that was sent (a JSON string, or an object's raw text).
         signed_fields = {
             key: (value if isinstance(value, str) else raw[key])
@@ -598,7 +626,9 @@ class CodePayClient:
                 # at once, e.g. on "order not found", could fail an order that was paid. Its outcome stays
                 # unknown; only a query's "not found" repeated past the grace period is believed.
                 raise GatewayUnsignedRefusal(code=code, message=message, method=method.value, psn=psn)
-            raise GatewayDeclined(code=code, message=message, method=method.value, psn=psn, data=self._decode_data(envelope))
+            raise GatewayDeclined(
+                code=code, message=message, method=method.value, psn=psn, data=self._decode_data(envelope)
+            )
         if not verified:
             raise GatewayOutcomeUnknown(
                 "the success answer's signature does not verify with the configured gateway public key "

@@ -64,7 +64,9 @@ def amount_check_maximum(amount: Decimal, currency: str, *, what: str = "The amo
     """``amount`` unchanged, or AmountError when it (a value or a sum) exceeds the currency's maximum."""
     maximum = amount_maximum(currency)
     if amount > maximum:
-        raise AmountError(f"{what} may be at most {maximum:f} {currency.upper()}; got {amount.quantize(quantum(currency)):f}.")
+        raise AmountError(
+            f"{what} may be at most {maximum:f} {currency.upper()}; got {amount.quantize(quantum(currency)):f}."
+        )
     return amount
 
 
@@ -72,14 +74,14 @@ def parse_amount(value: object, currency: str) -> Decimal:
     """Parse an amount given as text or Decimal, refusing floats, more decimals than the currency has and
     anything above ``amount_maximum``."""
     if isinstance(value, float):
-        raise AmountError("Amounts must be sent as strings such as \"12.34\", not as floating-point numbers.")
+        raise AmountError('Amounts must be sent as strings such as "12.34", not as floating-point numbers.')
     if isinstance(value, bool) or value is None:
-        raise AmountError("An amount is required, as a string such as \"12.34\".")
+        raise AmountError('An amount is required, as a string such as "12.34".')
     text = str(value).strip()
     if len(text) > _MAX_AMOUNT_TEXT or not _AMOUNT_RE.fullmatch(text):
         raise AmountError(
             f"Write the amount as plain digits with an optional decimal point, at most "
-            f"{amount_maximum(currency):f} {currency.upper()}, such as \"12.34\"."
+            f'{amount_maximum(currency):f} {currency.upper()}, such as "12.34".'
         )
     amount = Decimal(text)
     digits = minor_digits(currency)

@@ -104,7 +104,7 @@ def load_public_key(text: str | bytes) -> rsa.RSAPublicKey:
             key = serialization.load_der_public_key(base64.b64decode(b"".join(data.split()), validate=True))
     except (ValueError, TypeError, binascii.Error) as exc:
         raise GatewayConfigurationError(
-            "The gateway public key is neither base64 DER (\"MIIBIjAN...\") nor PEM."
+            'The gateway public key is neither base64 DER ("MIIBIjAN...") nor PEM.'
         ) from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise GatewayConfigurationError("The gateway public key is not an RSA key.")
@@ -143,6 +143,6 @@ def decrypt_card(ciphertext_b64: str, private_key: rsa.RSAPrivateKey) -> str:
     """The gateway's side of :func:`encrypt_card` (used by the sandbox)."""
     raw = base64.b64decode(ciphertext_b64)
     block = private_key.key_size // 8
-    return b"".join(
-        private_key.decrypt(raw[i : i + block], _OAEP_SHA1) for i in range(0, len(raw), block)
-    ).decode("utf-8")
+    return b"".join(private_key.decrypt(raw[i : i + block], _OAEP_SHA1) for i in range(0, len(raw), block)).decode(
+        "utf-8"
+    )

@@ -39,7 +39,8 @@ def progress(*, command, total: int | None, unit: str, description: str, logger:
     through it.
     """
     stream = getattr(command.stderr, "_out", command.stderr)
-    with logging_redirect_tqdm(), tqdm(
-        total=total, unit=unit, desc=description, file=stream, disable=None, dynamic_ncols=True
-    ) as bar:
+    with (
+        logging_redirect_tqdm(),
+        tqdm(total=total, unit=unit, desc=description, file=stream, disable=None, dynamic_ncols=True) as bar,
+    ):
         yield Progress(bar=bar, command=command, logger=logger)

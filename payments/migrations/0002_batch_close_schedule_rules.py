@@ -7,23 +7,33 @@ import payments.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0001_initial'),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='batchcloseschedule',
-            name='weekdays',
-            field=models.JSONField(default=payments.models.all_weekdays, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='ISO weekdays 1 (Monday) to 7 (Sunday).'),
+            model_name="batchcloseschedule",
+            name="weekdays",
+            field=models.JSONField(
+                default=payments.models.all_weekdays,
+                encoder=django.core.serializers.json.DjangoJSONEncoder,
+                help_text="ISO weekdays 1 (Monday) to 7 (Sunday).",
+            ),
         ),
         migrations.AddIndex(
-            model_name='batchclose',
-            index=models.Index(condition=models.Q(('next_attempt_at__isnull', False)), fields=['next_attempt_at'], name='batch_close_due_retry'),
+            model_name="batchclose",
+            index=models.Index(
+                condition=models.Q(("next_attempt_at__isnull", False)),
+                fields=["next_attempt_at"],
+                name="batch_close_due_retry",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='batchclose',
-            constraint=models.CheckConstraint(condition=models.Q(('schedule__isnull', True), ('business_date__isnull', False), _connector='OR'), name='batch_close_scheduled_has_business_date'),
+            model_name="batchclose",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("schedule__isnull", True), ("business_date__isnull", False), _connector="OR"),
+                name="batch_close_scheduled_has_business_date",
+            ),
         ),
     ]

@@ -4,36 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0003_periodic_tasks'),
+        ("payments", "0003_periodic_tasks"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='batchclose',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('retry_batchclose', 'Can retry batch closes')]},
+            name="batchclose",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("retry_batchclose", "Can retry batch closes")],
+            },
         ),
         migrations.AlterModelOptions(
-            name='order',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('sync_order', 'Can sync orders with CodePay'), ('cancel_order', 'Can cancel orders at CodePay')]},
+            name="order",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("sync_order", "Can sync orders with CodePay"),
+                    ("cancel_order", "Can cancel orders at CodePay"),
+                ],
+            },
         ),
         migrations.AlterModelOptions(
-            name='refund',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('sync_refund', 'Can sync refunds with CodePay')]},
+            name="refund",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("sync_refund", "Can sync refunds with CodePay")],
+            },
         ),
         migrations.AddField(
-            model_name='orderoperation',
-            name='check_attempts',
+            model_name="orderoperation",
+            name="check_attempts",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='orderoperation',
-            name='next_check_at',
+            model_name="orderoperation",
+            name="next_check_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='orderoperation',
-            index=models.Index(condition=models.Q(('next_check_at__isnull', False)), fields=['next_check_at'], name='operation_due_check'),
+            model_name="orderoperation",
+            index=models.Index(
+                condition=models.Q(("next_check_at__isnull", False)),
+                fields=["next_check_at"],
+                name="operation_due_check",
+            ),
         ),
     ]

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0004_operation_checks_and_admin_permissions'),
+        ("payments", "0004_operation_checks_and_admin_permissions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='check_leased_until',
+            model_name="order",
+            name="check_leased_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='orderoperation',
-            name='check_leased_until',
+            model_name="orderoperation",
+            name="check_leased_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='refund',
-            name='check_leased_until',
+            model_name="refund",
+            name="check_leased_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

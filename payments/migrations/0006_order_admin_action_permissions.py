@@ -4,14 +4,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0005_reconcile_check_lease'),
+        ("payments", "0005_reconcile_check_lease"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='order',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('sync_order', 'Can sync orders with CodePay'), ('cancel_order', 'Can cancel orders at CodePay'), ('refund_order', 'Can refund orders'), ('capture_order', 'Can capture authorizations'), ('void_order', 'Can void authorizations'), ('adjust_tip_order', 'Can adjust tips')]},
+            name="order",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("sync_order", "Can sync orders with CodePay"),
+                    ("cancel_order", "Can cancel orders at CodePay"),
+                    ("refund_order", "Can refund orders"),
+                    ("capture_order", "Can capture authorizations"),
+                    ("void_order", "Can void authorizations"),
+                    ("adjust_tip_order", "Can adjust tips"),
+                ],
+            },
         ),
     ]

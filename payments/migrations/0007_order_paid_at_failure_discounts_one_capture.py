@@ -4,44 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0006_order_admin_action_permissions'),
+        ("payments", "0006_order_admin_action_permissions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='order',
-            name='discount_bmopc',
+            model_name="order",
+            name="discount_bmopc",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=18),
         ),
         migrations.AddField(
-            model_name='order',
-            name='discount_bpc',
+            model_name="order",
+            name="discount_bpc",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=18),
         ),
         migrations.AddField(
-            model_name='order',
-            name='failure_code',
+            model_name="order",
+            name="failure_code",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='order',
-            name='failure_message',
+            model_name="order",
+            name="failure_message",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='order',
-            name='paid_at',
-            field=models.DateTimeField(blank=True, help_text='When the money first moved (capture, payment).', null=True),
+            model_name="order",
+            name="paid_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When the money first moved (capture, payment).", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='order',
-            name='trans_fee_c',
+            model_name="order",
+            name="trans_fee_c",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=18),
         ),
         migrations.AddConstraint(
-            model_name='orderoperation',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'capture'), ('status__in', ['succeeded', 'unknown'])), fields=('order',), name='one_capture_per_authorization'),
+            model_name="orderoperation",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "capture"), ("status__in", ["succeeded", "unknown"])),
+                fields=("order",),
+                name="one_capture_per_authorization",
+            ),
         ),
     ]

@@ -4,55 +4,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0007_order_paid_at_failure_discounts_one_capture'),
+        ("payments", "0007_order_paid_at_failure_discounts_one_capture"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='order',
-            name='amount',
+            model_name="order",
+            name="amount",
             field=models.DecimalField(decimal_places=3, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='authorized_amount',
+            model_name="order",
+            name="authorized_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='captured_amount',
+            model_name="order",
+            name="captured_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='cashback_amount',
+            model_name="order",
+            name="cashback_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='paid_amount',
+            model_name="order",
+            name="paid_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='refunded_amount',
+            model_name="order",
+            name="refunded_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='tip_amount',
+            model_name="order",
+            name="tip_amount",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='orderoperation',
-            name='amount',
+            model_name="orderoperation",
+            name="amount",
             field=models.DecimalField(blank=True, decimal_places=3, max_digits=15, null=True),
         ),
         migrations.AlterField(
-            model_name='refund',
-            name='amount',
+            model_name="refund",
+            name="amount",
             field=models.DecimalField(decimal_places=3, max_digits=15),
         ),
     ]

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0008_money_columns_hold_every_accepted_amount_exactly'),
+        ("payments", "0008_money_columns_hold_every_accepted_amount_exactly"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='order',
-            name='discount_bmopc',
+            model_name="order",
+            name="discount_bmopc",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='discount_bpc',
+            model_name="order",
+            name="discount_bpc",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='trans_fee_c',
+            model_name="order",
+            name="trans_fee_c",
             field=models.DecimalField(decimal_places=3, default=0, max_digits=15),
         ),
     ]

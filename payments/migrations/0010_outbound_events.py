@@ -3,113 +3,206 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-
 # The outbound event sweep joins the beat schedule through the post_migrate install of the schedule each
 # app declares (codepay_service.schedules), not here: a migration importing live code changes with that
 # code. The step stays as a no-op so the operations of an applied migration keep their shape.
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0009_discount_and_fee_columns_hold_every_accepted_amount'),
+        ("payments", "0009_discount_and_fee_columns_hold_every_accepted_amount"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('order.succeeded', 'Order Succeeded'), ('order.failed', 'Order Failed'), ('order.cancelled', 'Order Cancelled'), ('order.expired', 'Order Expired'), ('order.authorized', 'Order Authorized'), ('order.captured', 'Order Captured'), ('order.conflict', 'Order Conflict'), ('refund.succeeded', 'Refund Succeeded'), ('refund.failed', 'Refund Failed'), ('endpoint.disabled', 'Endpoint Disabled')], max_length=32)),
-                ('store_no', models.CharField(blank=True, max_length=32)),
-                ('body', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='payments.merchantaccount')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='outbound_events', to='payments.order')),
-                ('refund', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='outbound_events', to='payments.refund')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("order.succeeded", "Order Succeeded"),
+                            ("order.failed", "Order Failed"),
+                            ("order.cancelled", "Order Cancelled"),
+                            ("order.expired", "Order Expired"),
+                            ("order.authorized", "Order Authorized"),
+                            ("order.captured", "Order Captured"),
+                            ("order.conflict", "Order Conflict"),
+                            ("refund.succeeded", "Refund Succeeded"),
+                            ("refund.failed", "Refund Failed"),
+                            ("endpoint.disabled", "Endpoint Disabled"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("store_no", models.CharField(blank=True, max_length=32)),
+                ("body", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="payments.merchantaccount"
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outbound_events",
+                        to="payments.order",
+                    ),
+                ),
+                (
+                    "refund",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outbound_events",
+                        to="payments.refund",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='EventDelivery',
+            name="EventDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed (gave up after the retry window)')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('leased_until', models.DateTimeField(blank=True, null=True)),
-                ('last_http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=255)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='payments.event')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='payments.order')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed (gave up after the retry window)"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("leased_until", models.DateTimeField(blank=True, null=True)),
+                ("last_http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=255)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="payments.event"
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="payments.order",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'event deliveries',
-                'ordering': ['-id'],
+                "verbose_name_plural": "event deliveries",
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='EventDeliveryAttempt',
+            name="EventDeliveryAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(default='send', max_length=16)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=255)),
-                ('response_excerpt', models.CharField(blank=True, max_length=500)),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='payments.eventdelivery')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("trigger", models.CharField(default="send", max_length=16)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=255)),
+                ("response_excerpt", models.CharField(blank=True, max_length=500)),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempt_log",
+                        to="payments.eventdelivery",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='EventEndpoint',
+            name="EventEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('store_no', models.CharField(blank=True, help_text='Empty: events of every store of the account.', max_length=32)),
-                ('url', models.URLField(max_length=512)),
-                ('description', models.CharField(blank=True, max_length=128)),
-                ('event_types', models.JSONField(blank=True, default=list, help_text='Empty: every event type.')),
-                ('secret', models.CharField(max_length=64)),
-                ('previous_secret', models.CharField(blank=True, max_length=64)),
-                ('previous_secret_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('is_active', models.BooleanField(default=True, help_text='Off: deliveries wait; nothing is sent.')),
-                ('disabled_at', models.DateTimeField(blank=True, help_text='Set when it was disabled for failing.', null=True)),
-                ('disabled_reason', models.CharField(blank=True, max_length=255)),
-                ('failing_since', models.DateTimeField(blank=True, null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='event_endpoints', to='payments.merchantaccount')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "store_no",
+                    models.CharField(
+                        blank=True, help_text="Empty: events of every store of the account.", max_length=32
+                    ),
+                ),
+                ("url", models.URLField(max_length=512)),
+                ("description", models.CharField(blank=True, max_length=128)),
+                ("event_types", models.JSONField(blank=True, default=list, help_text="Empty: every event type.")),
+                ("secret", models.CharField(max_length=64)),
+                ("previous_secret", models.CharField(blank=True, max_length=64)),
+                ("previous_secret_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("is_active", models.BooleanField(default=True, help_text="Off: deliveries wait; nothing is sent.")),
+                (
+                    "disabled_at",
+                    models.DateTimeField(blank=True, help_text="Set when it was disabled for failing.", null=True),
+                ),
+                ("disabled_reason", models.CharField(blank=True, max_length=255)),
+                ("failing_since", models.DateTimeField(blank=True, null=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="event_endpoints",
+                        to="payments.merchantaccount",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'permissions': [('replay_eventdelivery', 'Can replay event deliveries')],
+                "ordering": ["id"],
+                "permissions": [("replay_eventdelivery", "Can replay event deliveries")],
             },
         ),
         migrations.AddField(
-            model_name='eventdelivery',
-            name='endpoint',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='payments.eventendpoint'),
+            model_name="eventdelivery",
+            name="endpoint",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="payments.eventendpoint"
+            ),
         ),
         migrations.AddIndex(
-            model_name='eventdelivery',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['endpoint', 'order', 'event'], name='event_delivery_pending_chain'),
+            model_name="eventdelivery",
+            index=models.Index(
+                condition=models.Q(("status", "pending")),
+                fields=["endpoint", "order", "event"],
+                name="event_delivery_pending_chain",
+            ),
         ),
         migrations.AddIndex(
-            model_name='eventdelivery',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='event_delivery_due'),
+            model_name="eventdelivery",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="event_delivery_due"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='eventdelivery',
-            constraint=models.UniqueConstraint(fields=('event', 'endpoint'), name='event_delivery_once_per_endpoint'),
+            model_name="eventdelivery",
+            constraint=models.UniqueConstraint(fields=("event", "endpoint"), name="event_delivery_once_per_endpoint"),
         ),
         migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
     ]

@@ -167,7 +167,7 @@ def _page(title: str, view: dict, actions: tuple[tuple[str, str], ...]) -> Respo
     )
     # json.dumps makes safe JavaScript literals; "</" is escaped so a value cannot close the script.
     script_values = json.dumps({"base": action_base, "returnUrl": view["return_url"]}).replace("</", "<\\/")
-    amount = f'{view["trans_amount"]} {view["price_currency"]}'
+    amount = f"{view['trans_amount']} {view['price_currency']}"
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>
 <body>

@@ -139,7 +139,14 @@ class Entry:
 
     def _refuse(self, fields: Mapping[str, str], error: SandboxError, *, fault_name: str) -> Response:
         unsigned = self._faults.take_call_fault(fields.get("method", ""), UNSIGNED_FAULT) is not None
-        return self._answer(fields, error.code, error.msg, None, fault_name="unsigned_errors" if unsigned else fault_name, signed=not unsigned)
+        return self._answer(
+            fields,
+            error.code,
+            error.msg,
+            None,
+            fault_name="unsigned_errors" if unsigned else fault_name,
+            signed=not unsigned,
+        )
 
     def _answer(
         self, fields: Mapping[str, str], code: str, msg: str, data: dict | None, *, fault_name: str, signed: bool = True

@@ -33,7 +33,9 @@ from dataclasses import asdict, dataclass
 
 from payments.gateway.methods import Method
 
-CALL_FAULTS = frozenset({"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async", "unsigned_errors"})
+CALL_FAULTS = frozenset(
+    {"latency", "http_500", "http_500_after", "timeout_after_create", "refund_async", "unsigned_errors"}
+)
 NOTIFICATION_FAULTS = frozenset({"drop", "duplicate", "reorder", "delay"})
 ANY_METHOD = "*"
 

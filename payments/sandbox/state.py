@@ -420,7 +420,9 @@ class SandboxState:
             authorization = self._find(merchant_no, trans_no=trans_no)
             require(authorization.trans_type is TransType.PRE_AUTH, errors.TRANS_TYPE_NOT_ALLOWED)
             require(authorization.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
-            require(authorization.completion is None, errors.ORDER_STATUS_INVALID, "the authorization is already captured")
+            require(
+                authorization.completion is None, errors.ORDER_STATUS_INVALID, "the authorization is already captured"
+            )
             authorization.incremented_amount += amount
             self._save(authorization)
             return authorization.public_fields()
@@ -439,7 +441,9 @@ class SandboxState:
                 errors.ORDER_STATUS_INVALID,
                 "the authorization is already captured; void the capture by its own trans_no",
             )
-            return self._void(original, FollowUpKind.VOID_AUTHORIZATION, merchant_order_no, "authorization_cancelled").public_fields()
+            return self._void(
+                original, FollowUpKind.VOID_AUTHORIZATION, merchant_order_no, "authorization_cancelled"
+            ).public_fields()
 
     def _cancel_completion(self, completion: Transaction, merchant_order_no: str) -> Transaction:
         require(completion.status is TransStatus.SUCCESS, errors.ORDER_STATUS_INVALID)
@@ -454,7 +458,10 @@ class SandboxState:
     def _void(self, original: Transaction, kind: FollowUpKind, merchant_order_no: str, reason: str) -> Transaction:
         """The void transaction (trans_type 5 or 7, from FOLLOW_UPS) of the whole ``original``, which is cancelled."""
         cancel = self._create_follow_up(
-            original, merchant_order_no=merchant_order_no, trans_type=_created_by(kind), order_amount=original.trans_amount
+            original,
+            merchant_order_no=merchant_order_no,
+            trans_type=_created_by(kind),
+            order_amount=original.trans_amount,
         )
         self._finish(cancel, TransStatus.SUCCESS)
         self._finish(original, TransStatus.CANCELLED, reason)
@@ -480,7 +487,11 @@ class SandboxState:
             original = self._find(merchant_no, trans_no=orig_trans_no, merchant_order_no=orig_merchant_order_no)
             require(price_currency in ("", original.price_currency), errors.CURRENCY_MISMATCH)
             self._check_refundable(original, order_amount + tip_amount)
-            kind = FollowUpKind.REFUND_COMPLETION if original.trans_type is TransType.PRE_AUTH_COMPLETION else FollowUpKind.REFUND_PAYMENT
+            kind = (
+                FollowUpKind.REFUND_COMPLETION
+                if original.trans_type is TransType.PRE_AUTH_COMPLETION
+                else FollowUpKind.REFUND_PAYMENT
+            )
             refund = self._create_follow_up(
                 original,
                 merchant_order_no=merchant_order_no,

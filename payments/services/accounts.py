@@ -155,7 +155,9 @@ def _account_secrets(account: MerchantAccount) -> dict[str, str]:
     secrets = settings.CODEPAY_ACCOUNT_SECRETS.get(account.code, {})
     return {
         "private_key": _setting_or_file(
-            secrets.get("private_key", ""), secrets.get("private_key_file", ""), f"CODEPAY_ACCOUNT_SECRETS[{account.code}].private_key"
+            secrets.get("private_key", ""),
+            secrets.get("private_key_file", ""),
+            f"CODEPAY_ACCOUNT_SECRETS[{account.code}].private_key",
         ),
         "basic_auth_user": secrets.get("basic_auth_user", ""),
         "basic_auth_password": secrets.get("basic_auth_password", ""),
@@ -204,8 +206,13 @@ def gateway_client_for(account: MerchantAccount, *, throttle=None) -> CodePayCli
     """The account's client; every call it makes is recorded as a GatewayCall. Raises Misconfigured."""
     account = merchant_account_effective(account)
     cache_key = (
-        account.pk, account.updated_at.isoformat(), account.app_id, account.merchant_no, account.sign_type,
-        account.gateway_public_key, settings.CODEPAY_BASE_URL,
+        account.pk,
+        account.updated_at.isoformat(),
+        account.app_id,
+        account.merchant_no,
+        account.sign_type,
+        account.gateway_public_key,
+        settings.CODEPAY_BASE_URL,
     )
     with _clients_lock:
         client = _clients.get(cache_key)

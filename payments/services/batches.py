@@ -64,7 +64,9 @@ CATCH_UP_WINDOW = timedelta(hours=6)
 RETRYABLE_STATUSES = (BatchCloseStatus.PENDING, BatchCloseStatus.FAILED, BatchCloseStatus.UNKNOWN)
 
 
-def batch_open_summary(*, account: MerchantAccount, store_no: str = "", terminal_sn_list: list[str] | None = None) -> BatchSummary:
+def batch_open_summary(
+    *, account: MerchantAccount, store_no: str = "", terminal_sn_list: list[str] | None = None
+) -> BatchSummary:
     with gateway_errors_as_service_errors("open batch query"):
         return gateway_client_for(account).get_open_batch(store_no=store_no, terminal_sn_list=terminal_sn_list)
 
@@ -97,12 +99,18 @@ def batch_close(
 def _check_store_terminals(*, account: MerchantAccount, store_no: str, terminal_sn_list: list[str]) -> None:
     """Refuse terminals no order of ``store_no`` was paid on: a store-bound key closes its own store only."""
     known = set(
-        Order.objects.filter(account=account, store_no=store_no, terminal_sn__in=terminal_sn_list).values_list("terminal_sn", flat=True)
+        Order.objects.filter(account=account, store_no=store_no, terminal_sn__in=terminal_sn_list).values_list(
+            "terminal_sn", flat=True
+        )
     )
     foreign = [sn for sn in terminal_sn_list if sn not in known]
     if foreign:
         raise ValidationFailed(
-            details={"terminal_sn_list": [f"Not a terminal of store {store_no}: {', '.join(foreign)}. This API key closes its own store's terminals only."]}
+            details={
+                "terminal_sn_list": [
+                    f"Not a terminal of store {store_no}: {', '.join(foreign)}. This API key closes its own store's terminals only."
+                ]
+            }
         )
 
 
@@ -162,7 +170,9 @@ def _close(batch: BatchClose) -> BatchSummary:
     try:
         summary = client.get_open_batch(store_no=batch.store_no, terminal_sn_list=batch.terminal_sn_list)
     except GatewayError as exc:
-        logger.warning("open batch summary before close failed", extra={"batch_close_id": batch.pk, "error": exc.message})
+        logger.warning(
+            "open batch summary before close failed", extra={"batch_close_id": batch.pk, "error": exc.message}
+        )
         summary = None
     for terminal_sn in batch.terminal_sn_list:
         client.close_batch(terminal_sn=terminal_sn)
@@ -235,12 +245,17 @@ def batch_schedules_open_due(*, now: datetime | None = None) -> list[BatchClose]
     """
     now = now or timezone.now()
     schedules = list(BatchCloseSchedule.objects.filter(enabled=True, account__is_active=True).select_related("account"))
-    due = [(schedule, business_date) for schedule in schedules if (business_date := batch_schedule_business_date(schedule=schedule, now=now))]
+    due = [
+        (schedule, business_date)
+        for schedule in schedules
+        if (business_date := batch_schedule_business_date(schedule=schedule, now=now))
+    ]
     if not due:
         return []
     done = set(
         BatchClose.objects.filter(
-            schedule_id__in=[schedule.pk for schedule, _ in due], business_date__in={business_date for _, business_date in due}
+            schedule_id__in=[schedule.pk for schedule, _ in due],
+            business_date__in={business_date for _, business_date in due},
         ).values_list("schedule_id", "business_date")
     )
     created = []

@@ -99,7 +99,9 @@ def order_close_expired(*, order: Order, client: CodePayClient, gateway_trans_st
             return None  # the next check settles it
         if info.trans_status != TransStatus.CLOSED.value:
             return _order_apply(order=order, info=info)
-    return order_expire(order=order, message=f"expired; {kind} accepted by the gateway", gateway_trans_status=TransStatus.CLOSED.value)
+    return order_expire(
+        order=order, message=f"expired; {kind} accepted by the gateway", gateway_trans_status=TransStatus.CLOSED.value
+    )
 
 
 def order_close_earlier(*, order: Order) -> OrderOperation | None:
@@ -120,7 +122,10 @@ def _order_query_quietly(*, order: Order, client: CodePayClient) -> OrderInfo | 
     try:
         return client.query_order(merchant_order_no=order.merchant_order_no)
     except GatewayError as exc:
-        logger.warning("reconcile: query after close failed", extra={"merchant_order_no": order.merchant_order_no, "error": exc.message})
+        logger.warning(
+            "reconcile: query after close failed",
+            extra={"merchant_order_no": order.merchant_order_no, "error": exc.message},
+        )
         return None
 
 
@@ -133,5 +138,7 @@ def _order_apply(*, order: Order, info: OrderInfo) -> str | None:
 def order_expire(*, order: Order, message: str, gateway_trans_status: str) -> str | None:
     """Mark a waiting order ``expired`` (under its row lock); answers ``expired`` if it moved, None if not."""
     with order_locked(order_id=order.pk) as locked:
-        result = order_transition(locked, OrderStatus.EXPIRED, source=SOURCE, message=message, gateway_trans_status=gateway_trans_status)
+        result = order_transition(
+            locked, OrderStatus.EXPIRED, source=SOURCE, message=message, gateway_trans_status=gateway_trans_status
+        )
     return OrderStatus.EXPIRED if result is ApplyResult.APPLIED else None

@@ -25,7 +25,9 @@ class FollowUpReference:
 
 def order_capture_operation(*, order: Order) -> OrderOperation | None:
     """The authorization's capture that succeeded (one at most: ``one_capture_per_authorization``)."""
-    return OrderOperation.objects.filter(order=order, kind=OperationKind.CAPTURE, status=OperationStatus.SUCCEEDED).first()
+    return OrderOperation.objects.filter(
+        order=order, kind=OperationKind.CAPTURE, status=OperationStatus.SUCCEEDED
+    ).first()
 
 
 def follow_up_reference(*, order: Order, action: str) -> FollowUpReference:
@@ -33,5 +35,7 @@ def follow_up_reference(*, order: Order, action: str) -> FollowUpReference:
     capture = order_capture_operation(order=order) if order.trans_type == TransType.AUTH else None
     follow_up = follow_up_for(action=action, captured=capture is not None)
     if follow_up.target is Target.COMPLETION:
-        return FollowUpReference(follow_up=follow_up, trans_no=capture.trans_no, merchant_order_no=capture.merchant_order_no)
+        return FollowUpReference(
+            follow_up=follow_up, trans_no=capture.trans_no, merchant_order_no=capture.merchant_order_no
+        )
     return FollowUpReference(follow_up=follow_up, trans_no=order.trans_no, merchant_order_no=order.merchant_order_no)

@@ -43,7 +43,9 @@ def _fingerprint(method: str, path: str, body: Any) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def idempotency_begin(*, api_key: ApiKey, key: str, method: str, path: str, body: Any) -> IdempotencyRecord | StoredResponse:
+def idempotency_begin(
+    *, api_key: ApiKey, key: str, method: str, path: str, body: Any
+) -> IdempotencyRecord | StoredResponse:
     """Claim ``key`` for this request, or answer what an earlier request with it already got."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValidationFailed(details={"Idempotency-Key": [f"Use 1 to {MAX_KEY_LENGTH} characters."]})

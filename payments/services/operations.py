@@ -68,7 +68,10 @@ def _operation_call(
         if declined_conflict and isinstance(exc, GatewayDeclined):
             raise StateConflict(f"{declined_conflict} The gateway answered: {exc.message}") from None
         raise client_error(exc, action=operation.get_kind_display().lower(), not_sent=". Retry later.") from None
-    return WriteResult(obj=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source), outcome_unknown=False)
+    return WriteResult(
+        obj=operation_apply_success(operation=operation, trans_no=result.trans_no, source=operation.source),
+        outcome_unknown=False,
+    )
 
 
 def operation_apply_success(*, operation: OrderOperation, trans_no: str, source: str) -> Order:
@@ -91,7 +94,9 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
             order.tip_amount = amount
             order.save()
         else:
-            order_transition(order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway")
+            order_transition(
+                order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway"
+            )
     return order
 
 
@@ -124,7 +129,12 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
             return ApplyResult.UNCHANGED
         if info is None or info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value):
             operation.next_check_at = None
-            operation_finish(operation, OperationStatus.FAILED, code=ORDER_NOT_FOUND_CODE if info is None else "", message="settled by order.query")
+            operation_finish(
+                operation,
+                OperationStatus.FAILED,
+                code=ORDER_NOT_FOUND_CODE if info is None else "",
+                message="settled by order.query",
+            )
             return ApplyResult.APPLIED
         if info.trans_status != TransStatus.SUCCESS.value:
             return ApplyResult.UNCHANGED
@@ -164,7 +174,9 @@ def _operation_acted(operation: OrderOperation, order: Order, info) -> bool | No
     return info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
 
 
-def operation_finish(operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = "") -> None:
+def operation_finish(
+    operation: OrderOperation, status: str, *, code: str = "", message: str = "", trans_no: str = ""
+) -> None:
     """Record an operation's outcome and add it to the order's story."""
     operation.status = status
     operation.gateway_code = code[:16]
@@ -184,7 +196,9 @@ def operation_start(
     # number is still looked up by the reconciler (its check is pushed back while the call is under way).
     try:
         with transaction.atomic():
-            return _create_operation(order, kind=kind, amount=amount, merchant_order_no=merchant_order_no, source=source)
+            return _create_operation(
+                order, kind=kind, amount=amount, merchant_order_no=merchant_order_no, source=source
+            )
     except IntegrityError:
         # Only one_capture_per_authorization can fail here; the order's row lock makes it a backstop.
         raise StateConflict(_ONE_CAPTURE) from None
@@ -193,7 +207,9 @@ def operation_start(
 _ONE_CAPTURE = "This authorization already has a capture; an authorization is captured once (the rest is released)."
 
 
-def _create_operation(order: Order, *, kind: str, amount: Decimal | None, merchant_order_no: str, source: str) -> OrderOperation:
+def _create_operation(
+    order: Order, *, kind: str, amount: Decimal | None, merchant_order_no: str, source: str
+) -> OrderOperation:
     return OrderOperation.objects.create(
         order=order,
         kind=kind,
@@ -231,7 +247,9 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
             if captured_auth and order_refunds_reserved(order):
                 raise StateConflict("The capture is partly refunded; refund the rest instead of voiding it.")
             reference = follow_up_reference(order=order, action="void")
-            operation = operation_start(order=order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source)
+            operation = operation_start(
+                order=order, kind=OperationKind.VOID, merchant_order_no=merchant_order_no_generate(), source=source
+            )
         elif order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             kind = OperationKind.CLOSE if order.channel == Channel.TERMINAL else OperationKind.REVOKE
             operation = operation_start(order=order, kind=kind, source=source)
@@ -253,9 +271,13 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
         return _operation_call(
             order=order,
             operation=operation,
-            call=lambda c: c.close_cloud_order(merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no),
+            call=lambda c: c.close_cloud_order(
+                merchant_order_no=order.merchant_order_no, terminal_sn=order.terminal_sn, store_no=order.store_no
+            ),
         )
-    return _operation_call(order=order, operation=operation, call=lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no))
+    return _operation_call(
+        order=order, operation=operation, call=lambda c: c.revoke_order(merchant_order_no=order.merchant_order_no)
+    )
 
 
 def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> WriteResult[Order]:
@@ -267,17 +289,32 @@ def order_capture(*, order: Order, amount: Decimal, source: str = "api") -> Writ
             raise StateConflict(f"Only an authorized order can be captured; this one is {order.status}.")
         if _unsettled_operation_total(order, OperationKind.CAPTURE):
             raise StateConflict(_ONE_CAPTURE)
-        capturable = order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
+        capturable = (
+            order.authorized_amount - order.captured_amount - _unsettled_operation_total(order, OperationKind.CAPTURE)
+        )
         if amount > capturable:
             raise ValidationFailed(
-                details={"amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]}
+                details={
+                    "amount": [f"At most {format_amount(capturable, order.currency)} {order.currency} can be captured."]
+                }
             )
-        operation = operation_start(order=order, kind=OperationKind.CAPTURE, amount=amount, merchant_order_no=merchant_order_no_generate(), source=source)
+        operation = operation_start(
+            order=order,
+            kind=OperationKind.CAPTURE,
+            amount=amount,
+            merchant_order_no=merchant_order_no_generate(),
+            source=source,
+        )
 
     return _operation_call(
         order=order,
         operation=operation,
-        call=lambda c: c.capture(merchant_order_no=operation.merchant_order_no, trans_no=order.trans_no, amount=amount, currency=order.currency),
+        call=lambda c: c.capture(
+            merchant_order_no=operation.merchant_order_no,
+            trans_no=order.trans_no,
+            amount=amount,
+            currency=order.currency,
+        ),
     )
 
 
@@ -285,24 +322,35 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Wr
     """Raise an authorization by ``amount``."""
     with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
-            raise StateConflict(f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}.")
+            raise StateConflict(
+                f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}."
+            )
         pending = _unsettled_operation_total(order, OperationKind.INCREMENT)
         _total_within_maximum(
-            order.authorized_amount + pending + amount, currency=order.currency, field="amount", what="The authorized amount with this increment"
+            order.authorized_amount + pending + amount,
+            currency=order.currency,
+            field="amount",
+            what="The authorized amount with this increment",
         )
         operation = operation_start(order=order, kind=OperationKind.INCREMENT, amount=amount, source=source)
 
-    return _operation_call(order=order, operation=operation, call=lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency))
+    return _operation_call(
+        order=order,
+        operation=operation,
+        call=lambda c: c.increment_authorization(trans_no=order.trans_no, amount=amount, currency=order.currency),
+    )
 
 
 def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") -> WriteResult[Order]:
     """Set the tip of a paid sale or captured authorization (before its batch closes) to ``tip_amount``, the
     new total; a captured authorization's tip goes on its capture."""
     with order_locked(order_id=order.pk) as order:
-        if order.status != OrderStatus.SUCCEEDED or order.trans_type == TransType.AUTH and not order.captured_amount:
+        if order.status != OrderStatus.SUCCEEDED or (order.trans_type == TransType.AUTH and not order.captured_amount):
             raise StateConflict(f"Only a paid order's tip can be adjusted; this one is {order.status}.")
         new_paid = _paid_with_tip(order, tip_amount)
-        _total_within_maximum(new_paid, currency=order.currency, field="tip_amount", what="The paid amount with this tip")
+        _total_within_maximum(
+            new_paid, currency=order.currency, field="tip_amount", what="The paid amount with this tip"
+        )
         if new_paid < order_refunds_reserved(order):
             raise ValidationFailed(details={"tip_amount": ["The order would then be paid less than its refunds."]})
         operation = operation_start(order=order, kind=OperationKind.TIP_ADJUST, amount=tip_amount, source=source)
@@ -310,8 +358,16 @@ def order_tip_adjust(*, order: Order, tip_amount: Decimal, source: str = "api") 
     reference = follow_up_reference(order=order, action="tip_adjust")
     if reference.trans_no:
         return _operation_call(
-            order=order, operation=operation, call=lambda c: c.adjust_tip_by_trans_no(trans_no=reference.trans_no, tip_amount=tip_amount, currency=order.currency)
+            order=order,
+            operation=operation,
+            call=lambda c: c.adjust_tip_by_trans_no(
+                trans_no=reference.trans_no, tip_amount=tip_amount, currency=order.currency
+            ),
         )
     return _operation_call(
-        order=order, operation=operation, call=lambda c: c.adjust_tip(merchant_order_no=reference.merchant_order_no, tip_amount=tip_amount, currency=order.currency)
+        order=order,
+        operation=operation,
+        call=lambda c: c.adjust_tip(
+            merchant_order_no=reference.merchant_order_no, tip_amount=tip_amount, currency=order.currency
+        ),
     )

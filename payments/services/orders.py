@@ -40,6 +40,7 @@ from payments.gateway.methods import ORDER_NOT_FOUND_CODE, TransStatus
 from payments.gateway.methods import TransType as GatewayTransType
 from payments.gateway.money import amount_maximum, format_amount
 from payments.gateway.results import OrderInfo
+from payments.locks import order_locked
 from payments.models import (
     ApiKey,
     Channel,
@@ -52,7 +53,6 @@ from payments.models import (
     RefundStatus,
     TransType,
 )
-from payments.locks import order_locked
 from payments.services.accounts import gateway_client_for, store_no_resolve
 from payments.services.checks import next_check_at
 from payments.services.gateway_errors import client_error, failure_reason
@@ -98,7 +98,17 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
         ) from None
 
 
-def order_event(order: Order, *, kind: str, source: str, message: str = "", from_status: str = "", to_status: str = "", data: dict | None = None, refund=None) -> None:
+def order_event(
+    order: Order,
+    *,
+    kind: str,
+    source: str,
+    message: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    data: dict | None = None,
+    refund=None,
+) -> None:
     """
     One line of the order's story, in the caller's transaction; the same transaction writes the outbound
     event it implies (payments.events) and, on commit, tells waiting clients (payments.services.waits).
@@ -179,7 +189,13 @@ def order_create(
     except BaseException:
         MerchantOrderNumber.objects.filter(account=account, merchant_order_no=merchant_order_no).delete()
         raise
-    order_event(order, kind="created", source="api", to_status=OrderStatus.UNKNOWN, message=f"{channel} order stored before sending")
+    order_event(
+        order,
+        kind="created",
+        source="api",
+        to_status=OrderStatus.UNKNOWN,
+        message=f"{channel} order stored before sending",
+    )
 
     try:
         client = gateway_client_for(account)
@@ -201,7 +217,13 @@ def order_create(
         order.gateway_code, order.gateway_message = "0", "success"
         _record_decline(order, code=answer.get("trans_error_code", ""), message=answer.get("trans_error_msg", ""))
         order.save()
-        order_transition(order, order_status_from_gateway(trans_status, order.trans_type), source="api", message="gateway accepted the order", gateway_trans_status=trans_status)
+        order_transition(
+            order,
+            order_status_from_gateway(trans_status, order.trans_type),
+            source="api",
+            message="gateway accepted the order",
+            gateway_trans_status=trans_status,
+        )
     return WriteResult(obj=order, outcome_unknown=False)
 
 
@@ -230,7 +252,14 @@ def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str
     }
     if not Order.objects.filter(pk=order.pk, status=OrderStatus.UNKNOWN).update(**fields):
         return False
-    order_event(order, kind="status_changed", source="api", from_status=OrderStatus.UNKNOWN, to_status=to_status, message="gateway accepted the order")
+    order_event(
+        order,
+        kind="status_changed",
+        source="api",
+        from_status=OrderStatus.UNKNOWN,
+        to_status=to_status,
+        message="gateway accepted the order",
+    )
     for name, value in fields.items():
         setattr(order, name, value)
     return True
@@ -265,7 +294,9 @@ def _send_create(client, order: Order, *, card: CardDetails | None) -> dict[str,
         )
         return {"trans_no": result.trans_no, "terminal_online_status": result.terminal_online_status}
     if order.channel == Channel.CHECKOUT:
-        result = client.create_checkout(**common, return_url=options.get("return_url", ""), order_detail=options.get("order_detail"))
+        result = client.create_checkout(
+            **common, return_url=options.get("return_url", ""), order_detail=options.get("order_detail")
+        )
         return {"trans_no": result.trans_no, "pay_url": result.pay_url}
     result = client.create_card_checkout(
         **common, card=card, billing_address=options["billing_address"], return_url=options.get("return_url", "")
@@ -295,7 +326,9 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
         )
         with transaction.atomic():
             Order.objects.filter(pk=order.pk).delete()
-            MerchantOrderNumber.objects.filter(account_id=order.account_id, merchant_order_no=order.merchant_order_no).delete()
+            MerchantOrderNumber.objects.filter(
+                account_id=order.account_id, merchant_order_no=order.merchant_order_no
+            ).delete()
         raise client_error(
             exc,
             action="order",
@@ -320,7 +353,13 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
 
 
 def order_transition(
-    order: Order, to_status: str | None, *, source: str, message: str = "", gateway_trans_status: str = "", data: dict | None = None
+    order: Order,
+    to_status: str | None,
+    *,
+    source: str,
+    message: str = "",
+    gateway_trans_status: str = "",
+    data: dict | None = None,
 ) -> ApplyResult:
     """The one place an order's status changes. The caller holds the row lock."""
     if gateway_trans_status:
@@ -330,7 +369,15 @@ def order_transition(
         return ApplyResult.UNCHANGED
     if not order_can_move(order.status, to_status):
         order.save()
-        order_event(order, kind="stale_status_ignored", source=source, from_status=order.status, to_status=to_status, message=message, data=data)
+        order_event(
+            order,
+            kind="stale_status_ignored",
+            source=source,
+            from_status=order.status,
+            to_status=to_status,
+            message=message,
+            data=data,
+        )
         return ApplyResult.STALE
     from_status = order.status
     order.status = to_status
@@ -343,7 +390,15 @@ def order_transition(
     if to_status in ORDER_FINAL_STATUSES:
         order.next_check_at = None
     order.save()
-    order_event(order, kind="status_changed", source=source, from_status=from_status, to_status=to_status, message=message, data=data)
+    order_event(
+        order,
+        kind="status_changed",
+        source=source,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data,
+    )
     return ApplyResult.APPLIED
 
 
@@ -358,7 +413,9 @@ def order_apply_gateway_state(*, order_id: int, info: OrderInfo, source: str) ->
         mismatch = _amount_mismatch(order, info)
         if mismatch:
             order_event(order, kind="conflict", source=source, message=mismatch, data=info.data)
-            logger.warning("gateway amount conflict", extra={"merchant_order_no": order.merchant_order_no, "source": source})
+            logger.warning(
+                "gateway amount conflict", extra={"merchant_order_no": order.merchant_order_no, "source": source}
+            )
             return ApplyResult.CONFLICT
         if info.trans_no and not order.trans_no:
             order.trans_no = info.trans_no
@@ -394,7 +451,9 @@ def _adopt_paid_amounts(order: Order, info: OrderInfo) -> str:
     if paid is None:
         return ""
     zero = Decimal("0")
-    discount_bpc, discount_bmopc, fee = (value or zero for value in (info.discount_bpc, info.discount_bmopc, info.trans_fee_c))
+    discount_bpc, discount_bmopc, fee = (
+        value or zero for value in (info.discount_bpc, info.discount_bmopc, info.trans_fee_c)
+    )
     expected = order.amount + tip + order.cashback_amount - discount_bpc - discount_bmopc + fee
     if paid != expected:
         return (
@@ -451,7 +510,9 @@ def order_mark_not_found(*, order_id: int, source: str, now: datetime | None = N
     grace = timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS)
     now = now or timezone.now()
     # The first "not found" only starts the grace period: one conditional UPDATE, no lock held around it.
-    if grace and Order.objects.filter(pk=order_id, not_found_since__isnull=True).update(not_found_since=now, updated_at=now):
+    if grace and Order.objects.filter(pk=order_id, not_found_since__isnull=True).update(
+        not_found_since=now, updated_at=now
+    ):
         return ApplyResult.UNCHANGED
     with order_locked(order_id=order_id) as order:
         if order.not_found_since is None:
@@ -459,7 +520,9 @@ def order_mark_not_found(*, order_id: int, source: str, now: datetime | None = N
             order.save(update_fields=["not_found_since", "updated_at"])
         if order.status == OrderStatus.UNKNOWN and now - order.not_found_since >= grace:
             order.gateway_code = order.failure_code = ORDER_NOT_FOUND_CODE
-            order.gateway_message = "The gateway never received this order; create it again with a new merchant_order_no."
+            order.gateway_message = (
+                "The gateway never received this order; create it again with a new merchant_order_no."
+            )
             order.failure_message = order.gateway_message
             return order_transition(order, OrderStatus.FAILED, source=source, message=order.gateway_message)
         return ApplyResult.UNCHANGED
@@ -467,5 +530,7 @@ def order_mark_not_found(*, order_id: int, source: str, now: datetime | None = N
 
 def order_refunds_reserved(order: Order) -> Decimal:
     """What the order's refunds hold: succeeded ones, and pending or unknown ones that may yet succeed."""
-    total = Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED).aggregate(total=Sum("amount"))["total"]
+    total = (
+        Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED).aggregate(total=Sum("amount"))["total"]
+    )
     return total or Decimal("0")

@@ -217,7 +217,9 @@ def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetim
 # --- Orders -------------------------------------------------------------------------------------------
 
 
-def _check(row, *, kind: str, model, open_statuses, check: Callable[[], str | None], clock: Clock) -> StatusChange | None:
+def _check(
+    row, *, kind: str, model, open_statuses, check: Callable[[], str | None], clock: Clock
+) -> StatusChange | None:
     """
     Run one claimed row's check and schedule its next one whatever happens. ``check`` answers the row's
     status after the check (None: unchanged); gateway failures are logged and retried after the back-off.
@@ -226,7 +228,10 @@ def _check(row, *, kind: str, model, open_statuses, check: Callable[[], str | No
     try:
         to_status = check()
     except (GatewayError, Misconfigured) as exc:
-        logger.warning("reconcile: check failed", extra={"kind": kind, "merchant_order_no": row.merchant_order_no, "error": str(exc)})
+        logger.warning(
+            "reconcile: check failed",
+            extra={"kind": kind, "merchant_order_no": row.merchant_order_no, "error": str(exc)},
+        )
         raise
     finally:
         _schedule_next(model, open_statuses, row.pk, attempts=row.check_attempts, now=clock())
@@ -235,7 +240,9 @@ def _check(row, *, kind: str, model, open_statuses, check: Callable[[], str | No
     return StatusChange(kind, row.merchant_order_no, row.status, to_status)
 
 
-def order_reconcile(*, order: Order, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+def order_reconcile(
+    *, order: Order, throttle: Throttle | None = None, clock: Clock = timezone.now
+) -> StatusChange | None:
     """Check one claimed order with the gateway, apply the answer, close it if it expired, schedule the next check."""
 
     def check():
@@ -255,10 +262,16 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
             return OrderStatus.FAILED
         if order.status in WAITING_STATUSES and order_expired(order=order, now=now):
             # The gateway accepted it once but no longer knows it: nothing can be paid on it.
-            return order_expire(order=order, message="expired; the gateway does not know the order", gateway_trans_status="")
+            return order_expire(
+                order=order, message="expired; the gateway does not know the order", gateway_trans_status=""
+            )
         return None
 
-    if order.status in WAITING_STATUSES and info.trans_status not in OPEN_TRANS_STATUSES and order_expired(order=order, now=now):
+    if (
+        order.status in WAITING_STATUSES
+        and info.trans_status not in OPEN_TRANS_STATUSES
+        and order_expired(order=order, now=now)
+    ):
         # An earlier close of ours (its answer lost, or the query after it failed) is settled by this answer.
         earlier_close = order_close_earlier(order=order)
         if earlier_close is not None:
@@ -266,11 +279,15 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
                 closed = info.trans_status in (TransStatus.CLOSED.value, TransStatus.CANCELLED.value)
                 earlier_close.next_check_at = None
                 operation_finish(
-                    earlier_close, OperationStatus.SUCCEEDED if closed else OperationStatus.FAILED, message="settled by order.query"
+                    earlier_close,
+                    OperationStatus.SUCCEEDED if closed else OperationStatus.FAILED,
+                    message="settled by order.query",
                 )
             if info.trans_status == TransStatus.CLOSED.value:
                 return order_expire(
-                    order=order, message=f"expired; {earlier_close.kind} confirmed by order.query", gateway_trans_status=info.trans_status
+                    order=order,
+                    message=f"expired; {earlier_close.kind} confirmed by order.query",
+                    gateway_trans_status=info.trans_status,
                 )
 
     if _answer_changes_nothing(order, info):
@@ -278,7 +295,11 @@ def _order_check(order: Order, client, *, now: datetime) -> str | None:
         result = ApplyResult.UNCHANGED
     else:
         result = order_apply_gateway_state(order_id=order.pk, info=info, source=SOURCE)
-    status = order_status_from_gateway(info.trans_status, order.trans_type) if result is ApplyResult.APPLIED else order.status
+    status = (
+        order_status_from_gateway(info.trans_status, order.trans_type)
+        if result is ApplyResult.APPLIED
+        else order.status
+    )
     if (
         result is not ApplyResult.CONFLICT
         and status in WAITING_STATUSES
@@ -305,7 +326,9 @@ def _answer_changes_nothing(order: Order, info) -> bool:
 # --- Refunds ------------------------------------------------------------------------------------------
 
 
-def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+def refund_reconcile(
+    *, refund: Refund, throttle: Throttle | None = None, clock: Clock = timezone.now
+) -> StatusChange | None:
     """Check one claimed refund with the gateway, apply the answer and schedule the next check."""
 
     def check():
@@ -320,7 +343,9 @@ def refund_reconcile(*, refund: Refund, throttle: Throttle | None = None, clock:
 # --- Operations whose outcome is unknown ---------------------------------------------------------------
 
 
-def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None = None, clock: Clock = timezone.now) -> StatusChange | None:
+def operation_reconcile(
+    *, operation: OrderOperation, throttle: Throttle | None = None, clock: Clock = timezone.now
+) -> StatusChange | None:
     """Look up one claimed operation of unknown outcome, settle it, and schedule the next check."""
 
     def check():
@@ -329,7 +354,14 @@ def operation_reconcile(*, operation: OrderOperation, throttle: Throttle | None 
             return OrderOperation.objects.values_list("status", flat=True).get(pk=operation.pk)
         return None
 
-    return _check(operation, kind="operation", model=OrderOperation, open_statuses=OPERATION_OPEN_STATUSES, check=check, clock=clock)
+    return _check(
+        operation,
+        kind="operation",
+        model=OrderOperation,
+        open_statuses=OPERATION_OPEN_STATUSES,
+        check=check,
+        clock=clock,
+    )
 
 
 # --- A pass -------------------------------------------------------------------------------------------
@@ -369,7 +401,11 @@ def reconciliation_run(
             if pass_deadline is not None and time.monotonic() >= pass_deadline:
                 return report
             ids, lease_until = CLAIMS[model](
-                now=clock(), due_before=due_before, limit=chunk_size, after_pk=cursors[model], created_since=created_since
+                now=clock(),
+                due_before=due_before,
+                limit=chunk_size,
+                after_pk=cursors[model],
+                created_since=created_since,
             )
             if not ids:
                 exhausted.add(model)
@@ -378,8 +414,15 @@ def reconciliation_run(
             if pass_deadline is not None:
                 chunk_deadline = min(chunk_deadline, pass_deadline)
             last_checked = _run_chunk(
-                model, ids, lease_until, report,
-                throttle=throttle, clock=clock, deadline=chunk_deadline, on_change=on_change, on_checked=on_checked,
+                model,
+                ids,
+                lease_until,
+                report,
+                throttle=throttle,
+                clock=clock,
+                deadline=chunk_deadline,
+                on_change=on_change,
+                on_checked=on_checked,
             )
             if last_checked is not None:
                 # A walk over every open row (due_only=False) goes on after the last row checked, so the rows

@@ -44,7 +44,12 @@ from payments.services.orders import (
     order_refunds_reserved,
 )
 from payments.services.results import WriteResult
-from payments.state_machine import ORDER_PAID_STATUSES, REFUND_OPEN_STATUSES, refund_can_move, refund_status_from_gateway
+from payments.state_machine import (
+    ORDER_PAID_STATUSES,
+    REFUND_OPEN_STATUSES,
+    refund_can_move,
+    refund_status_from_gateway,
+)
 
 
 def order_refundable_amount(order: Order) -> Decimal:
@@ -52,7 +57,13 @@ def order_refundable_amount(order: Order) -> Decimal:
 
 
 def order_refund(
-    *, order: Order, amount: Decimal, reason: str, merchant_order_no: str = "", api_key: ApiKey | None = None, source: str = "api"
+    *,
+    order: Order,
+    amount: Decimal,
+    reason: str,
+    merchant_order_no: str = "",
+    api_key: ApiKey | None = None,
+    source: str = "api",
 ) -> WriteResult[Refund]:
     """
     Refund (part of) a paid order. Raises StateConflict for an unpaid order, ValidationFailed above the
@@ -65,7 +76,9 @@ def order_refund(
         if amount > refundable:
             raise ValidationFailed(
                 details={
-                    "amount": [f"At most {format_amount(refundable, order.currency)} {order.currency} can still be refunded on this order."]
+                    "amount": [
+                        f"At most {format_amount(refundable, order.currency)} {order.currency} can still be refunded on this order."
+                    ]
                 }
             )
         merchant_order_no = merchant_order_no or merchant_order_no_generate()
@@ -81,7 +94,9 @@ def order_refund(
             api_key=api_key,
             next_check_at=next_check_at(0),
         )
-        order_event(order, refund=refund, kind="refund_requested", source=source, message=f"{amount} {order.currency}: {reason}")
+        order_event(
+            order, refund=refund, kind="refund_requested", source=source, message=f"{amount} {order.currency}: {reason}"
+        )
         reference = follow_up_reference(order=order, action="refund")
     # A sale is named by its number, which never changes; a capture by the trans_no the gateway gave it.
     if reference.follow_up.target is Target.COMPLETION:
@@ -104,14 +119,22 @@ def order_refund(
         # Nothing left this machine: forget the refund and its number so the same request can be retried.
         with transaction.atomic():
             Refund.objects.filter(pk=refund.pk).delete()
-            MerchantOrderNumber.objects.filter(account_id=order.account_id, merchant_order_no=refund.merchant_order_no).delete()
+            MerchantOrderNumber.objects.filter(
+                account_id=order.account_id, merchant_order_no=refund.merchant_order_no
+            ).delete()
         raise client_error(
-            exc, action="refund", not_sent="; nothing was kept.", details={"merchant_order_no": refund.merchant_order_no}
+            exc,
+            action="refund",
+            not_sent="; nothing was kept.",
+            details={"merchant_order_no": refund.merchant_order_no},
         ) from None
     except (GatewayError, Misconfigured) as exc:
         _refund_failed(refund, exc, source=source)
         raise client_error(
-            exc, action="refund", not_sent=" and is marked failed.", details={"merchant_order_no": refund.merchant_order_no}
+            exc,
+            action="refund",
+            not_sent=" and is marked failed.",
+            details={"merchant_order_no": refund.merchant_order_no},
         ) from None
 
     Refund.objects.filter(pk=refund.pk).update(gateway_code="0", gateway_message="success")
@@ -135,7 +158,9 @@ def order_refund(
 def _refund_note(refund: Refund, *, message: str, source: str) -> None:
     # The refund's row is written after its order's lock (payments.locks: the one lock order).
     with order_locked(order_id=refund.order_id) as order:
-        Refund.objects.select_for_update().filter(pk=refund.pk).update(gateway_message=message[:255], updated_at=timezone.now())
+        Refund.objects.select_for_update().filter(pk=refund.pk).update(
+            gateway_message=message[:255], updated_at=timezone.now()
+        )
         order_event(order, refund=refund, kind="refund_outcome_unknown", source=source, message=message)
 
 
@@ -152,12 +177,27 @@ def refund_transition(refund: Refund, to_status: str | None, *, source: str, dat
         return ApplyResult.UNCHANGED
     if not refund_can_move(refund.status, to_status):
         refund.save()
-        order_event(refund.order, refund=refund, kind="stale_refund_status_ignored", source=source, from_status=refund.status, to_status=to_status, data=data)
+        order_event(
+            refund.order,
+            refund=refund,
+            kind="stale_refund_status_ignored",
+            source=source,
+            from_status=refund.status,
+            to_status=to_status,
+            data=data,
+        )
         return ApplyResult.STALE
     order = refund.order
     if to_status == RefundStatus.SUCCEEDED and order.refunded_amount + refund.amount > order.paid_amount:
         # Only possible for a late success of a refund whose amount was freed; never book more than paid.
-        order_event(order, refund=refund, kind="conflict", source=source, message="refund success would exceed the paid amount", data=data)
+        order_event(
+            order,
+            refund=refund,
+            kind="conflict",
+            source=source,
+            message="refund success would exceed the paid amount",
+            data=data,
+        )
         return ApplyResult.CONFLICT
     from_status = refund.status
     refund.status = to_status
@@ -168,7 +208,15 @@ def refund_transition(refund: Refund, to_status: str | None, *, source: str, dat
         order = refund.order
         order.refunded_amount += refund.amount
         order.save(update_fields=["refunded_amount", "updated_at"])
-    order_event(refund.order, refund=refund, kind="refund_status_changed", source=source, from_status=from_status, to_status=to_status, data=data)
+    order_event(
+        refund.order,
+        refund=refund,
+        kind="refund_status_changed",
+        source=source,
+        from_status=from_status,
+        to_status=to_status,
+        data=data,
+    )
     return ApplyResult.APPLIED
 
 
@@ -176,10 +224,19 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
     """Apply what the gateway says about a refund, under the order's then the refund's row lock."""
     with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
-        if info.price_currency and info.price_currency.upper() != refund.currency or (
-            info.order_amount is not None and info.order_amount != refund.amount
+        if (
+            (info.price_currency
+            and info.price_currency.upper() != refund.currency)
+            or (info.order_amount is not None and info.order_amount != refund.amount)
         ):
-            order_event(order, refund=refund, kind="conflict", source=source, message="gateway refund amount or currency differs from ours", data=info.data)
+            order_event(
+                order,
+                refund=refund,
+                kind="conflict",
+                source=source,
+                message="gateway refund amount or currency differs from ours",
+                data=info.data,
+            )
             return ApplyResult.CONFLICT
         if info.trans_no and not refund.trans_no:
             refund.trans_no = info.trans_no
@@ -214,7 +271,9 @@ def refund_mark_not_found(*, refund_id: int, source: str, now: datetime | None =
         if refund.not_found_since is None:
             refund.not_found_since = now
             refund.save(update_fields=["not_found_since", "updated_at"])
-        if refund.status == RefundStatus.UNKNOWN and now - refund.not_found_since >= timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
+        if refund.status == RefundStatus.UNKNOWN and now - refund.not_found_since >= timedelta(
+            seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS
+        ):
             refund.gateway_code = ORDER_NOT_FOUND_CODE
             refund.gateway_message = "The gateway never received this refund; request it again."
             return refund_transition(refund, RefundStatus.FAILED, source=source)

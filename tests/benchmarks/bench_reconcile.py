@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1, help="Passes running at once, each in its own thread.")
     parser.add_argument("--qps", type=float, default=0.0, help="Shared Redis rate limit; 0: none.")
-    parser.add_argument("--client-sample", type=int, default=200, help="Orders created through the client to time that path.")
+    parser.add_argument(
+        "--client-sample", type=int, default=200, help="Orders created through the client to time that path."
+    )
     parser.add_argument("--keep-db", action="store_true", help="Leave the benchmark database in place.")
     args = parser.parse_args()
 
@@ -147,12 +149,21 @@ def seed(account, sandbox, count: int) -> dict[str, int]:
         numbers.append(MerchantOrderNumber(account=account, merchant_order_no=merchant_order_no, kind="order"))
         orders.append(
             Order(
-                account=account, merchant_order_no=merchant_order_no, channel=Channel.TERMINAL,
-                status=OrderStatus.PENDING if trans_no else OrderStatus.UNKNOWN, currency="USD", amount=Decimal("12.50"),
-                description="bench", store_no=STORE_NO, terminal_sn=TERMINAL_SN, trans_no=trans_no, expires_in=3600,
+                account=account,
+                merchant_order_no=merchant_order_no,
+                channel=Channel.TERMINAL,
+                status=OrderStatus.PENDING if trans_no else OrderStatus.UNKNOWN,
+                currency="USD",
+                amount=Decimal("12.50"),
+                description="bench",
+                store_no=STORE_NO,
+                terminal_sn=TERMINAL_SN,
+                trans_no=trans_no,
+                expires_in=3600,
                 # As the create's answer left it (trans_status 9, created).
                 gateway_trans_status="9" if trans_no else "",
-                expires_at=now + timedelta(hours=1), next_check_at=now - timedelta(seconds=1),
+                expires_at=now + timedelta(hours=1),
+                next_check_at=now - timedelta(seconds=1),
             )  # fmt: skip
         )
     MerchantOrderNumber.objects.bulk_create(numbers, batch_size=2000)

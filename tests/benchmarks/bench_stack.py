@@ -87,7 +87,12 @@ class Processes:
                     raise SystemExit(f"port {port} is taken; stop what listens there or pass --port-base")
         log = open(self.logs / f"{name}.log", "wb")
         process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            ["bash", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.running[name] = process
         if port is not None:
@@ -310,7 +315,9 @@ class Bench:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env(), check=True
         )
-        os.environ.update({k: v for k, v in self.env().items() if k.startswith(("DJANGO_", "CODEPAY_", "DATABASE_URL"))})
+        os.environ.update(
+            {k: v for k, v in self.env().items() if k.startswith(("DJANGO_", "CODEPAY_", "DATABASE_URL"))}
+        )
         import logging
 
         import django
@@ -409,14 +416,18 @@ class Bench:
             "service": lambda: self.profiled("create", lambda: drive(self.service_create, concurrency=8, seconds=seconds / rounds)),
         })  # fmt: skip
         ratio = c8["service"].rate / c8["raw"].rate
-        self.record("create a terminal sale, concurrency 8", c8["service"], c8["raw"], f"{ratio:.2f}x throughput", ">= 0.4x")
+        self.record(
+            "create a terminal sale, concurrency 8", c8["service"], c8["raw"], f"{ratio:.2f}x throughput", ">= 0.4x"
+        )
         count = max(50, int(self.args.seconds * 10))
         c1 = alternate(rounds, {
             "raw": lambda: drive(raw, concurrency=1, count=count // rounds),
             "service": lambda: drive(self.service_create, concurrency=1, count=count // rounds),
         })  # fmt: skip
         added = c1["service"].pct(50) - c1["raw"].pct(50)
-        self.record("create a terminal sale, concurrency 1", c1["service"], c1["raw"], f"+{added:.1f} ms p50", "<= +10 ms p50")
+        self.record(
+            "create a terminal sale, concurrency 1", c1["service"], c1["raw"], f"+{added:.1f} ms p50", "<= +10 ms p50"
+        )
 
     # Intake -----------------------------------------------------------------------------------------
 
@@ -437,9 +448,18 @@ class Bench:
             Order.objects.bulk_create(
                 [
                     Order(
-                        account=self.account, merchant_order_no=no, channel=Channel.TERMINAL, status=OrderStatus.PENDING,
-                        currency="USD", amount=Decimal("10.00"), description="bench", store_no=STORE_NO,
-                        terminal_sn=TERMINAL_SN, trans_no=trans_no, expires_in=3600, expires_at=now + timezone.timedelta(hours=1),
+                        account=self.account,
+                        merchant_order_no=no,
+                        channel=Channel.TERMINAL,
+                        status=OrderStatus.PENDING,
+                        currency="USD",
+                        amount=Decimal("10.00"),
+                        description="bench",
+                        store_no=STORE_NO,
+                        terminal_sn=TERMINAL_SN,
+                        trans_no=trans_no,
+                        expires_in=3600,
+                        expires_at=now + timezone.timedelta(hours=1),
                         next_check_at=now + timezone.timedelta(hours=1),
                     )  # fmt: skip
                     for no, trans_no in chunk
@@ -491,7 +511,9 @@ class Bench:
     def bench_ack_broker_down(self) -> None:
         port = self.ports["web_broker_down"]
         web = procfile_command("web").replace("0.0.0.0", "127.0.0.1")
-        self.processes.start("web_broker_down", web, self.env(PORT=str(port), CELERY_BROKER_URL="redis://127.0.0.1:1/0"), port=port)
+        self.processes.start(
+            "web_broker_down", web, self.env(PORT=str(port), CELERY_BROKER_URL="redis://127.0.0.1:1/0"), port=port
+        )
         try:
             pairs = self.seed_orders(self.args.ack_deliveries + 100)
             bodies = [self.notification(no, trans_no) for no, trans_no in pairs]
@@ -506,7 +528,9 @@ class Bench:
         import requests
 
         sandbox = f"http://127.0.0.1:{self.ports['sandbox']}"
-        requests.post(f"{sandbox}/sandbox/faults", json={"fault": "latency", "method": "*", "seconds": 5, "rate": 1}, timeout=5).raise_for_status()
+        requests.post(
+            f"{sandbox}/sandbox/faults", json={"fault": "latency", "method": "*", "seconds": 5, "rate": 1}, timeout=5
+        ).raise_for_status()
         stop = threading.Event()
         creates = []
 
@@ -561,7 +585,10 @@ class Bench:
             f"{label}: worker (Celery, with its pool)", f"{worker_a:.0f} MiB -> {worker_b:.0f} MiB", "",
             f"{(worker_b / worker_a - 1) * 100:+.1f} %", "within 10 %",
         ))  # fmt: skip
-        print(f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg {run_b.text()}", flush=True)
+        print(
+            f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg {run_b.text()}",
+            flush=True,
+        )
 
     def drain_worker(self) -> None:
         """Wait until the worker has applied every delivery queued so far (at most ``--drain-seconds``)."""
@@ -574,8 +601,12 @@ class Bench:
             if not due.exists():
                 return
             time.sleep(1)
-        left = NotificationDelivery.objects.filter(status=ProcessingStatus.RECEIVED, id__gt=self.memory_after_id).count()
-        self.notes.append(f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s allowed)")
+        left = NotificationDelivery.objects.filter(
+            status=ProcessingStatus.RECEIVED, id__gt=self.memory_after_id
+        ).count()
+        self.notes.append(
+            f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s allowed)"
+        )
 
     # Reconciliation ---------------------------------------------------------------------------------
 
@@ -702,12 +733,16 @@ def _gateway_key():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port-base", type=int, default=int(os.environ.get("BENCH_PORT_BASE", "18400")))
-    parser.add_argument("--seconds", type=float, default=16.0, help="Measured time per side for creates at concurrency 8.")
+    parser.add_argument(
+        "--seconds", type=float, default=16.0, help="Measured time per side for creates at concurrency 8."
+    )
     parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds per comparison.")
     parser.add_argument("--deliveries", type=int, default=3000, help="Deliveries per side for intake at concurrency 8.")
     parser.add_argument("--ack-deliveries", type=int, default=500)
     parser.add_argument("--memory", type=int, nargs=2, default=(2000, 10000), metavar=("FIRST", "SECOND"))
-    parser.add_argument("--drain-seconds", type=float, default=30, help="Longest wait for the worker before reading its RSS.")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30, help="Longest wait for the worker before reading its RSS."
+    )
     parser.add_argument("--reconcile-orders", type=int, default=10_000)
     parser.add_argument("--only", nargs="*", default=["create", "intake", "ack", "memory", "reconcile"])
     parser.add_argument("--profile", type=Path, help="Sample the web workers with py-spy into this folder.")
@@ -721,7 +756,10 @@ def main() -> None:
     bench = Bench(args)
     bench.began = time.monotonic()
     command = os.environ.get("BENCH_COMMAND") or "make bench"
-    print(f"logs in {bench.tmp}; database {bench.db_name}; ports {min(bench.ports.values())}-{max(bench.ports.values())}", flush=True)
+    print(
+        f"logs in {bench.tmp}; database {bench.db_name}; ports {min(bench.ports.values())}-{max(bench.ports.values())}",
+        flush=True,
+    )
     try:
         bench.database_create()
         bench.start()

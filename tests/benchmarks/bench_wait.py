@@ -121,7 +121,9 @@ def run(args, db_name: str) -> None:
     intake_url = f"http://127.0.0.1:{intake_port}/webhooks/codepay/"
 
     waits_port = free_port()
-    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/codepay").rsplit("/", 1)[0] + f"/{db_name}"
+    database_url = (
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/codepay").rsplit("/", 1)[0] + f"/{db_name}"
+    )
     waits = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "codepay_service.asgi:application", "--host", "127.0.0.1", "--port", str(waits_port),
          "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "75"],
@@ -144,7 +146,20 @@ def run(args, db_name: str) -> None:
         server.shutdown()
 
 
-def measure(args, intake_url, waits_url, key, orders, redis_client, signing, requests, transaction, order_transition, order_channel, Order) -> None:
+def measure(
+    args,
+    intake_url,
+    waits_url,
+    key,
+    orders,
+    redis_client,
+    signing,
+    requests,
+    transaction,
+    order_transition,
+    order_channel,
+    Order,
+) -> None:
     gateway_key = signing.load_private_key(VECTORS["gateway_private_key_pem"])
 
     def bodies(prefix: str) -> list[str]:

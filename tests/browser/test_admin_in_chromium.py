@@ -41,7 +41,13 @@ def browser():
         pytest.fail(f"{', '.join(missing)} not found: apt-get install -y chromium chromium-driver (.ci/run does this).")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1366,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1366,900",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
@@ -131,18 +137,36 @@ def test_changelists_fit_a_1366_pixel_screen(browser, live_server, admin_user, a
     """
     # Numbers as long as the service generates them (28 characters).
     order = OrderFactory(
-        account=account, merchant_order_no="CP20261126131452019C6F40D64C", status=OrderStatus.SUCCEEDED,
-        paid_amount=Decimal("10.00"), trans_no="52611260000000000001",
+        account=account,
+        merchant_order_no="CP20261126131452019C6F40D64C",
+        status=OrderStatus.SUCCEEDED,
+        paid_amount=Decimal("10.00"),
+        trans_no="52611260000000000001",
     )
     RefundFactory(order=order, account=account, merchant_order_no="CP20261126131455571212E44F94")
     GatewayCall.objects.create(
-        account=account, method="wisehub.cloud.pay.order", merchant_order_no=order.merchant_order_no, outcome="ok",
-        gateway_code="0", gateway_message="success", psn="11261311310000000003", duration_ms=15, created_at=timezone.now(),
+        account=account,
+        method="wisehub.cloud.pay.order",
+        merchant_order_no=order.merchant_order_no,
+        outcome="ok",
+        gateway_code="0",
+        gateway_message="success",
+        psn="11261311310000000003",
+        duration_ms=15,
+        created_at=timezone.now(),
     )
     NotificationDelivery.objects.create(
-        account=account, account_code="default", received_at=timezone.now(), raw_body=b"{}", body_size=2,
-        verification="valid", merchant_order_no=order.merchant_order_no, trans_no="52611260000000000001",
-        trans_status="2", status="applied", order=order,
+        account=account,
+        account_code="default",
+        received_at=timezone.now(),
+        raw_body=b"{}",
+        body_size=2,
+        verification="valid",
+        merchant_order_no=order.merchant_order_no,
+        trans_no="52611260000000000001",
+        trans_status="2",
+        status="applied",
+        order=order,
     )
     browser.get(f"{live_server.url}/admin/login/")
     browser.find_element(By.NAME, "username").send_keys(admin_user.username)

@@ -166,24 +166,36 @@ def _amount(rng: random.Random, low: int = 100, high: int = 20000) -> Decimal:
 
 
 def _create(client: StoreSystem, order: DrivenOrder, body: dict) -> int:
-    status, _ = client.post("orders/", {"merchant_order_no": order.merchant_order_no, "currency": "USD",
-                                        "description": f"chaos {order.scenario}", **body})
+    status, _ = client.post(
+        "orders/",
+        {
+            "merchant_order_no": order.merchant_order_no,
+            "currency": "USD",
+            "description": f"chaos {order.scenario}",
+            **body,
+        },
+    )
     client.tally.add(f"orders created ({body['channel']}, {body.get('trans_type', 'sale')})")
     order.created_status = status
     return status
 
 
 def _terminal(client, order, rng, amount: Decimal, **extra) -> int:
-    return _create(client, order, {"channel": "terminal", "amount": str(amount), "terminal_sn": TERMINAL_SN,
-                                   "store_no": STORE_NO, **extra})
+    return _create(
+        client,
+        order,
+        {"channel": "terminal", "amount": str(amount), "terminal_sn": TERMINAL_SN, "store_no": STORE_NO, **extra},
+    )
 
 
 def _refund(client, order, amount: Decimal, suffix: str) -> int:
     refund_no = f"{order.merchant_order_no}R{suffix}"
     order.refunds.append(refund_no)
     client.tally.add("refunds requested")
-    status, _ = client.post(f"orders/{order.merchant_order_no}/refunds/",
-                            {"amount": str(amount), "reason": "chaos", "merchant_order_no": refund_no})
+    status, _ = client.post(
+        f"orders/{order.merchant_order_no}/refunds/",
+        {"amount": str(amount), "reason": "chaos", "merchant_order_no": refund_no},
+    )
     return status
 
 
@@ -298,7 +310,11 @@ def card_three_ds(outcome: str) -> Callable:
 
 def card_declined(client, order, rng):
     card = {**VISA_OK, "pan": DECLINED_PAN}
-    _create(client, order, {"channel": "card", "amount": str(_amount(rng)), "card": card, "billing_address": BILLING_ADDRESS})
+    _create(
+        client,
+        order,
+        {"channel": "card", "amount": str(_amount(rng)), "card": card, "billing_address": BILLING_ADDRESS},
+    )
 
 
 SCENARIOS: tuple[Callable, ...] = (
@@ -322,8 +338,18 @@ SCENARIOS: tuple[Callable, ...] = (
 class Driver:
     """Runs ``count`` orders on ``clients`` threads; ``on_progress(done)`` after each order."""
 
-    def __init__(self, *, base_url: str, api_key: str, sandbox_url: str, count: int, clients: int, seed: int,
-                 run_id: str, on_progress: Callable[[int], None]):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        sandbox_url: str,
+        count: int,
+        clients: int,
+        seed: int,
+        run_id: str,
+        on_progress: Callable[[int], None],
+    ):
         self.tally = Tally()
         self.orders: list[DrivenOrder] = []
         self._count = count
@@ -332,8 +358,13 @@ class Driver:
         self._lock = threading.Lock()
         self._done = 0
         self._clients_made = [
-            StoreSystem(base_url=base_url, api_key=api_key, sandbox_url=sandbox_url, tally=self.tally,
-                        rng=random.Random(seed * 1000 + number))
+            StoreSystem(
+                base_url=base_url,
+                api_key=api_key,
+                sandbox_url=sandbox_url,
+                tally=self.tally,
+                rng=random.Random(seed * 1000 + number),
+            )
             for number in range(clients)
         ]
         self._run_id = run_id

@@ -36,8 +36,13 @@ from tests.chaos import verify
 from tests.chaos.driver import Driver, StoreSystem, Tally
 from tests.chaos.stack import Ports, Stack
 
-CREATE_METHODS = (Method.CLOUD_PAY_ORDER, Method.CHECKOUT, Method.MERCHANT_CHECKOUT, Method.REFUND_SUBMIT,
-                  Method.REFUND_PAYMENT)
+CREATE_METHODS = (
+    Method.CLOUD_PAY_ORDER,
+    Method.CHECKOUT,
+    Method.MERCHANT_CHECKOUT,
+    Method.REFUND_SUBMIT,
+    Method.REFUND_PAYMENT,
+)
 # Each kind fires once for certain at the start (so a small run sees every one), then at a rate.
 CALL_FAULTS = (
     {"fault": "latency", "seconds": 2, "rate": 0.03},
@@ -85,8 +90,12 @@ class Outcome:
 
     @property
     def mismatch_count(self) -> int:
-        return (len(self.mismatches) + len(self.missing_notifications) + len(self.creates_twice)
-                + sum(self.leftovers.values()))
+        return (
+            len(self.mismatches)
+            + len(self.missing_notifications)
+            + len(self.creates_twice)
+            + sum(self.leftovers.values())
+        )
 
 
 class Chaos:
@@ -116,7 +125,9 @@ class Chaos:
             requests.post(f"{url}/sandbox/faults", json={**once, "times": 1}, timeout=10).raise_for_status()
         for spec in NOTIFICATION_FAULTS:
             once = {key: value for key, value in spec.items() if key != "rate"}
-            requests.post(f"{url}/sandbox/notification-faults", json={**once, "times": 1}, timeout=10).raise_for_status()
+            requests.post(
+                f"{url}/sandbox/notification-faults", json={**once, "times": 1}, timeout=10
+            ).raise_for_status()
         for spec in CALL_FAULTS:
             requests.post(f"{url}/sandbox/faults", json=spec, timeout=10).raise_for_status()
         for spec in NOTIFICATION_FAULTS:
@@ -191,8 +202,10 @@ class Chaos:
 
     def progress_line(self) -> str:
         elapsed = time.monotonic() - self.started
-        return (f"[{elapsed:6.0f}s] driven {self._done}/{self.orders} orders, "
-                f"converged {len(self.converged)}, not yet {len(self.latest_problems)}")
+        return (
+            f"[{elapsed:6.0f}s] driven {self._done}/{self.orders} orders, "
+            f"converged {len(self.converged)}, not yet {len(self.latest_problems)}"
+        )
 
     # --- the run -----------------------------------------------------------------------------------
 
@@ -209,9 +222,16 @@ class Chaos:
         stack.supervise()
         self.arm_sandbox_faults()
         run_id = uuid.uuid4().hex[:6].upper()
-        self.driver = Driver(base_url=stack.web_url, api_key=api_key, sandbox_url=stack.sandbox_url,
-                             count=self.orders, clients=self.clients, seed=self.seed, run_id=run_id,
-                             on_progress=self._on_order_done)
+        self.driver = Driver(
+            base_url=stack.web_url,
+            api_key=api_key,
+            sandbox_url=stack.sandbox_url,
+            count=self.orders,
+            clients=self.clients,
+            seed=self.seed,
+            run_id=run_id,
+            on_progress=self._on_order_done,
+        )
         self.started = time.monotonic()
         self.say(f"Driving {self.orders} orders from {self.clients} clients")
         monitor = threading.Thread(target=self._monitor, name="chaos-monitor", daemon=True)
@@ -223,7 +243,9 @@ class Chaos:
         self._batch_close(api_key)
         self.faults.update(self.sandbox_fired())
         requests.delete(f"{stack.sandbox_url}/sandbox/faults", timeout=10).raise_for_status()
-        self.say(f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most {self.drain_seconds:.0f}s)")
+        self.say(
+            f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most {self.drain_seconds:.0f}s)"
+        )
         drain_started = time.monotonic()
         self._stop_monitor.set()
         monitor.join()
@@ -238,11 +260,18 @@ class Chaos:
         return self._outcome(snapshot, drained_in)
 
     def _batch_close(self, api_key: str) -> None:
-        client = StoreSystem(base_url=self.stack.web_url, api_key=api_key, sandbox_url=self.stack.sandbox_url,
-                             tally=self.driver.tally, rng=random.Random(self.seed))
+        client = StoreSystem(
+            base_url=self.stack.web_url,
+            api_key=api_key,
+            sandbox_url=self.stack.sandbox_url,
+            tally=self.driver.tally,
+            rng=random.Random(self.seed),
+        )
         status, answer = client.post("batches/close/", {})
         self.driver.tally.add(f"batch closes (HTTP {status})")
-        self.say(f"Batch close: HTTP {status} {json.dumps({k: answer.get(k) for k in ('status', 'count', 'total_amount')})}")
+        self.say(
+            f"Batch close: HTTP {status} {json.dumps({k: answer.get(k) for k in ('status', 'count', 'total_amount')})}"
+        )
 
     def _outcome(self, snapshot: verify.Snapshot, drained_in: float) -> Outcome:
         mismatches = {number: found for number, found in self.latest_problems.items()}
@@ -283,8 +312,14 @@ def render(outcome: Outcome) -> str:
     tally = outcome.tally
     rows: list[tuple[str, str]] = [("orders driven", str(outcome.orders))]
     rows += [(f"  {name}", str(count)) for name, count in sorted(tally.requests.items())]
-    rows.append(("HTTP answers seen by clients", ", ".join(
-        f"{'no answer' if status == 0 else status}: {count}" for status, count in sorted(tally.answers.items()))))
+    rows.append(
+        (
+            "HTTP answers seen by clients",
+            ", ".join(
+                f"{'no answer' if status == 0 else status}: {count}" for status, count in sorted(tally.answers.items())
+            ),
+        )
+    )
     rows.append(("faults injected", str(sum(outcome.faults.values()))))
     rows += [(f"  {name}", str(count)) for name, count in sorted(outcome.faults.items())]
     rows.append(("processes that exited by themselves (restarted)", str(sum(outcome.exits.values()))))
@@ -298,14 +333,22 @@ def render(outcome: Outcome) -> str:
     rows += [(f"  left {name.replace('_', ' ')}", str(count)) for name, count in outcome.leftovers.items()]
     times = outcome.convergence
     rows.append(("orders converged", f"{len(times)} of {outcome.orders}"))
-    rows.append(("convergence after last action (s)",
-                 f"p50 {_percentile(times, 0.50):.1f}, p99 {_percentile(times, 0.99):.1f}, max {max(times, default=0):.1f}"))
+    rows.append(
+        (
+            "convergence after last action (s)",
+            f"p50 {_percentile(times, 0.50):.1f}, p99 {_percentile(times, 0.99):.1f}, max {max(times, default=0):.1f}",
+        )
+    )
     statuses = outcome.delivery_statuses
     received = sum(statuses.values())
     rows.append(("notifications received", str(received)))
     rows += [(f"  {status}", str(count)) for status, count in sorted(statuses.items())]
-    rows.append(("gateway calls (all, per order)",
-                 f"{outcome.gateway_calls}, {outcome.gateway_calls / max(outcome.orders, 1):.2f}"))
+    rows.append(
+        (
+            "gateway calls (all, per order)",
+            f"{outcome.gateway_calls}, {outcome.gateway_calls / max(outcome.orders, 1):.2f}",
+        )
+    )
     rows.append(("drain time (s)", f"{outcome.drained_in:.0f}"))
     rows.append(("total time (s)", f"{outcome.elapsed:.0f}"))
     width = max(len(name) for name, _ in rows)
@@ -313,13 +356,23 @@ def render(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
-def run(*, orders: int, clients: int, drain_seconds: float, database_url: str, ports: Ports, seed: int = 1,
-        keep: bool = False, say=print) -> Outcome:
+def run(
+    *,
+    orders: int,
+    clients: int,
+    drain_seconds: float,
+    database_url: str,
+    ports: Ports,
+    seed: int = 1,
+    keep: bool = False,
+    say=print,
+) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix="codepay-chaos-"))
     stack = Stack(workdir=workdir, ports=ports, database_url=database_url)
     try:
-        outcome = Chaos(stack=stack, orders=orders, clients=clients, drain_seconds=drain_seconds, seed=seed,
-                        say=say).run()
+        outcome = Chaos(
+            stack=stack, orders=orders, clients=clients, drain_seconds=drain_seconds, seed=seed, say=say
+        ).run()
         outcome.table = render(outcome)
         details = [f"{number}: {'; '.join(found)}" for number, found in sorted(outcome.mismatches.items())]
         outcome.problems = details + outcome.missing_notifications + outcome.creates_twice
@@ -343,15 +396,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--drain-seconds", type=float, default=600)
-    parser.add_argument("--port-base", type=int, default=None, help="web, sandbox and redis on this port and the next two")
+    parser.add_argument(
+        "--port-base", type=int, default=None, help="web, sandbox and redis on this port and the next two"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the database, logs and sandbox state")
     args = parser.parse_args(argv)
     database_url = chaos_database_url(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/codepay"))
     try:
-        outcome = run(orders=args.orders, clients=args.clients, drain_seconds=args.drain_seconds,
-                      database_url=database_url, ports=Ports.free_block(args.port_base), seed=args.seed,
-                      keep=args.keep, say=lambda line: print(line, flush=True))
+        outcome = run(
+            orders=args.orders,
+            clients=args.clients,
+            drain_seconds=args.drain_seconds,
+            database_url=database_url,
+            ports=Ports.free_block(args.port_base),
+            seed=args.seed,
+            keep=args.keep,
+            say=lambda line: print(line, flush=True),
+        )
     except KeyboardInterrupt:
         # The processes are stopped (run's finally); the clients' threads must not keep driving orders.
         print("Interrupted; every process of the run is stopped.", flush=True)

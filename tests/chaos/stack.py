@@ -187,7 +187,17 @@ class Stack:
     def start_redis(self) -> None:
         self._start(
             "redis",
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports.redis), "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.redis),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
         )
         _wait_for_port(self.ports.redis, "redis-server")
 
@@ -199,8 +209,15 @@ class Stack:
     def start_sandbox(self) -> None:
         self._start(
             "sandbox",
-            [sys.executable, "manage.py", "codepay_sandbox", "--port", str(self.ports.sandbox),
-             "--notification-schedule-scale", "0.2"],
+            [
+                sys.executable,
+                "manage.py",
+                "codepay_sandbox",
+                "--port",
+                str(self.ports.sandbox),
+                "--notification-schedule-scale",
+                "0.2",
+            ],
         )
         _wait_for_http(f"{self.sandbox_url}/sandbox/faults/fired", "the sandbox")
 
@@ -240,8 +257,13 @@ class Stack:
 
     def supervise(self) -> None:
         """Start again, in the background, any process that exits without being asked to."""
-        starters = {"redis": self.start_redis, "sandbox": self.start_sandbox, "web": self.start_web,
-                    "worker": self.start_worker, "beat": self.start_beat}
+        starters = {
+            "redis": self.start_redis,
+            "sandbox": self.start_sandbox,
+            "web": self.start_web,
+            "worker": self.start_worker,
+            "beat": self.start_beat,
+        }
         self._supervising.set()
 
         def watch() -> None:

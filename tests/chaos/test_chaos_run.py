@@ -10,8 +10,17 @@ import pytest
 from tests.chaos.run import PROCESS_FAULTS, chaos_database_url, run
 from tests.chaos.stack import Ports
 
-SANDBOX_FAULT_KINDS = ("latency", "http_500", "http_500_after", "timeout_after_create", "unsigned_errors",
-                       "drop", "duplicate", "reorder", "delay")
+SANDBOX_FAULT_KINDS = (
+    "latency",
+    "http_500",
+    "http_500_after",
+    "timeout_after_create",
+    "unsigned_errors",
+    "drop",
+    "duplicate",
+    "reorder",
+    "delay",
+)
 
 
 # Usually about two minutes. The drain bound is longer than a reconcile lease (6 minutes): rows a pass
@@ -23,13 +32,19 @@ def test_a_hundred_orders_under_every_fault_end_exactly_as_the_gateway_says():
     database_url = chaos_database_url(os.environ["DATABASE_URL"], suffix="_chaos_small")
     lines = []
 
-    outcome = run(orders=98, clients=8, drain_seconds=420, database_url=database_url, ports=Ports.free_block(),
-                  say=lines.append)
+    outcome = run(
+        orders=98, clients=8, drain_seconds=420, database_url=database_url, ports=Ports.free_block(), say=lines.append
+    )
 
     fired = {kind for kind, count in outcome.faults.items() if count}
     assert fired >= set(SANDBOX_FAULT_KINDS) | {name for _, name in PROCESS_FAULTS}, outcome.table
     assert outcome.problems == [], outcome.table
-    assert outcome.leftovers == {"orders_open": 0, "refunds_open": 0, "operations_unknown": 0, "rows_leased": 0,
-                                 "notifications_pending": 0}, outcome.table
+    assert outcome.leftovers == {
+        "orders_open": 0,
+        "refunds_open": 0,
+        "operations_unknown": 0,
+        "rows_leased": 0,
+        "notifications_pending": 0,
+    }, outcome.table
     assert outcome.mismatch_count == 0, outcome.table
     assert len(outcome.convergence) == outcome.orders == 98, outcome.table

@@ -21,8 +21,15 @@ from payments.gateway.methods import Method, TransStatus, TransType
 # Requests that create something at the gateway under their own merchant_order_no: never sent twice.
 CREATE_METHODS = frozenset(
     m.value
-    for m in (Method.CLOUD_PAY_ORDER, Method.CHECKOUT, Method.MERCHANT_CHECKOUT, Method.REFUND_SUBMIT,
-              Method.REFUND_PAYMENT, Method.CAPTURE, Method.CANCEL_PAYMENT)
+    for m in (
+        Method.CLOUD_PAY_ORDER,
+        Method.CHECKOUT,
+        Method.MERCHANT_CHECKOUT,
+        Method.REFUND_SUBMIT,
+        Method.REFUND_PAYMENT,
+        Method.CAPTURE,
+        Method.CANCEL_PAYMENT,
+    )
 )
 ZERO = Decimal(0)
 
@@ -43,24 +50,52 @@ class Snapshot:
 
 
 def read(*, database_url: str, sandbox_url: str) -> Snapshot:
-    truth = {view["merchant_order_no"]: view for view in requests.get(f"{sandbox_url}/sandbox/orders", timeout=60).json()["orders"]}
+    truth = {
+        view["merchant_order_no"]: view
+        for view in requests.get(f"{sandbox_url}/sandbox/orders", timeout=60).json()["orders"]
+    }
     calls = requests.get(f"{sandbox_url}/sandbox/calls", timeout=60).json()["calls"]
     with psycopg.connect(database_url, autocommit=True) as db:
-        orders = {row["merchant_order_no"]: row for row in _rows(db, """
+        orders = {
+            row["merchant_order_no"]: row
+            for row in _rows(
+                db,
+                """
             SELECT merchant_order_no, status, trans_type, channel, trans_no, amount, tip_amount, cashback_amount,
                    authorized_amount, captured_amount, paid_amount, refunded_amount
-            FROM payments_order""")}
-        refund_rows = _rows(db, """
+            FROM payments_order""",
+            )
+        }
+        refund_rows = _rows(
+            db,
+            """
             SELECT r.merchant_order_no, r.status, r.amount, o.merchant_order_no AS order_no
-            FROM payments_refund r JOIN payments_order o ON o.id = r.order_id""")
-        operation_numbers = {row["merchant_order_no"] for row in _rows(
-            db, "SELECT merchant_order_no FROM payments_orderoperation WHERE merchant_order_no <> ''")}
-        deliveries_by_trans_no = Counter({row["trans_no"]: row["n"] for row in _rows(db, """
+            FROM payments_refund r JOIN payments_order o ON o.id = r.order_id""",
+        )
+        operation_numbers = {
+            row["merchant_order_no"]
+            for row in _rows(db, "SELECT merchant_order_no FROM payments_orderoperation WHERE merchant_order_no <> ''")
+        }
+        deliveries_by_trans_no = Counter(
+            {
+                row["trans_no"]: row["n"]
+                for row in _rows(
+                    db,
+                    """
             SELECT trans_no, count(*) AS n FROM webhooks_notificationdelivery WHERE verification = 'valid'
-            GROUP BY trans_no""")})
-        delivery_statuses = Counter({row["status"]: row["n"] for row in _rows(
-            db, "SELECT status, count(*) AS n FROM webhooks_notificationdelivery GROUP BY status")})
-        leftovers = _rows(db, """
+            GROUP BY trans_no""",
+                )
+            }
+        )
+        delivery_statuses = Counter(
+            {
+                row["status"]: row["n"]
+                for row in _rows(db, "SELECT status, count(*) AS n FROM webhooks_notificationdelivery GROUP BY status")
+            }
+        )
+        leftovers = _rows(
+            db,
+            """
             SELECT
               (SELECT count(*) FROM payments_order WHERE status IN ('pending', 'processing', 'unknown')) AS orders_open,
               (SELECT count(*) FROM payments_refund WHERE status IN ('pending', 'unknown')) AS refunds_open,
@@ -70,14 +105,23 @@ def read(*, database_url: str, sandbox_url: str) -> Snapshot:
               + (SELECT count(*) FROM payments_orderoperation WHERE check_leased_until > now()) AS rows_leased,
               (SELECT count(*) FROM webhooks_notificationdelivery
                  WHERE status IN ('received', 'retrying') OR (status = 'unmatched' AND next_attempt_at IS NOT NULL))
-                AS notifications_pending""")[0]
+                AS notifications_pending""",
+        )[0]
     refunds = {row["merchant_order_no"]: row for row in refund_rows}
     refunds_by_order: dict[str, list[dict]] = defaultdict(list)
     for row in refund_rows:
         refunds_by_order[row["order_no"]].append(row)
-    return Snapshot(truth=truth, calls=calls, orders=orders, refunds=refunds, refunds_by_order=refunds_by_order,
-                    operation_numbers=operation_numbers, deliveries_by_trans_no=deliveries_by_trans_no,
-                    delivery_statuses=delivery_statuses, leftovers=dict(leftovers))
+    return Snapshot(
+        truth=truth,
+        calls=calls,
+        orders=orders,
+        refunds=refunds,
+        refunds_by_order=refunds_by_order,
+        operation_numbers=operation_numbers,
+        deliveries_by_trans_no=deliveries_by_trans_no,
+        delivery_statuses=delivery_statuses,
+        leftovers=dict(leftovers),
+    )
 
 
 def _rows(db, sql: str) -> list[dict]:
@@ -90,7 +134,11 @@ def _sum_follow_ups(snapshot: Snapshot, view: dict, trans_type: TransType) -> De
     total = ZERO
     for number in view["follow_ups"]:
         follow_up = snapshot.truth.get(number)
-        if follow_up and follow_up["trans_type"] == trans_type.value and follow_up["trans_status"] == TransStatus.SUCCESS.value:
+        if (
+            follow_up
+            and follow_up["trans_type"] == trans_type.value
+            and follow_up["trans_status"] == TransStatus.SUCCESS.value
+        ):
             total += Decimal(follow_up["trans_amount"])
     return total
 
@@ -148,8 +196,11 @@ def _compare_refund(snapshot: Snapshot, refund: dict) -> list[str]:
     view = snapshot.truth.get(refund["merchant_order_no"])
     if view is None:
         return [] if refund["status"] == "failed" else [f"ours {refund['status']}, unknown to the gateway"]
-    expected = {TransStatus.SUCCESS.value: "succeeded", TransStatus.CLOSED.value: "failed",
-                TransStatus.CANCELLED.value: "failed"}.get(view["trans_status"])
+    expected = {
+        TransStatus.SUCCESS.value: "succeeded",
+        TransStatus.CLOSED.value: "failed",
+        TransStatus.CANCELLED.value: "failed",
+    }.get(view["trans_status"])
     problems = []
     if refund["status"] != expected:
         problems.append(f"status: ours {refund['status']}, gateway trans_status {view['trans_status']}")
@@ -164,12 +215,17 @@ def notifications_missing(snapshot: Snapshot) -> list[str]:
     for view in snapshot.truth.values():
         delivered = sum(1 for attempt in view["notification_attempts"] if attempt["outcome"] == "delivered")
         if delivered > snapshot.deliveries_by_trans_no.get(view["trans_no"], 0):
-            missing.append(f"{view['merchant_order_no']}: {delivered} delivered, "
-                           f"{snapshot.deliveries_by_trans_no.get(view['trans_no'], 0)} stored")
+            missing.append(
+                f"{view['merchant_order_no']}: {delivered} delivered, "
+                f"{snapshot.deliveries_by_trans_no.get(view['trans_no'], 0)} stored"
+            )
     return missing
 
 
 def creates_sent_twice(snapshot: Snapshot) -> list[str]:
-    sent = Counter((call["method"], call["merchant_order_no"]) for call in snapshot.calls
-                   if call["method"] in CREATE_METHODS and call["merchant_order_no"])
+    sent = Counter(
+        (call["method"], call["merchant_order_no"])
+        for call in snapshot.calls
+        if call["method"] in CREATE_METHODS and call["merchant_order_no"]
+    )
     return [f"{method} {number} sent {count} times" for (method, number), count in sent.items() if count > 1]

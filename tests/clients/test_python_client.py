@@ -10,6 +10,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from codepay_merchant_client import (
     AuthenticationError,
     ConnectionFailed,
@@ -22,7 +23,6 @@ from codepay_merchant_client import (
     construct_event,
     verify_signature,
 )
-
 from payments.events.signing import signature_header
 from payments.models import IdempotencyRecord, Order
 from payments.services.accounts import gateway_clients_reset
@@ -75,7 +75,11 @@ def test_a_paid_order_is_refunded(client, sandbox_control):
     sandbox_control.pay(order.merchant_order_no)
     assert client.sync_order(order.merchant_order_no).status == "succeeded"
     refund = client.refund(order.merchant_order_no, amount=Decimal("2.50"), reason="cold soup")
-    assert (refund.status, refund.amount, refund.orig_merchant_order_no) == ("succeeded", Decimal("2.50"), order.merchant_order_no)
+    assert (refund.status, refund.amount, refund.orig_merchant_order_no) == (
+        "succeeded",
+        Decimal("2.50"),
+        order.merchant_order_no,
+    )
     assert [r.amount for r in client.get_order(order.merchant_order_no).refunds] == [Decimal("2.50")]
 
 
@@ -86,7 +90,9 @@ def test_wait_returns_as_soon_as_the_order_is_paid(client, api_key, sandbox_cont
     with asgi_server() as waits_url:
         waiter = MerchantClient(base_url=waits_url, api_key=api_key[1])
         answer: dict = {}
-        thread = threading.Thread(target=lambda: answer.update(order=waiter.get_order(order.merchant_order_no, wait=30), at=time.monotonic()))
+        thread = threading.Thread(
+            target=lambda: answer.update(order=waiter.get_order(order.merchant_order_no, wait=30), at=time.monotonic())
+        )
         thread.start()
         wait_for_subscribers(order_id, 1)
         sandbox_control.pay(order.merchant_order_no)
@@ -148,12 +154,14 @@ def slow_first_answer():
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             seen.append({"key": self.headers.get("Idempotency-Key")})
             if len(seen) == 1:
                 time.sleep(2)
-            body = json.dumps({"merchant_order_no": "SLOW-1", "status": "pending", "amount": "1.00", "currency": "USD"}).encode()
+            body = json.dumps(
+                {"merchant_order_no": "SLOW-1", "status": "pending", "amount": "1.00", "currency": "USD"}
+            ).encode()
             self.send_response(201)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

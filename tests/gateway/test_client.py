@@ -8,7 +8,12 @@ import requests
 
 from payments.gateway import signing
 from payments.gateway.client import CardDetails, CodePayClient
-from payments.gateway.errors import GatewayConfigurationError, GatewayDeclined, GatewayOutcomeUnknown, GatewayRequestNotSent
+from payments.gateway.errors import (
+    GatewayConfigurationError,
+    GatewayDeclined,
+    GatewayOutcomeUnknown,
+    GatewayRequestNotSent,
+)
 from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Method
 from tests.conftest import APP_ID, MERCHANT_NO, VECTORS
 
@@ -49,8 +54,13 @@ def pay(sandbox, merchant_order_no):
 def paid_sale(client, sandbox, amount="20.00", trans_type="1"):
     merchant_order_no = number("S")
     created = client.create_cloud_order(
-        merchant_order_no=merchant_order_no, terminal_sn=TERMINAL, trans_type=trans_type,
-        amount=Decimal(amount), currency="USD", description="sale", expires=300,
+        merchant_order_no=merchant_order_no,
+        terminal_sn=TERMINAL,
+        trans_type=trans_type,
+        amount=Decimal(amount),
+        currency="USD",
+        description="sale",
+        expires=300,
     )
     pay(sandbox, merchant_order_no)
     return merchant_order_no, created.trans_no
@@ -60,29 +70,53 @@ def test_cloud_order_query_and_close(client, sandbox):
     """Create a terminal order (status 9), query it, and close it while it waits."""
     merchant_order_no = number()
     created = client.create_cloud_order(
-        merchant_order_no=merchant_order_no, terminal_sn=TERMINAL, trans_type="1", amount=Decimal("144.34"),
-        tip_amount=Decimal("30.00"), currency="USD", description="ECR", expires=300, on_screen_tip=False,
+        merchant_order_no=merchant_order_no,
+        terminal_sn=TERMINAL,
+        trans_type="1",
+        amount=Decimal("144.34"),
+        tip_amount=Decimal("30.00"),
+        currency="USD",
+        description="ECR",
+        expires=300,
+        on_screen_tip=False,
         reject_when_terminal_offline=True,
     )
     assert created.trans_no and created.terminal_online_status == "online" and created.psn
     info = client.query_order(merchant_order_no=merchant_order_no)
-    assert (info.trans_status, info.order_amount, info.tip_amount, info.price_currency) == ("9", Decimal("144.34"), Decimal("30.00"), "USD")
-    assert client.close_cloud_order(merchant_order_no=merchant_order_no, terminal_sn=TERMINAL).trans_no == created.trans_no
+    assert (info.trans_status, info.order_amount, info.tip_amount, info.price_currency) == (
+        "9",
+        Decimal("144.34"),
+        Decimal("30.00"),
+        "USD",
+    )
+    assert (
+        client.close_cloud_order(merchant_order_no=merchant_order_no, terminal_sn=TERMINAL).trans_no == created.trans_no
+    )
     assert client.query_order(trans_no=created.trans_no).trans_status == "1"
 
 
 def test_hosted_and_merchant_checkout(client):
     """pay.checkout answers a pay_url; pay.merchant.checkout charges an encrypted card synchronously."""
     checkout = client.create_checkout(
-        merchant_order_no=number(), amount=Decimal("150.34"), currency="USD", description="Iphone 16 – déjà vu 日本",
-        expires=3600, return_url="https://shop.example.com/return?x=1&y=2", order_detail={"items": [{"name": "x"}]},
+        merchant_order_no=number(),
+        amount=Decimal("150.34"),
+        currency="USD",
+        description="Iphone 16 – déjà vu 日本",
+        expires=3600,
+        return_url="https://shop.example.com/return?x=1&y=2",
+        order_detail={"items": [{"name": "x"}]},
     )
     assert checkout.pay_url.startswith("http")
     card = CardDetails(pan="4111111111111111", expiry="1230", cvv="123", holder="TEST HOLDER")
     assert "4111" not in repr(card)
     charged = client.create_card_checkout(
-        merchant_order_no=number(), card=card, billing_address={"country": "US"}, amount=Decimal("34.50"),
-        currency="USD", description="shoes", expires=300,
+        merchant_order_no=number(),
+        card=card,
+        billing_address={"country": "US"},
+        amount=Decimal("34.50"),
+        currency="USD",
+        description="shoes",
+        expires=300,
     )
     assert (charged.trans_status, charged.pay_method_id) == ("2", "Visa")
 
@@ -94,7 +128,9 @@ def test_authorization_increment_capture_and_cancel(client, sandbox):
     with pytest.raises(GatewayDeclined) as too_much:
         client.capture(merchant_order_no=number("C"), trans_no=auth_trans_no, amount=Decimal("25.01"), currency="USD")
     assert too_much.value.code == "E04133"
-    captured = client.capture(merchant_order_no=number("C"), trans_no=auth_trans_no, amount=Decimal("25.00"), currency="USD")
+    captured = client.capture(
+        merchant_order_no=number("C"), trans_no=auth_trans_no, amount=Decimal("25.00"), currency="USD"
+    )
     assert captured.trans_status == "2" and captured.trans_no != auth_trans_no
     _, other_auth = paid_sale(client, sandbox, trans_type="4")
     assert client.cancel_payment(merchant_order_no=number("V"), trans_no=other_auth).trans_status == "2"
@@ -105,14 +141,26 @@ def test_refunds_by_submit_and_by_trans_no(client, sandbox):
     sale_no, sale_trans_no = paid_sale(client, sandbox)
     refund_no = number("R")
     submitted = client.submit_refund(
-        merchant_order_no=refund_no, orig_merchant_order_no=sale_no, amount=Decimal("5.00"), currency="USD", description="refund"
+        merchant_order_no=refund_no,
+        orig_merchant_order_no=sale_no,
+        amount=Decimal("5.00"),
+        currency="USD",
+        description="refund",
     )
     assert submitted.trans_status == "2" and submitted.trans_amount == Decimal("5.00")
     refund = client.query_refund(merchant_order_no=refund_no)
     assert (refund.trans_status, refund.order_amount) == ("2", Decimal("5.00"))
-    client.refund_payment(merchant_order_no=number("R"), trans_no=sale_trans_no, amount=Decimal("15.00"), currency="USD")
+    client.refund_payment(
+        merchant_order_no=number("R"), trans_no=sale_trans_no, amount=Decimal("15.00"), currency="USD"
+    )
     with pytest.raises(GatewayDeclined) as exceeded:
-        client.submit_refund(merchant_order_no=number("R"), orig_merchant_order_no=sale_no, amount=Decimal("0.01"), currency="USD", description="x")
+        client.submit_refund(
+            merchant_order_no=number("R"),
+            orig_merchant_order_no=sale_no,
+            amount=Decimal("0.01"),
+            currency="USD",
+            description="x",
+        )
     assert exceeded.value.code == "E04132"
 
 
@@ -124,7 +172,9 @@ def test_tips_recall_revoke_and_batches(client, sandbox):
     recalled = client.recall(merchant_order_no=sale_no)
     assert (recalled.trans_no, recalled.tip_amount) == (sale_trans_no, Decimal("2.00"))
     online_no = number("O")
-    client.create_checkout(merchant_order_no=online_no, amount=Decimal("3.00"), currency="USD", description="x", expires=600)
+    client.create_checkout(
+        merchant_order_no=online_no, amount=Decimal("3.00"), currency="USD", description="x", expires=600
+    )
     client.revoke_order(merchant_order_no=online_no)
     assert client.query_order(merchant_order_no=online_no).trans_status in ("1", "3")
     open_batch = client.get_open_batch(terminal_sn_list=[TERMINAL])
@@ -137,7 +187,9 @@ def test_tips_recall_revoke_and_batches(client, sandbox):
 
 def test_amounts_and_booleans_go_out_as_exact_text(client):
     """Decimal amounts use the currency's digits, booleans are lowercase, empty fields are dropped."""
-    body = client.build_request(Method.CLOUD_PAY_ORDER, {"order_amount": "200", "flag": False, "attach": "", "tip": None})
+    body = client.build_request(
+        Method.CLOUD_PAY_ORDER, {"order_amount": "200", "flag": False, "attach": "", "tip": None}
+    )
     assert body["flag"] == "false" and "attach" not in body and "tip" not in body
     assert body["timestamp"].isdigit() and len(body["timestamp"]) == 13
     assert signing.verify(body, body["sign"], signing.load_private_key(VECTORS["app_private_key_pem"]).public_key())
@@ -147,7 +199,9 @@ def test_amounts_and_booleans_go_out_as_exact_text(client):
 
 def test_basic_auth_mode(sandbox):
     """sign_type NONE authenticates with Basic Auth and sends no sign."""
-    client = make_client(sandbox.base_url, sign_type="NONE", private_key=None, basic_auth=("sandbox-user", "sandbox-pass"))
+    client = make_client(
+        sandbox.base_url, sign_type="NONE", private_key=None, basic_auth=("sandbox-user", "sandbox-pass")
+    )
     assert "sign" not in client.build_request(Method.ORDER_QUERY, {"merchant_order_no": "X"})
     with pytest.raises(GatewayDeclined) as missing:
         client.query_order(merchant_order_no="NOPE-1")
@@ -179,7 +233,9 @@ def test_wrong_gateway_public_key_makes_success_untrusted(sandbox):
     app_public = signing.load_private_key(VECTORS["app_private_key_pem"]).public_key()
     client = make_client(sandbox.base_url, gateway_public_key=app_public)
     with pytest.raises(GatewayOutcomeUnknown) as unknown:
-        client.create_checkout(merchant_order_no=number(), amount=Decimal("1.00"), currency="USD", description="x", expires=300)
+        client.create_checkout(
+            merchant_order_no=number(), amount=Decimal("1.00"), currency="USD", description="x", expires=300
+        )
     assert "CODEPAY_GATEWAY_PUBLIC_KEY" in unknown.value.message
 
 
@@ -188,21 +244,39 @@ def test_unreachable_gateway_is_not_sent_and_retried(sandbox):
     sleeps, records = [], []
     client = make_client("http://127.0.0.1:1", sleep=sleeps.append, records=records, max_retries=2)
     with pytest.raises(GatewayRequestNotSent):
-        client.create_cloud_order(merchant_order_no=number(), terminal_sn=TERMINAL, trans_type="1", amount=Decimal("1.00"),
-                                  currency="USD", description="x", expires=300)
+        client.create_cloud_order(
+            merchant_order_no=number(),
+            terminal_sn=TERMINAL,
+            trans_type="1",
+            amount=Decimal("1.00"),
+            currency="USD",
+            description="x",
+            expires=300,
+        )
     assert sleeps == [0.5, 1.0]
     assert [r.outcome for r in records] == ["not_sent"] * 3
 
 
 def test_timeout_after_create_is_unknown_and_never_resent(client, sandbox):
     """The gateway created the order but the answer was lost: unknown, sent once, found by query."""
-    requests.post(f"{sandbox.base_url}/sandbox/faults", json={"method": "wisehub.cloud.pay.order", "fault": "timeout_after_create", "seconds": 3}, timeout=5)
+    requests.post(
+        f"{sandbox.base_url}/sandbox/faults",
+        json={"method": "wisehub.cloud.pay.order", "fault": "timeout_after_create", "seconds": 3},
+        timeout=5,
+    )
     records = []
     client = make_client(sandbox.base_url, records=records)
     merchant_order_no = number()
     with pytest.raises(GatewayOutcomeUnknown):
-        client.create_cloud_order(merchant_order_no=merchant_order_no, terminal_sn=TERMINAL, trans_type="1", amount=Decimal("1.00"),
-                                  currency="USD", description="x", expires=300)
+        client.create_cloud_order(
+            merchant_order_no=merchant_order_no,
+            terminal_sn=TERMINAL,
+            trans_type="1",
+            amount=Decimal("1.00"),
+            currency="USD",
+            description="x",
+            expires=300,
+        )
     assert [r.outcome for r in records] == ["unknown"]
     assert client.query_order(merchant_order_no=merchant_order_no).trans_status == "9"
 
@@ -210,7 +284,9 @@ def test_timeout_after_create_is_unknown_and_never_resent(client, sandbox):
 def test_read_only_calls_are_retried_after_a_5xx(client, sandbox):
     """A query hit by a 500 is retried (it cannot move money) and then succeeds."""
     merchant_order_no, _ = paid_sale(client, sandbox, amount="1.00")
-    requests.post(f"{sandbox.base_url}/sandbox/faults", json={"method": "order.query", "fault": "http_500", "times": 1}, timeout=5)
+    requests.post(
+        f"{sandbox.base_url}/sandbox/faults", json={"method": "order.query", "fault": "http_500", "times": 1}, timeout=5
+    )
     records = []
     retrying = make_client(sandbox.base_url, records=records)
     assert retrying.query_order(merchant_order_no=merchant_order_no).trans_status == "2"
@@ -222,8 +298,13 @@ def test_audit_records_are_redacted(sandbox):
     records = []
     client = make_client(sandbox.base_url, records=records)
     client.create_card_checkout(
-        merchant_order_no=number(), card=CardDetails(pan="4111111111111111", expiry="1230", cvv="123", holder="T"),
-        billing_address={"country": "US"}, amount=Decimal("1.00"), currency="USD", description="x", expires=300,
+        merchant_order_no=number(),
+        card=CardDetails(pan="4111111111111111", expiry="1230", cvv="123", holder="T"),
+        billing_address={"country": "US"},
+        amount=Decimal("1.00"),
+        currency="USD",
+        description="x",
+        expires=300,
     )
     (record,) = records
     assert record.request["card"] == "[redacted]" and record.request["sign"] == "[redacted]"
@@ -252,4 +333,7 @@ def test_terminal_sn_list_goes_out_as_a_compact_json_array_string_the_sandbox_re
 
     raw = {**body, "terminal_sn_list": ["WPYB1", "WPYB2"]}
     answer = requests.post(f"{sandbox.base_url}/api/entry", json=raw, timeout=5).json()
-    assert (answer["code"], answer["msg"]) == ("E00101", "[E00101]Invalid parameter: terminal_sn_list must be sent as a JSON string")
+    assert (answer["code"], answer["msg"]) == (
+        "E00101",
+        "[E00101]Invalid parameter: terminal_sn_list must be sent as a JSON string",
+    )

@@ -51,8 +51,14 @@ def pay(sandbox, merchant_order_no):
 def cloud_order(client, trans_type, amount, **extra):
     merchant_order_no = number(f"TT{trans_type}X")
     created = client.create_cloud_order(
-        merchant_order_no=merchant_order_no, terminal_sn=TERMINAL, trans_type=trans_type, amount=Decimal(amount),
-        currency="USD", description=f"trans_type {trans_type}", expires=300, **extra,
+        merchant_order_no=merchant_order_no,
+        terminal_sn=TERMINAL,
+        trans_type=trans_type,
+        amount=Decimal(amount),
+        currency="USD",
+        description=f"trans_type {trans_type}",
+        expires=300,
+        **extra,
     )
     return merchant_order_no, created
 
@@ -74,7 +80,9 @@ def paid_original(client, sandbox, trans_type, amount):
     ],
     ids=["sale", "pre-auth", "cashback", "cash-withdrawal"],
 )
-def test_stand_alone_trans_type_is_accepted_and_queried_back(client, sandbox, trans_type, amount, cashback, trans_amount):
+def test_stand_alone_trans_type_is_accepted_and_queried_back(
+    client, sandbox, trans_type, amount, cashback, trans_amount
+):
     """
     Sale, pre-auth, cashback (with cashback_amount) and cash withdrawal are accepted for an online terminal
     and wait on it (status 9) with the amounts sent; paid, the paid amount is the whole transaction amount.
@@ -85,8 +93,17 @@ def test_stand_alone_trans_type_is_accepted_and_queried_back(client, sandbox, tr
     assert created.trans_no.startswith("5") and len(created.trans_no) == 23
 
     info = client.query_order(merchant_order_no=merchant_order_no)
-    assert (info.merchant_order_no, info.trans_no, info.trans_type, info.trans_status) == (merchant_order_no, created.trans_no, trans_type, "9")
-    assert (info.order_amount, info.cashback_amount, info.tip_amount) == (Decimal(amount), Decimal(cashback or "0.00"), Decimal("0.00"))
+    assert (info.merchant_order_no, info.trans_no, info.trans_type, info.trans_status) == (
+        merchant_order_no,
+        created.trans_no,
+        trans_type,
+        "9",
+    )
+    assert (info.order_amount, info.cashback_amount, info.tip_amount) == (
+        Decimal(amount),
+        Decimal(cashback or "0.00"),
+        Decimal("0.00"),
+    )
     assert (info.trans_amount, info.paid_amount, info.price_currency) == (Decimal(trans_amount), Decimal("0.00"), "USD")
 
     pay(sandbox, merchant_order_no)
@@ -101,7 +118,11 @@ def test_void_of_a_paid_sale_is_accepted_and_cancels_the_sale_once_done(client, 
 
     info = client.query_order(merchant_order_no=void_no)
     assert (info.trans_no, info.trans_type, info.trans_status, info.order_amount, info.trans_amount) == (
-        created.trans_no, "2", "9", Decimal("20.00"), Decimal("20.00"),
+        created.trans_no,
+        "2",
+        "9",
+        Decimal("20.00"),
+        Decimal("20.00"),
     )
     assert pay(sandbox, void_no)["orig_merchant_order_no"] == sale_no
     assert client.query_order(merchant_order_no=void_no).trans_status == "2"
@@ -116,7 +137,11 @@ def test_refund_of_a_paid_sale_is_accepted_and_reads_back_as_a_refund(client, sa
 
     info = client.query_order(merchant_order_no=refund_no)
     assert (info.trans_no, info.trans_type, info.trans_status, info.order_amount, info.trans_amount) == (
-        created.trans_no, "3", "9", Decimal("7.50"), Decimal("7.50"),
+        created.trans_no,
+        "3",
+        "9",
+        Decimal("7.50"),
+        Decimal("7.50"),
     )
     pay(sandbox, refund_no)
     refund = client.query_refund(merchant_order_no=refund_no)
@@ -132,13 +157,21 @@ def test_completion_of_a_paid_pre_auth_is_accepted_and_reads_back_as_a_completio
 
     info = client.query_order(merchant_order_no=completion_no)
     assert (info.trans_no, info.trans_type, info.trans_status, info.order_amount, info.trans_amount) == (
-        created.trans_no, "6", "9", Decimal("42.00"), Decimal("42.00"),
+        created.trans_no,
+        "6",
+        "9",
+        Decimal("42.00"),
+        Decimal("42.00"),
     )
     pay(sandbox, completion_no)
     done = client.query_order(merchant_order_no=completion_no)
     assert (done.trans_type, done.trans_status, done.paid_amount) == ("6", "2", Decimal("42.00"))
     authorization = client.query_order(merchant_order_no=auth_no)
-    assert (authorization.trans_type, authorization.trans_status, authorization.order_amount) == ("4", "2", Decimal("50.00"))
+    assert (authorization.trans_type, authorization.trans_status, authorization.order_amount) == (
+        "4",
+        "2",
+        Decimal("50.00"),
+    )
 
 
 @pytest.mark.parametrize("trans_type", ["2", "3", "6"], ids=["void", "refund", "completion"])
@@ -146,7 +179,10 @@ def test_follow_up_without_orig_merchant_order_no_is_refused(client, trans_type)
     """A void, refund or completion that names no original is refused as a missing parameter (E00100)."""
     with pytest.raises(GatewayDeclined) as refused:
         cloud_order(client, trans_type, "1.00")
-    assert (refused.value.code, refused.value.message) == ("E00100", "[E00100]Missing required parameter: orig_merchant_order_no")
+    assert (refused.value.code, refused.value.message) == (
+        "E00100",
+        "[E00100]Missing required parameter: orig_merchant_order_no",
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,7 +199,9 @@ def test_follow_up_of_the_wrong_kind_of_original_is_refused(client, sandbox, fol
     assert refused.value.message.startswith("[E04131]Transaction type does not allow this operation")
 
 
-@pytest.mark.parametrize("trans_type", ["5", "7", "8"], ids=["pre-auth-cancel", "completion-cancel", "completion-refund"])
+@pytest.mark.parametrize(
+    "trans_type", ["5", "7", "8"], ids=["pre-auth-cancel", "completion-cancel", "completion-refund"]
+)
 def test_trans_types_that_only_arise_from_other_calls_are_refused(client, sandbox, trans_type):
     """
     Pre-auth cancel (5), completion cancel (7) and completion refund (8) are not terminal orders: the sandbox
@@ -173,8 +211,14 @@ def test_trans_types_that_only_arise_from_other_calls_are_refused(client, sandbo
     with pytest.raises(GatewayDeclined) as refused:
         merchant_order_no = number(f"TT{trans_type}X")
         client.create_cloud_order(
-            merchant_order_no=merchant_order_no, terminal_sn=TERMINAL, trans_type=trans_type, amount=Decimal("10.00"),
-            currency="USD", description="not a terminal order", expires=300, orig_merchant_order_no=auth_no,
+            merchant_order_no=merchant_order_no,
+            terminal_sn=TERMINAL,
+            trans_type=trans_type,
+            amount=Decimal("10.00"),
+            currency="USD",
+            description="not a terminal order",
+            expires=300,
+            orig_merchant_order_no=auth_no,
         )
     assert (refused.value.code, refused.value.message) == ("E00101", INVALID_TRANS_TYPE_MESSAGE)
     with pytest.raises(GatewayDeclined) as missing:

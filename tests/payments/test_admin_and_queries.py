@@ -34,7 +34,9 @@ def test_admin_order_list_and_story(admin_client, account):
     """The changelist lists orders in constant queries; the detail page shows the story, with no save button."""
     for _ in range(3):
         order = OrderFactory(account=account)
-        OrderEvent.objects.create(order=order, kind="status_changed", source="test", to_status="pending", message="pushed to terminal")
+        OrderEvent.objects.create(
+            order=order, kind="status_changed", source="test", to_status="pending", message="pushed to terminal"
+        )
     with CaptureQueriesContext(connection) as few:
         assert admin_client.get("/admin/payments/order/").status_code == 200
     for _ in range(10):
@@ -49,7 +51,9 @@ def test_admin_order_list_and_story(admin_client, account):
     assert admin_client.post(f"/admin/payments/order/{order.pk}/delete/").status_code == 403
 
 
-@pytest.mark.parametrize("path", ["order", "refund", "gatewaycall", "batchclose", "merchantaccount", "batchcloseschedule", "apikey"])
+@pytest.mark.parametrize(
+    "path", ["order", "refund", "gatewaycall", "batchclose", "merchantaccount", "batchcloseschedule", "apikey"]
+)
 def test_admin_pages_load(admin_client, account, path):
     assert admin_client.get(f"/admin/payments/{path}/").status_code == 200
 
@@ -58,11 +62,22 @@ def test_admin_sync_action_goes_through_the_service_and_is_audited(admin_client,
     """The sync action queries the gateway, applies the answer and leaves an admin event on the order."""
     from payments.models import Order
 
-    api.post("/api/v1/orders/", json={"channel": "terminal", "amount": "5.00", "currency": "USD", "description": "x",
-                                       "terminal_sn": "WPYB002248000865", "merchant_order_no": "ADMIN-SYNC-1"})
+    api.post(
+        "/api/v1/orders/",
+        json={
+            "channel": "terminal",
+            "amount": "5.00",
+            "currency": "USD",
+            "description": "x",
+            "terminal_sn": "WPYB002248000865",
+            "merchant_order_no": "ADMIN-SYNC-1",
+        },
+    )
     sandbox_control.pay("ADMIN-SYNC-1")
     order = Order.objects.get(merchant_order_no="ADMIN-SYNC-1")
-    response = admin_client.post("/admin/payments/order/", {"action": "sync_with_gateway", "_selected_action": [order.pk]})
+    response = admin_client.post(
+        "/admin/payments/order/", {"action": "sync_with_gateway", "_selected_action": [order.pk]}
+    )
     assert response.status_code == 302
     order.refresh_from_db()
     assert order.status == OrderStatus.SUCCEEDED

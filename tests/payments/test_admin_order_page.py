@@ -25,11 +25,20 @@ from webhooks.models import NotificationDelivery
 TERMINAL_SN = "WPYB002248000865"
 
 
-def _paid(account, sandbox_control, merchant_order_no: str, *, trans_type: str = "sale", amount: str = "20.00") -> Order:
+def _paid(
+    account, sandbox_control, merchant_order_no: str, *, trans_type: str = "sale", amount: str = "20.00"
+) -> Order:
     """A terminal order stored, sent to the sandbox, paid on the terminal and synced."""
     order = order_create(
-        account=account, api_key=None, channel="terminal", amount=Decimal(amount), currency="USD",
-        description="Dinner", merchant_order_no=merchant_order_no, terminal_sn=TERMINAL_SN, trans_type=trans_type,
+        account=account,
+        api_key=None,
+        channel="terminal",
+        amount=Decimal(amount),
+        currency="USD",
+        description="Dinner",
+        merchant_order_no=merchant_order_no,
+        terminal_sn=TERMINAL_SN,
+        trans_type=trans_type,
     ).obj
     sandbox_control.pay(merchant_order_no)
     order_sync(order=order, source="test")
@@ -62,8 +71,13 @@ def test_summary_shows_amounts_in_the_currency_digits_with_the_currency(admin_cl
     times are shown to the second.
     """
     order = OrderFactory(
-        account=account, status=OrderStatus.FAILED, amount=Decimal("12.340"), gateway_code="2002",
-        gateway_message="Insufficient funds", pay_method_id="Visa", pay_scenario="SWIPE_CARD",
+        account=account,
+        status=OrderStatus.FAILED,
+        amount=Decimal("12.340"),
+        gateway_code="2002",
+        gateway_message="Insufficient funds",
+        pay_method_id="Visa",
+        pay_scenario="SWIPE_CARD",
     )
 
     page = _page(admin_client, order)
@@ -83,7 +97,9 @@ def test_internal_fields_are_folded_and_inline_rows_have_names(admin_client, acc
     page = _page(admin_client, order)
 
     before, collapsed = page.split('<fieldset class="module aligned collapse"')
-    assert collapsed.index("<details><summary>") < collapsed.index("Internal</h2>") < collapsed.index("Check leased until")
+    assert (
+        collapsed.index("<details><summary>") < collapsed.index("Internal</h2>") < collapsed.index("Check leased until")
+    )
     assert ("Check leased until" in collapsed, "Gateway trans status" in collapsed) == (True, True)
     assert ("Check leased until" in before, "Gateway trans status" in before) == (False, False)
     assert "object (" not in page
@@ -99,8 +115,16 @@ def test_timeline_merges_events_gateway_calls_of_refunds_and_increments_and_noti
     order = _paid(account, sandbox_control, "TL-1", trans_type="auth")
     order_increment(order=order, amount=Decimal("5.00"), source="test")
     NotificationDelivery.objects.create(
-        account=account, account_code="default", received_at=timezone.now(), raw_body=b"{}", body_size=2,
-        verification="valid", merchant_order_no="TL-1", trans_status="3", status="applied", order=order,
+        account=account,
+        account_code="default",
+        received_at=timezone.now(),
+        raw_body=b"{}",
+        body_size=2,
+        verification="valid",
+        merchant_order_no="TL-1",
+        trans_status="3",
+        status="applied",
+        order=order,
     )
     increment = GatewayCall.objects.get(method="pay.incremental.auth")
 
@@ -126,7 +150,10 @@ def test_timeline_finds_the_refund_calls_of_a_paid_order(admin_client, account, 
     timeline = _page(admin_client, order).split('id="order-timeline"')[1]
 
     call = GatewayCall.objects.get(merchant_order_no=refund.merchant_order_no)
-    assert f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} {refund.merchant_order_no}</a>' in timeline
+    assert (
+        f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} {refund.merchant_order_no}</a>'
+        in timeline
+    )
 
 
 def test_order_page_costs_the_same_queries_for_two_or_ten_refunds(admin_client, account):
@@ -164,7 +191,9 @@ def test_read_only_operator_sees_orders_but_no_action_and_cannot_open_one(client
     assert Refund.objects.count() == 0
 
 
-def test_refund_from_the_admin_names_the_amount_goes_through_the_service_and_is_audited(client, account, sandbox_control):
+def test_refund_from_the_admin_names_the_amount_goes_through_the_service_and_is_audited(
+    client, account, sandbox_control
+):
     """
     The refund page names what can still be refunded; confirming refunds at the gateway, leaves an event
     naming the operator and an admin log entry.
@@ -181,7 +210,8 @@ def test_refund_from_the_admin_names_the_amount_goes_through_the_service_and_is_
     refund = Refund.objects.get(order=order)
     assert (refund.amount, refund.status, refund.reason) == (Decimal("7.50"), "succeeded", "Cold soup")
     assert OrderEvent.objects.filter(order=order, source="admin").values_list("kind", "message")[0] == (
-        "admin_refund", "by olivia: refund 7.50 USD: Cold soup"
+        "admin_refund",
+        "by olivia: refund 7.50 USD: Cold soup",
     )
     assert LogEntry.objects.get().change_message == "by olivia: refund 7.50 USD: Cold soup"
 
@@ -198,7 +228,9 @@ def test_refund_above_the_refundable_amount_is_refused_on_the_form(client, accou
     assert "At most 20.00 USD can still be refunded on this order." in response.content.decode()
     assert "USD amounts have at most 2 decimal places; got &#x27;1.001&#x27;." in bad_digits.content.decode()
     assert Refund.objects.count() == 0
-    assert list(OrderEvent.objects.filter(order=order, source="admin").values_list("kind", flat=True)) == ["admin_refund"]
+    assert list(OrderEvent.objects.filter(order=order, source="admin").values_list("kind", flat=True)) == [
+        "admin_refund"
+    ]
 
 
 def test_capture_tip_and_void_each_need_their_own_permission(client, account, sandbox_control):
@@ -252,8 +284,14 @@ def test_tip_adjustment_from_the_admin(client, account, sandbox_control):
 def test_sync_from_the_order_page(client, account, sandbox_control):
     """Sync asks the gateway now: a paid order that was pending here becomes succeeded."""
     order = order_create(
-        account=account, api_key=None, channel="terminal", amount=Decimal("9.00"), currency="USD",
-        description="x", merchant_order_no="ADM-SYNC", terminal_sn=TERMINAL_SN,
+        account=account,
+        api_key=None,
+        channel="terminal",
+        amount=Decimal("9.00"),
+        currency="USD",
+        description="x",
+        merchant_order_no="ADM-SYNC",
+        terminal_sn=TERMINAL_SN,
     ).obj
     sandbox_control.pay("ADM-SYNC")
     client.force_login(_operator("payments.sync_order"))
@@ -272,7 +310,13 @@ def test_operator_group_holds_view_permissions_only(db):
     group = Group.objects.get(name=OPERATOR_GROUP)
     codenames = set(group.permissions.values_list("codename", flat=True))
 
-    assert {"view_order", "view_refund", "view_gatewaycall", "view_batchclose", "view_notificationdelivery"} <= codenames
+    assert {
+        "view_order",
+        "view_refund",
+        "view_gatewaycall",
+        "view_batchclose",
+        "view_notificationdelivery",
+    } <= codenames
     assert all(codename.startswith("view_") for codename in codenames)
     assert "view_idempotencyrecord" not in codenames
 

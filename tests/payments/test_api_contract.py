@@ -21,7 +21,13 @@ from tests.conftest import APP_ID, MERCHANT_NO, STORE_NO, VECTORS
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
 
 TERMINAL = "WPYB002248000865"
-TERMINAL_ORDER = {"channel": "terminal", "amount": "12.34", "currency": "USD", "description": "Coffee and cake", "terminal_sn": TERMINAL}
+TERMINAL_ORDER = {
+    "channel": "terminal",
+    "amount": "12.34",
+    "currency": "USD",
+    "description": "Coffee and cake",
+    "terminal_sn": TERMINAL,
+}
 
 
 def create(api, **overrides):
@@ -50,7 +56,9 @@ def test_order_to_an_offline_terminal_that_must_not_queue_is_refused_with_502(ap
     With reject_when_terminal_offline the gateway refuses an order for an offline terminal (E05001): the API
     answers 502 ``gateway_refused`` carrying the gateway's code and message, and the order is stored failed.
     """
-    response = create(api, merchant_order_no="OFFLINE-ORDER-1", terminal_sn="OFFLINE-T1", reject_when_terminal_offline=True)
+    response = create(
+        api, merchant_order_no="OFFLINE-ORDER-1", terminal_sn="OFFLINE-T1", reject_when_terminal_offline=True
+    )
 
     assert response.status_code == 502, response.text
     assert response.json() == {
@@ -65,7 +73,11 @@ def test_order_to_an_offline_terminal_that_must_not_queue_is_refused_with_502(ap
         }
     }
     order = Order.objects.get(merchant_order_no="OFFLINE-ORDER-1")
-    assert (order.status, order.gateway_code, order.gateway_message) == (OrderStatus.FAILED, "E05001", "[E05001]Terminal is offline")
+    assert (order.status, order.gateway_code, order.gateway_message) == (
+        OrderStatus.FAILED,
+        "E05001",
+        "[E05001]Terminal is offline",
+    )
     assert order.trans_no == ""
     stored = api.get("/api/v1/orders/OFFLINE-ORDER-1/").json()
     assert (stored["status"], stored["gateway_code"]) == ("failed", "E05001")
@@ -95,12 +107,21 @@ def test_refund_the_gateway_refuses_is_502_and_stored_failed(api, sandbox, sandb
         gateway_public_key=signing.load_public_key(VECTORS["gateway_public_key_b64der"]),
     )
     terminal.create_cloud_order(
-        merchant_order_no="TERMINAL-REFUND-1", orig_merchant_order_no="SALE-REFUSED", terminal_sn=TERMINAL,
-        trans_type="3", amount=Decimal("20.00"), currency="USD", description="refund at the till", expires=300,
+        merchant_order_no="TERMINAL-REFUND-1",
+        orig_merchant_order_no="SALE-REFUSED",
+        terminal_sn=TERMINAL,
+        trans_type="3",
+        amount=Decimal("20.00"),
+        currency="USD",
+        description="refund at the till",
+        expires=300,
     )
     sandbox_control.pay("TERMINAL-REFUND-1")
 
-    response = api.post("/api/v1/orders/SALE-REFUSED/refunds/", json={"amount": "5.00", "reason": "cold", "merchant_order_no": "SALE-REFUSED-R1"})
+    response = api.post(
+        "/api/v1/orders/SALE-REFUSED/refunds/",
+        json={"amount": "5.00", "reason": "cold", "merchant_order_no": "SALE-REFUSED-R1"},
+    )
 
     message = "[E04132]Refund amount exceeds the refundable amount: at most 0.00 USD is refundable"
     assert response.status_code == 502, response.text
@@ -115,7 +136,9 @@ def test_refund_the_gateway_refuses_is_502_and_stored_failed(api, sandbox, sandb
     assert (refund.status, refund.gateway_code, refund.gateway_message) == (RefundStatus.FAILED, "E04132", message)
     order = api.get("/api/v1/orders/SALE-REFUSED/").json()
     assert order["refunded_amount"] == "0.00"
-    assert [(r["merchant_order_no"], r["status"], r["amount"]) for r in order["refunds"]] == [("SALE-REFUSED-R1", "failed", "5.00")]
+    assert [(r["merchant_order_no"], r["status"], r["amount"]) for r in order["refunds"]] == [
+        ("SALE-REFUSED-R1", "failed", "5.00")
+    ]
 
 
 # --- list filters -------------------------------------------------------------------------------------
@@ -141,13 +164,18 @@ def test_list_filters_by_creation_time_from_inclusive_to_exclusive(api):
     """
     for n in range(1, 4):
         assert create(api, merchant_order_no=f"TIME-{n}").status_code == 201
-    created = {order["merchant_order_no"]: order["created_at"] for order in api.get("/api/v1/orders/").json()["results"]}
+    created = {
+        order["merchant_order_no"]: order["created_at"] for order in api.get("/api/v1/orders/").json()["results"]
+    }
     first, second, third = created["TIME-1"], created["TIME-2"], created["TIME-3"]
     assert first < second < third
 
     assert numbers(api.get("/api/v1/orders/", params={"created_after": second})) == ["TIME-3", "TIME-2"]
     assert numbers(api.get("/api/v1/orders/", params={"created_before": second})) == ["TIME-1"]
-    assert numbers(api.get("/api/v1/orders/", params={"created_after": first, "created_before": third})) == ["TIME-2", "TIME-1"]
+    assert numbers(api.get("/api/v1/orders/", params={"created_after": first, "created_before": third})) == [
+        "TIME-2",
+        "TIME-1",
+    ]
     in_kolkata = datetime.fromisoformat(second).astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
     assert numbers(api.get("/api/v1/orders/", params={"created_after": in_kolkata})) == ["TIME-3", "TIME-2"]
     later = (datetime.fromisoformat(third) + timedelta(seconds=1)).isoformat()
@@ -179,7 +207,9 @@ def test_cashback_order_without_cashback_amount_is_refused(api):
     """trans_type cashback needs cashback_amount: 400 naming it, nothing stored and nothing sent."""
     response = create(api, merchant_order_no="CASHBACK-NONE", trans_type="cashback")
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["details"] == {"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]}
+    assert response.json()["error"]["details"] == {
+        "cashback_amount": ["Required for trans_type 'cashback', greater than zero."]
+    }
     assert Order.objects.count() == 0
     assert GatewayCall.objects.count() == 0
 
@@ -188,7 +218,9 @@ def test_cashback_order_with_zero_cashback_amount_is_refused(api):
     """A cashback of zero is no cashback: 400 naming cashback_amount, nothing stored and nothing sent."""
     response = create(api, merchant_order_no="CASHBACK-ZERO", trans_type="cashback", cashback_amount="0.00")
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["details"] == {"cashback_amount": ["Required for trans_type 'cashback', greater than zero."]}
+    assert response.json()["error"]["details"] == {
+        "cashback_amount": ["Required for trans_type 'cashback', greater than zero."]
+    }
     assert GatewayCall.objects.count() == 0
 
 
@@ -196,7 +228,9 @@ def test_cashback_amount_on_a_sale_is_refused(api):
     """Only a cashback order takes a cashback_amount; a sale with one is refused rather than sent."""
     response = create(api, merchant_order_no="SALE-CASHBACK", cashback_amount="5.00")
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["details"] == {"cashback_amount": ["Only trans_type 'cashback' takes a cashback_amount."]}
+    assert response.json()["error"]["details"] == {
+        "cashback_amount": ["Only trans_type 'cashback' takes a cashback_amount."]
+    }
 
 
 def test_cashback_order_is_sent_as_trans_type_11_and_pays_amount_plus_cashback(api, sandbox_control):
@@ -204,24 +238,47 @@ def test_cashback_order_is_sent_as_trans_type_11_and_pays_amount_plus_cashback(a
     A cashback order goes to the terminal as trans_type 11 with its cashback_amount; once paid and synced it
     is succeeded and the paid amount is the amount plus the cashback.
     """
-    response = create(api, merchant_order_no="CASHBACK-1", trans_type="cashback", amount="20.00", cashback_amount="5.00")
+    response = create(
+        api, merchant_order_no="CASHBACK-1", trans_type="cashback", amount="20.00", cashback_amount="5.00"
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert (body["trans_type"], body["status"], body["amount"], body["cashback_amount"], body["tip_amount"]) == (
-        "cashback", "pending", "20.00", "5.00", "0.00",
+        "cashback",
+        "pending",
+        "20.00",
+        "5.00",
+        "0.00",
     )
     call = GatewayCall.objects.get(merchant_order_no="CASHBACK-1")
-    assert (call.request["trans_type"], call.request["order_amount"], call.request["cashback_amount"]) == ("11", "20.00", "5.00")
+    assert (call.request["trans_type"], call.request["order_amount"], call.request["cashback_amount"]) == (
+        "11",
+        "20.00",
+        "5.00",
+    )
     at_gateway = sandbox_control.get("orders/CASHBACK-1").json()
-    assert (at_gateway["trans_type"], at_gateway["cashback_amount"], at_gateway["trans_amount"]) == ("11", "5.00", "25.00")
+    assert (at_gateway["trans_type"], at_gateway["cashback_amount"], at_gateway["trans_amount"]) == (
+        "11",
+        "5.00",
+        "25.00",
+    )
 
     sandbox_control.pay("CASHBACK-1")
     synced = api.post("/api/v1/orders/CASHBACK-1/sync/")
     assert synced.status_code == 200, synced.text
     body = synced.json()
-    assert (body["trans_type"], body["status"], body["amount"], body["cashback_amount"]) == ("cashback", "succeeded", "20.00", "5.00")
+    assert (body["trans_type"], body["status"], body["amount"], body["cashback_amount"]) == (
+        "cashback",
+        "succeeded",
+        "20.00",
+        "5.00",
+    )
     order = Order.objects.get(merchant_order_no="CASHBACK-1")
-    assert (order.paid_amount, order.cashback_amount, order.amount) == (Decimal("25.00"), Decimal("5.00"), Decimal("20.00"))
+    assert (order.paid_amount, order.cashback_amount, order.amount) == (
+        Decimal("25.00"),
+        Decimal("5.00"),
+        Decimal("20.00"),
+    )
 
 
 # --- Idempotency-Key twin still in flight ---------------------------------------------------------------
@@ -272,14 +329,19 @@ def test_a_store_bound_key_cannot_read_another_stores_refund(api, account, sandb
     from payments.services.accounts import api_key_create
 
     paid_order(api, sandbox_control, "STORE-SALE-1", amount="20.00")
-    refunded = api.post("/api/v1/orders/STORE-SALE-1/refunds/", json={"amount": "4.00", "reason": "x", "merchant_order_no": "STORE-SALE-1-R1"})
+    refunded = api.post(
+        "/api/v1/orders/STORE-SALE-1/refunds/",
+        json={"amount": "4.00", "reason": "x", "merchant_order_no": "STORE-SALE-1-R1"},
+    )
     assert refunded.status_code == 201, refunded.text
     _, other_store_key = api_key_create(name="store-2", account=account, store_no="STORE-2")
     _, own_store_key = api_key_create(name="store-own", account=account, store_no=STORE_NO)
 
     response = make_api_client(other_store_key).get("/api/v1/refunds/STORE-SALE-1-R1/")
     assert response.status_code == 404, response.text
-    assert response.json() == {"error": {"code": "not_found", "message": "No refund 'STORE-SALE-1-R1' for this API key.", "details": {}}}
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "No refund 'STORE-SALE-1-R1' for this API key.", "details": {}}
+    }
     own = make_api_client(own_store_key).get("/api/v1/refunds/STORE-SALE-1-R1/")
     assert own.status_code == 200, own.text
     assert (own.json()["orig_merchant_order_no"], own.json()["amount"]) == ("STORE-SALE-1", "4.00")
@@ -290,12 +352,19 @@ def test_another_accounts_refund_is_404(api):
     from tests.factories import MerchantAccountFactory, OrderFactory, RefundFactory
 
     other_account = MerchantAccountFactory()
-    other_order = OrderFactory(account=other_account, merchant_order_no="THEIR-SALE", status=OrderStatus.SUCCEEDED, paid_amount=Decimal("10.00"))
+    other_order = OrderFactory(
+        account=other_account,
+        merchant_order_no="THEIR-SALE",
+        status=OrderStatus.SUCCEEDED,
+        paid_amount=Decimal("10.00"),
+    )
     RefundFactory(order=other_order, merchant_order_no="THEIR-REFUND")
 
     response = api.get("/api/v1/refunds/THEIR-REFUND/")
     assert response.status_code == 404, response.text
-    assert response.json() == {"error": {"code": "not_found", "message": "No refund 'THEIR-REFUND' for this API key.", "details": {}}}
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "No refund 'THEIR-REFUND' for this API key.", "details": {}}
+    }
     refund = api.post("/api/v1/orders/THEIR-SALE/refunds/", json={"amount": "1.00", "reason": "x"})
     assert refund.status_code == 404, refund.text
     assert Refund.objects.filter(order=other_order).count() == 1
@@ -303,22 +372,38 @@ def test_another_accounts_refund_is_404(api):
 
 @pytest.mark.parametrize(
     ("action", "body"),
-    [("capture", {"amount": "1.00"}), ("cancel", None), ("sync", None), ("increment", {"amount": "1.00"}), ("tip", {"tip_amount": "1.00"})],
+    [
+        ("capture", {"amount": "1.00"}),
+        ("cancel", None),
+        ("sync", None),
+        ("increment", {"amount": "1.00"}),
+        ("tip", {"tip_amount": "1.00"}),
+    ],
 )
 def test_actions_on_another_accounts_order_are_404_and_call_nothing(api, action, body):
     """A POST action on another account's order is 404 ``not_found``: no gateway call, no change to the order."""
     from tests.factories import MerchantAccountFactory, OrderFactory
 
     other_order = OrderFactory(
-        account=MerchantAccountFactory(), merchant_order_no="THEIR-AUTH", trans_type="auth", status=OrderStatus.AUTHORIZED,
-        authorized_amount=Decimal("10.00"), trans_no="5000000000000000001",
+        account=MerchantAccountFactory(),
+        merchant_order_no="THEIR-AUTH",
+        trans_type="auth",
+        status=OrderStatus.AUTHORIZED,
+        authorized_amount=Decimal("10.00"),
+        trans_no="5000000000000000001",
     )
 
     response = api.post(f"/api/v1/orders/THEIR-AUTH/{action}/", json=body)
 
     assert response.status_code == 404, response.text
-    assert response.json() == {"error": {"code": "not_found", "message": "No order 'THEIR-AUTH' for this API key.", "details": {}}}
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "No order 'THEIR-AUTH' for this API key.", "details": {}}
+    }
     assert GatewayCall.objects.count() == 0
     other_order.refresh_from_db()
-    assert (other_order.status, other_order.captured_amount, other_order.authorized_amount) == (OrderStatus.AUTHORIZED, Decimal(0), Decimal("10.00"))
+    assert (other_order.status, other_order.captured_amount, other_order.authorized_amount) == (
+        OrderStatus.AUTHORIZED,
+        Decimal(0),
+        Decimal("10.00"),
+    )
     assert other_order.operations.count() == 0

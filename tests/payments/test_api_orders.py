@@ -36,7 +36,10 @@ def test_terminal_order_is_created_pending_and_turns_succeeded_when_paid(api, sa
     assert body["trans_no"] != ""
     assert body["terminal_online_status"] == "online"
     assert body["refunds"] == []
-    assert GatewayCall.objects.filter(merchant_order_no="POS-1001", method="wisehub.cloud.pay.order", outcome="ok").count() == 1
+    assert (
+        GatewayCall.objects.filter(merchant_order_no="POS-1001", method="wisehub.cloud.pay.order", outcome="ok").count()
+        == 1
+    )
 
     sandbox_control.pay("POS-1001")
     synced = api.post("/api/v1/orders/POS-1001/sync/")
@@ -68,8 +71,14 @@ def test_checkout_order_answers_the_hosted_page_url(api):
     """A hosted checkout answers CodePay's pay_url and waits for the customer."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "checkout", "amount": "150.34", "currency": "USD", "description": "Phone",
-              "return_url": "https://shop.example.com/return", "order_detail": {"items": [{"name": "Phone", "quantity": 1}]}},
+        json={
+            "channel": "checkout",
+            "amount": "150.34",
+            "currency": "USD",
+            "description": "Phone",
+            "return_url": "https://shop.example.com/return",
+            "order_detail": {"items": [{"name": "Phone", "quantity": 1}]},
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -82,8 +91,14 @@ def test_card_order_is_charged_and_the_card_is_never_stored_echoed_or_logged(api
     caplog.set_level("DEBUG")
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "34.50", "currency": "USD", "description": "Shoes", "card": VISA_OK,
-              "billing_address": {"name": "Test", "country": "US", "zip": "10001"}},
+        json={
+            "channel": "card",
+            "amount": "34.50",
+            "currency": "USD",
+            "description": "Shoes",
+            "card": VISA_OK,
+            "billing_address": {"name": "Test", "country": "US", "zip": "10001"},
+        },
     )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "succeeded"
@@ -91,7 +106,9 @@ def test_card_order_is_charged_and_the_card_is_never_stored_echoed_or_logged(api
     order = Order.objects.get(merchant_order_no=response.json()["merchant_order_no"])
     call = GatewayCall.objects.get(merchant_order_no=order.merchant_order_no)
     assert call.request["card"] == "[redacted]"
-    stored = json.dumps([order.options, call.request, call.response, list(OrderEvent.objects.filter(order=order).values())], default=str)
+    stored = json.dumps(
+        [order.options, call.request, call.response, list(OrderEvent.objects.filter(order=order).values())], default=str
+    )
     assert "4111111111111111" not in stored
     assert '"123"' not in stored
     logged = " ".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
@@ -104,8 +121,15 @@ def test_declined_card_is_answered_and_stored_as_failed(api):
     says why: the answer's trans_error_code and trans_error_msg."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "10.00", "currency": "USD", "description": "Declined",
-              "merchant_order_no": "CARD-DECLINE-1", "card": {**VISA_OK, "pan": "4000000000000002"}, "billing_address": BILLING},
+        json={
+            "channel": "card",
+            "amount": "10.00",
+            "currency": "USD",
+            "description": "Declined",
+            "merchant_order_no": "CARD-DECLINE-1",
+            "card": {**VISA_OK, "pan": "4000000000000002"},
+            "billing_address": BILLING,
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -118,8 +142,14 @@ def test_card_needing_3ds_answers_the_challenge_url(api):
     """A card that needs 3-D Secure is not paid yet and carries the redirect URL for the customer."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "10.00", "currency": "USD", "description": "3DS",
-              "card": {**VISA_OK, "pan": "4000000000003220"}, "billing_address": BILLING},
+        json={
+            "channel": "card",
+            "amount": "10.00",
+            "currency": "USD",
+            "description": "3DS",
+            "card": {**VISA_OK, "pan": "4000000000003220"},
+            "billing_address": BILLING,
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -159,9 +189,13 @@ def test_invalid_create_is_refused_with_the_field_named(api, overrides, field, m
 
 def test_missing_terminal_sn_and_card_are_named_per_channel(api):
     """Each channel says which field it needs."""
-    terminal = api.post("/api/v1/orders/", json={"channel": "terminal", "amount": "1.00", "currency": "USD", "description": "x"})
+    terminal = api.post(
+        "/api/v1/orders/", json={"channel": "terminal", "amount": "1.00", "currency": "USD", "description": "x"}
+    )
     assert terminal.json()["error"]["details"] == {"terminal_sn": ["Required for channel 'terminal'."]}
-    card = api.post("/api/v1/orders/", json={"channel": "card", "amount": "1.00", "currency": "USD", "description": "x"})
+    card = api.post(
+        "/api/v1/orders/", json={"channel": "card", "amount": "1.00", "currency": "USD", "description": "x"}
+    )
     assert card.json()["error"]["details"] == {"card": ["Required for channel 'card': pan, holder, cvv, expiry."]}
 
 
@@ -183,8 +217,14 @@ def test_invalid_card_number_is_refused_without_echoing_it(api):
     """A PAN failing the check digit is refused; the error never repeats the number."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "1.00", "currency": "USD", "description": "x", "card": {**VISA_OK, "pan": "4111111111111112"},
-              "billing_address": BILLING},
+        json={
+            "channel": "card",
+            "amount": "1.00",
+            "currency": "USD",
+            "description": "x",
+            "card": {**VISA_OK, "pan": "4111111111111112"},
+            "billing_address": BILLING,
+        },
     )
     assert response.status_code == 400
     assert "4111111111111112" not in response.text
@@ -304,7 +344,9 @@ def test_concurrent_twins_with_one_key_call_the_gateway_once(api, sandbox_contro
     results = []
 
     def send():
-        results.append(api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "TWIN-1"}, idempotency_key="twin"))
+        results.append(
+            api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "TWIN-1"}, idempotency_key="twin")
+        )
 
     threads = [threading.Thread(target=send) for _ in range(2)]
     for thread in threads:

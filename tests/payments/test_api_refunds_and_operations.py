@@ -7,7 +7,13 @@ import pytest
 
 from payments.models import GatewayCall, Order, Refund
 
-TERMINAL_ORDER = {"channel": "terminal", "amount": "20.00", "currency": "USD", "description": "Dinner", "terminal_sn": "WPYB002248000865"}
+TERMINAL_ORDER = {
+    "channel": "terminal",
+    "amount": "20.00",
+    "currency": "USD",
+    "description": "Dinner",
+    "terminal_sn": "WPYB002248000865",
+}
 
 
 @pytest.fixture
@@ -15,7 +21,9 @@ def paid_order(api, sandbox_control):
     """A terminal sale of 20.00 USD paid on the terminal and synced."""
 
     def make(merchant_order_no, **overrides):
-        response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": merchant_order_no, **overrides})
+        response = api.post(
+            "/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": merchant_order_no, **overrides}
+        )
         assert response.status_code == 201, response.text
         sandbox_control.pay(merchant_order_no)
         synced = api.post(f"/api/v1/orders/{merchant_order_no}/sync/")
@@ -28,7 +36,10 @@ def paid_order(api, sandbox_control):
 def test_partial_refunds_add_up_and_cannot_exceed_what_was_paid(api, paid_order):
     """Two partial refunds succeed and are summed; a third above the rest is refused with the refundable amount."""
     paid_order("SALE-1")
-    first = api.post("/api/v1/orders/SALE-1/refunds/", json={"amount": "5.00", "reason": "cold soup", "merchant_order_no": "SALE-1-R1"})
+    first = api.post(
+        "/api/v1/orders/SALE-1/refunds/",
+        json={"amount": "5.00", "reason": "cold soup", "merchant_order_no": "SALE-1-R1"},
+    )
     assert first.status_code == 201, first.text
     assert first.json() == {
         **first.json(),
@@ -81,8 +92,11 @@ def test_refund_of_an_unpaid_order_is_a_conflict(api):
 def test_refund_input_is_validated_for_the_order_currency(api, paid_order):
     """Zero, negative and over-precise refund amounts are refused per field."""
     paid_order("SALE-V")
-    for amount, message in (("0", "Must be greater than zero."), ("-1.00", "Must be greater than zero."),
-                            ("1.001", "USD amounts have at most 2 decimal places; got '1.001'.")):
+    for amount, message in (
+        ("0", "Must be greater than zero."),
+        ("-1.00", "Must be greater than zero."),
+        ("1.001", "USD amounts have at most 2 decimal places; got '1.001'."),
+    ):
         response = api.post("/api/v1/orders/SALE-V/refunds/", json={"amount": amount, "reason": "x"})
         assert response.status_code == 400
         assert response.json()["error"]["details"]["amount"] == [message]
@@ -130,7 +144,10 @@ def test_cancel_closes_a_waiting_terminal_order_and_refuses_a_paid_one(api, paid
     closed = api.post("/api/v1/orders/WAIT-1/cancel/")
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "cancelled"
-    assert GatewayCall.objects.filter(merchant_order_no="WAIT-1", method="wisehub.cloud.pay.close", outcome="ok").count() == 1
+    assert (
+        GatewayCall.objects.filter(merchant_order_no="WAIT-1", method="wisehub.cloud.pay.close", outcome="ok").count()
+        == 1
+    )
     paid_order("PAID-1")
     refused = api.post("/api/v1/orders/PAID-1/cancel/")
     assert refused.status_code == 409
@@ -139,7 +156,16 @@ def test_cancel_closes_a_waiting_terminal_order_and_refuses_a_paid_one(api, paid
 
 def test_cancel_revokes_a_waiting_checkout(api):
     """A hosted checkout not yet paid is revoked."""
-    api.post("/api/v1/orders/", json={"channel": "checkout", "amount": "9.99", "currency": "USD", "description": "x", "merchant_order_no": "CO-1"})
+    api.post(
+        "/api/v1/orders/",
+        json={
+            "channel": "checkout",
+            "amount": "9.99",
+            "currency": "USD",
+            "description": "x",
+            "merchant_order_no": "CO-1",
+        },
+    )
     response = api.post("/api/v1/orders/CO-1/cancel/")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"

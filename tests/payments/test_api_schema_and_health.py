@@ -36,7 +36,9 @@ def test_schema_is_valid_openapi_and_documents_every_endpoint_and_error(live_ser
     assert response.status_code == 200
     schema = yaml.safe_load(response.text)
     validate(schema)
-    assert {path: set(ops) - {"parameters"} for path, ops in schema["paths"].items() if path.startswith("/api/v1/")} == API_PATHS
+    assert {
+        path: set(ops) - {"parameters"} for path, ops in schema["paths"].items() if path.startswith("/api/v1/")
+    } == API_PATHS
     create = schema["paths"]["/api/v1/orders/"]["post"]
     assert set(create["responses"]) == {"201", "202", "400", "401", "409", "422", "429", "500", "502", "503"}
     assert {"/healthz", "/readyz"} <= set(schema["paths"])
@@ -45,7 +47,15 @@ def test_schema_is_valid_openapi_and_documents_every_endpoint_and_error(live_ser
     assert "Idempotency-Key" in [p["name"] for p in create["parameters"]]
     assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "Authorization"
     order_fields = set(schema["components"]["schemas"]["Order"]["properties"])
-    assert {"merchant_order_no", "trans_no", "status", "amount", "refunded_amount", "pay_url", "refunds"} <= order_fields
+    assert {
+        "merchant_order_no",
+        "trans_no",
+        "status",
+        "amount",
+        "refunded_amount",
+        "pay_url",
+        "refunds",
+    } <= order_fields
 
 
 OPERATIONS = {
@@ -172,7 +182,9 @@ def test_create_api_key_prints_only_the_key_on_the_last_line(account, live_serve
     stored = ApiKey.objects.get(name="till-3")
     assert stored.store_no == "4021000008"
     assert key not in stored.hashed_key
-    response = requests.get(live_server.url + "/api/v1/orders/", headers={"Authorization": f"Api-Key {key}"}, timeout=10)
+    response = requests.get(
+        live_server.url + "/api/v1/orders/", headers={"Authorization": f"Api-Key {key}"}, timeout=10
+    )
     assert response.status_code == 200
 
 

@@ -24,7 +24,9 @@ from tests.conftest import STORE_NO
 TERMINAL_SN = "WPYB002248000865"
 
 
-def schedule_for(account, *, local_time: time, time_zone: str, weekdays=None, store_no=STORE_NO, terminals=None) -> BatchCloseSchedule:
+def schedule_for(
+    account, *, local_time: time, time_zone: str, weekdays=None, store_no=STORE_NO, terminals=None
+) -> BatchCloseSchedule:
     schedule = BatchCloseSchedule.objects.create(
         account=account,
         store_no=store_no,
@@ -95,7 +97,9 @@ def test_schedules_fire_only_on_their_weekdays_and_only_when_enabled(account):
 
 def test_a_schedule_saved_after_todays_time_starts_tomorrow(account):
     """Saving a 09:00 schedule at 15:00 does not close the batch that afternoon."""
-    schedule = BatchCloseSchedule.objects.create(account=account, store_no=STORE_NO, local_time=time(9, 0), time_zone="UTC")
+    schedule = BatchCloseSchedule.objects.create(
+        account=account, store_no=STORE_NO, local_time=time(9, 0), time_zone="UTC"
+    )
     saved_at = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)
     BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=saved_at, updated_at=saved_at)
     assert opened(datetime(2024, 5, 6, 15, 1, tzinfo=UTC)) == []
@@ -135,7 +139,7 @@ def test_a_close_is_caught_up_within_the_window_and_dropped_after_it(account):
     """A 09:00 close missed while beat was down is made by the first run up to CATCH_UP_WINDOW later (for its own
     day); a run after the window leaves that day without a close and waits for the next occurrence."""
     schedule_for(account, local_time=time(9, 0), time_zone="UTC")
-    assert CATCH_UP_WINDOW == timedelta(hours=6)
+    assert timedelta(hours=6) == CATCH_UP_WINDOW
     assert opened(datetime(2024, 5, 6, 15, 0, tzinfo=UTC)) == [("UTC", date(2024, 5, 6))]
     assert opened(datetime(2024, 5, 7, 15, 1, tzinfo=UTC)) == []
     assert opened(datetime(2024, 5, 8, 2, 0, tzinfo=UTC)) == []
@@ -190,8 +194,13 @@ def test_a_scheduled_close_records_the_gateways_count_total_and_answer(account, 
 
     assert batch.status == BatchCloseStatus.SUCCEEDED
     assert (batch.count, batch.total_amount, batch.attempts, batch.next_attempt_at) == (2, Decimal("12.50"), 1, None)
-    assert batch.response == {"closed_terminal_sns": [TERMINAL_SN], "open_batch_before": {"count": "2", "total_amount": "12.50"}}
-    assert [call["method"] for call in sandbox_control.get("calls").json()["calls"] if call["method"].startswith("batch")] == [
+    assert batch.response == {
+        "closed_terminal_sns": [TERMINAL_SN],
+        "open_batch_before": {"count": "2", "total_amount": "12.50"},
+    }
+    assert [
+        call["method"] for call in sandbox_control.get("calls").json()["calls"] if call["method"].startswith("batch")
+    ] == [
         "batch.open.query",
         "batch.close",
     ]
@@ -216,7 +225,12 @@ def test_a_failed_close_is_retried_with_back_off_a_bounded_number_of_times(accou
 
     # Not due yet: the sweep leaves it.
     assert batch_closes_claim_due(now=batch.next_attempt_at - timedelta(seconds=1)) == []
-    for attempts, delay in ((2, timedelta(minutes=5)), (3, timedelta(minutes=15)), (4, timedelta(minutes=30)), (5, None)):
+    for attempts, delay in (
+        (2, timedelta(minutes=5)),
+        (3, timedelta(minutes=15)),
+        (4, timedelta(minutes=30)),
+        (5, None),
+    ):
         assert batch_closes_claim_due(now=batch.next_attempt_at) == [batch.pk]
         started = timezone.now()
         batch = batch_close_attempt(batch=batch)
@@ -241,7 +255,12 @@ def test_close_batches_command_closes_now_through_the_same_service(account, sand
     call_command("close_batches", "--now", "--store", STORE_NO, verbosity=2)
 
     batch = BatchClose.objects.get()
-    assert (batch.trigger, batch.status, batch.count, batch.total_amount) == ("command", "succeeded", 1, Decimal("10.00"))
+    assert (batch.trigger, batch.status, batch.count, batch.total_amount) == (
+        "command",
+        "succeeded",
+        1,
+        Decimal("10.00"),
+    )
     assert capsys.readouterr().out == (
         f"Batch close {batch.pk} ({STORE_NO}): succeeded, 1 transactions, total 10.00.\n"
         "Batch closes: 1 succeeded, 0 did not.\n"
@@ -267,7 +286,9 @@ def test_close_batches_command_reports_a_failed_close(account, sandbox_reset, sa
 )
 def test_schedule_validation_rejects_bad_weekdays_and_terminals(db, weekdays, terminals):
     """Weekdays are distinct ISO numbers 1-7 (at least one); terminals are serial numbers of at most 32 characters."""
-    schedule = BatchCloseSchedule(store_no=STORE_NO, local_time=time(22, 0), weekdays=weekdays, terminal_sn_list=terminals)
+    schedule = BatchCloseSchedule(
+        store_no=STORE_NO, local_time=time(22, 0), weekdays=weekdays, terminal_sn_list=terminals
+    )
     with pytest.raises(ValidationError):
         schedule.clean()
 
@@ -277,7 +298,9 @@ def test_a_new_schedule_closes_every_day_by_default(db):
     assert BatchCloseSchedule(store_no=STORE_NO, local_time=time(22, 0)).weekdays == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_the_retry_sweep_sends_due_closes_and_a_redelivered_close_task_does_nothing(account, sandbox_reset, sandbox_control):
+def test_the_retry_sweep_sends_due_closes_and_a_redelivered_close_task_does_nothing(
+    account, sandbox_reset, sandbox_control
+):
     """retry_due_batch_closes sends a failed close once its retry is due; close_batch, delivered again for a
     close already sent, sends nothing more."""
     from payments import tasks

@@ -22,7 +22,15 @@ from codepay_service.celery import app
 from codepay_service.schedules import periodic_tasks_declared
 from codepay_service.tasks import task_delay_check
 from payments import tasks
-from payments.models import BatchClose, BatchCloseSchedule, BatchCloseStatus, Channel, IdempotencyRecord, Order, OrderStatus
+from payments.models import (
+    BatchClose,
+    BatchCloseSchedule,
+    BatchCloseStatus,
+    Channel,
+    IdempotencyRecord,
+    Order,
+    OrderStatus,
+)
 from payments.services.orders import order_create
 from tests.conftest import STORE_NO
 
@@ -58,7 +66,7 @@ def test_tasks_speak_json_ack_late_and_have_time_limits(settings):
         assert (task.acks_late, task.reject_on_worker_lost) == (True, True), name
         assert 0 < task.soft_time_limit < task.time_limit <= settings.CELERY_TASK_TIME_LIMIT, name
         assert task.retry_backoff_max < settings.CELERY_MAX_TASK_DELAY_SECONDS, name
-    assert settings.CELERY_MAX_TASK_DELAY_SECONDS < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.CELERY_MAX_TASK_DELAY_SECONDS
     assert settings.CELERY_DB_REUSE_MAX == 1000
 
 
@@ -92,7 +100,9 @@ def test_migrate_and_setup_schedules_install_the_beat_schedule_idempotently(db, 
     call_command("setup_schedules")
     call_command("setup_schedules")
 
-    assert capsys.readouterr().out.splitlines()[-len(EXPECTED_SCHEDULE):] == [f"updated: {name}" for name in EXPECTED_SCHEDULE]
+    assert capsys.readouterr().out.splitlines()[-len(EXPECTED_SCHEDULE) :] == [
+        f"updated: {name}" for name in EXPECTED_SCHEDULE
+    ]
     assert beat_schedule() == {
         **EXPECTED_SCHEDULE,
         "codepay: apply due notifications": ("webhooks.tasks.apply_due_notifications", 30, 30, False),
@@ -108,8 +118,14 @@ def test_a_database_connection_the_server_dropped_is_replaced_before_the_next_ta
         cursor.execute("SELECT pg_backend_pid()")
         dropped_pid = cursor.fetchone()[0]
     server = connection.settings_dict
-    with psycopg.connect(host=server["HOST"], port=server["PORT"] or 5432, user=server["USER"],
-                         password=server["PASSWORD"], dbname="postgres", autocommit=True) as admin:
+    with psycopg.connect(
+        host=server["HOST"],
+        port=server["PORT"] or 5432,
+        user=server["USER"],
+        password=server["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (dropped_pid,))
     with pytest.raises(OperationalError), connection.cursor() as cursor:
         cursor.execute("SELECT 1")
@@ -123,7 +139,10 @@ def test_a_database_connection_the_server_dropped_is_replaced_before_the_next_ta
 
 def test_each_app_declares_only_its_own_periodic_tasks():
     """payments schedules only payments tasks and webhooks only webhooks tasks; together they are the schedule."""
-    by_app = {label: [spec.task for spec in periodic_tasks_declared(app_configs=[django_apps.get_app_config(label)])] for label in ("payments", "webhooks")}
+    by_app = {
+        label: [spec.task for spec in periodic_tasks_declared(app_configs=[django_apps.get_app_config(label)])]
+        for label in ("payments", "webhooks")
+    }
     assert by_app == {
         "payments": [task for task, *_ in EXPECTED_SCHEDULE.values() if task.startswith("payments.")],
         "webhooks": ["webhooks.tasks.apply_due_notifications"],
@@ -152,7 +171,12 @@ def test_purge_deletes_only_expired_idempotency_records(api_key):
     now = timezone.now()
     for n, expires_at in enumerate((now - timedelta(hours=1), now - timedelta(seconds=1), now + timedelta(hours=1))):
         IdempotencyRecord.objects.create(
-            api_key=key, key=f"k{n}", request_method="POST", request_path="/v1/orders", fingerprint="f", expires_at=expires_at
+            api_key=key,
+            key=f"k{n}",
+            request_method="POST",
+            request_path="/v1/orders",
+            fingerprint="f",
+            expires_at=expires_at,
         )
 
     assert tasks.purge_expired_idempotency_records() == 2
@@ -187,7 +211,9 @@ def wait_until(condition, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.celery_worker
-def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(celery_worker, account, sandbox_reset, sandbox_control):
+def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(
+    celery_worker, account, sandbox_reset, sandbox_control
+):
     """reconcile_due.delay() goes through Redis to a worker, which finds an order whose create timed out."""
     sandbox_control.fault(fault="timeout_after_create", method="wisehub.cloud.pay.order", seconds=3)
     order = order_create(
@@ -211,7 +237,9 @@ def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(celery_worker,
 
 
 @pytest.mark.celery_worker
-def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_worker, account, sandbox_reset, sandbox_control):
+def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(
+    celery_worker, account, sandbox_reset, sandbox_control
+):
     """run_due_batch_schedules.delay() records today's close and enqueues close_batch on commit, which sends it."""
     order = order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("6.00"), currency="USD",
@@ -220,7 +248,9 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(celery_work
     sandbox_control.pay(order.merchant_order_no)
     # Due a minute ago (well inside the catch-up window), on a schedule saved long before.
     due_at = timezone.now() - timedelta(minutes=1)
-    schedule = BatchCloseSchedule.objects.create(account=account, store_no=STORE_NO, local_time=due_at.time(), time_zone="UTC")
+    schedule = BatchCloseSchedule.objects.create(
+        account=account, store_no=STORE_NO, local_time=due_at.time(), time_zone="UTC"
+    )
     saved_long_ago = datetime(2024, 1, 1, tzinfo=UTC)
     BatchCloseSchedule.objects.filter(pk=schedule.pk).update(created_at=saved_long_ago, updated_at=saved_long_ago)
 

@@ -18,7 +18,9 @@ TERMINAL_ORDER = {"channel": "terminal", "amount": "1.00", "currency": "USD", "d
 def manage(*args, **env):
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "CODEPAY_"))}
     environment.update(env)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_service_refuses_to_start_without_a_secret_key():
@@ -30,9 +32,14 @@ def test_the_service_refuses_to_start_without_a_secret_key():
 
 def test_production_settings_pass_the_deployment_checklist():
     """With a strong secret key and DEBUG off, `check --deploy` reports nothing."""
-    result = manage("check", "--deploy", "--fail-level", "WARNING",
-                    DJANGO_SECRET_KEY="x" * 20 + "a-strong-random-secret-key-for-the-check-" + "y" * 20,
-                    DJANGO_ALLOWED_HOSTS="pay.example.com")
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY="x" * 20 + "a-strong-random-secret-key-for-the-check-" + "y" * 20,
+        DJANGO_ALLOWED_HOSTS="pay.example.com",
+    )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
@@ -48,7 +55,9 @@ def test_unreadable_private_key_file_is_named_for_the_operator(api, settings, ca
     response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "CFG-1"})
     assert response.status_code == 500
     assert response.json()["error"] == {"code": "gateway_misconfigured", "message": GENERIC, "details": {}}
-    detail = "CODEPAY_PRIVATE_KEY_FILE points at /nonexistent/app.pem, which cannot be read (No such file or directory)."
+    detail = (
+        "CODEPAY_PRIVATE_KEY_FILE points at /nonexistent/app.pem, which cannot be read (No such file or directory)."
+    )
     order = Order.objects.get(merchant_order_no="CFG-1")
     assert (order.status, order.gateway_message) == (OrderStatus.FAILED, detail)
     assert f"CodePay misconfigured: {detail}" in caplog.messages
@@ -84,7 +93,9 @@ def test_a_refund_blocked_by_our_configuration_is_failed_not_left_unknown(api, a
     from payments.models import Refund, RefundStatus
     from tests.factories import OrderFactory
 
-    OrderFactory(account=account, merchant_order_no="CFG-PAID", status=OrderStatus.SUCCEEDED, paid_amount=Decimal("10.00"))
+    OrderFactory(
+        account=account, merchant_order_no="CFG-PAID", status=OrderStatus.SUCCEEDED, paid_amount=Decimal("10.00")
+    )
     settings.CODEPAY_PRIVATE_KEY, settings.CODEPAY_PRIVATE_KEY_FILE = "", "/nonexistent/app.pem"
     gateway_clients_reset()
     response = api.post("/api/v1/orders/CFG-PAID/refunds/", json={"amount": "5.00", "reason": "x"})

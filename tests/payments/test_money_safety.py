@@ -14,23 +14,37 @@ from payments.services.refunds import refund_apply_gateway_state
 from tests.factories import OrderFactory, RefundFactory
 from tests.gateway.test_client import make_client
 
-TERMINAL_ORDER = {"channel": "terminal", "amount": "10.00", "currency": "USD", "description": "x", "terminal_sn": "WPYB002248000865"}
+TERMINAL_ORDER = {
+    "channel": "terminal",
+    "amount": "10.00",
+    "currency": "USD",
+    "description": "x",
+    "terminal_sn": "WPYB002248000865",
+}
 
 
 @responses.activate
 def test_a_broken_answer_after_sending_is_unknown_and_never_resent():
     """A body that breaks while being read may follow a refund that happened: unknown, sent once."""
-    responses.add(responses.POST, "http://gateway.test/api/entry", body=requests.exceptions.ChunkedEncodingError("broken"))
+    responses.add(
+        responses.POST, "http://gateway.test/api/entry", body=requests.exceptions.ChunkedEncodingError("broken")
+    )
     client = make_client("http://gateway.test")
     with pytest.raises(GatewayOutcomeUnknown):
-        client.submit_refund(merchant_order_no="R1", orig_merchant_order_no="S1", amount=Decimal("1.00"), currency="USD", description="x")
+        client.submit_refund(
+            merchant_order_no="R1", orig_merchant_order_no="S1", amount=Decimal("1.00"), currency="USD", description="x"
+        )
     assert len(responses.calls) == 1
 
 
 @responses.activate
 def test_an_unsigned_error_answer_is_not_trusted():
     """An unsigned "order not found" might not come from CodePay: it is an unknown outcome, not a fact."""
-    responses.add(responses.POST, "http://gateway.test/api/entry", json={"code": "E04111", "msg": "[E04111]Merchant order number is invalid", "psn": "1"})
+    responses.add(
+        responses.POST,
+        "http://gateway.test/api/entry",
+        json={"code": "E04111", "msg": "[E04111]Merchant order number is invalid", "psn": "1"},
+    )
     client = make_client("http://gateway.test", max_retries=0)
     with pytest.raises(GatewayOutcomeUnknown, match=r"unsigned error answer \[E04111\]"):
         client.query_order(merchant_order_no="PAID-1")
@@ -46,7 +60,9 @@ def test_a_refund_marked_failed_that_the_gateway_completes_is_adopted():
     refund.order.refresh_from_db()
     assert (refund.status, refund.order.refunded_amount) == (RefundStatus.SUCCEEDED, Decimal("4.00"))
 
-    greedy = RefundFactory(order=refund.order, account=refund.order.account, status=RefundStatus.FAILED, amount=Decimal("7.00"))
+    greedy = RefundFactory(
+        order=refund.order, account=refund.order.account, status=RefundStatus.FAILED, amount=Decimal("7.00")
+    )
     info = RefundInfo.from_data({"trans_status": "2", "price_currency": "USD", "order_amount": "7.00"})
     assert refund_apply_gateway_state(refund_id=greedy.pk, info=info, source="test").value == "conflict"
     greedy.order.refresh_from_db()
@@ -55,12 +71,21 @@ def test_a_refund_marked_failed_that_the_gateway_completes_is_adopted():
 
 def test_a_tip_cannot_drop_the_paid_amount_below_refunds_in_flight(api, account):
     """Refunds still pending count: lowering the tip under them is refused before anything is sent."""
-    order = OrderFactory(account=account, merchant_order_no="TIPREF-1", status=OrderStatus.SUCCEEDED,
-                         amount=Decimal("10.00"), tip_amount=Decimal("2.00"), paid_amount=Decimal("12.00"), trans_no="T1")
+    order = OrderFactory(
+        account=account,
+        merchant_order_no="TIPREF-1",
+        status=OrderStatus.SUCCEEDED,
+        amount=Decimal("10.00"),
+        tip_amount=Decimal("2.00"),
+        paid_amount=Decimal("12.00"),
+        trans_no="T1",
+    )
     RefundFactory(order=order, account=account, amount=Decimal("11.00"), status=RefundStatus.PENDING)
     response = api.post("/api/v1/orders/TIPREF-1/tip/", json={"tip_amount": "0.00"})
     assert response.status_code == 400
-    assert response.json()["error"]["details"] == {"tip_amount": ["The order would then be paid less than its refunds."]}
+    assert response.json()["error"]["details"] == {
+        "tip_amount": ["The order would then be paid less than its refunds."]
+    }
 
 
 def test_a_tip_entered_on_the_terminal_is_what_was_paid(api, sandbox_control):
@@ -91,7 +116,11 @@ def test_a_capture_whose_answer_is_lost_is_202_and_settled_by_the_reconciler(api
     report = reconciliation_run(due_only=False)
     assert report.operations_checked == 1
     order = Order.objects.get(merchant_order_no="AUTH-LOST")
-    assert (order.status, order.captured_amount, order.paid_amount) == (OrderStatus.SUCCEEDED, Decimal("10.00"), Decimal("10.00"))
+    assert (order.status, order.captured_amount, order.paid_amount) == (
+        OrderStatus.SUCCEEDED,
+        Decimal("10.00"),
+        Decimal("10.00"),
+    )
     assert OrderOperation.objects.get(order=order).status == "succeeded"
     assert OrderOperation.objects.get(order=order).next_check_at is None
 
@@ -121,8 +150,12 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(api, api_key):
 
     body = {**TERMINAL_ORDER, "merchant_order_no": "STALE-CLAIM"}
     IdempotencyRecord.objects.create(
-        api_key=api_key[0], key="stale", request_method="POST", request_path="/api/v1/orders/",
-        fingerprint=_fingerprint("POST", "/api/v1/orders/", body), expires_at=timezone.now() + timedelta(days=1),
+        api_key=api_key[0],
+        key="stale",
+        request_method="POST",
+        request_path="/api/v1/orders/",
+        fingerprint=_fingerprint("POST", "/api/v1/orders/", body),
+        expires_at=timezone.now() + timedelta(days=1),
     )
     IdempotencyRecord.objects.filter(key="stale").update(created_at=timezone.now() - timedelta(minutes=10))
     response = api.post("/api/v1/orders/", json=body, idempotency_key="stale")
@@ -131,7 +164,13 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(api, api_key):
 
 @pytest.mark.parametrize(
     ("amount", "field"),
-    [("1e30", "amount"), ("99999999999999999999", "amount"), ("１２.３４", "amount"), ("1_000", "amount"), ("1E-2", "amount")],
+    [
+        ("1e30", "amount"),
+        ("99999999999999999999", "amount"),
+        ("１２.３４", "amount"),
+        ("1_000", "amount"),
+        ("1E-2", "amount"),
+    ],
 )
 def test_odd_amount_notations_are_refused(api, amount, field):
     """Only plain ASCII decimals within the currency's maximum are amounts; anything else is a 400, never a 500."""
@@ -147,7 +186,8 @@ def test_nested_objects_with_nul_or_broken_unicode_are_refused(api):
     assert nul.status_code == 400
     assert nul.json()["error"]["details"] == {"order_detail": ["Text may not contain NUL characters."]}
     surrogate = api.post(
-        "/api/v1/orders/", data='{"channel": "checkout", "amount": "1.00", "currency": "USD", "description": "\\ud800"}',
+        "/api/v1/orders/",
+        data='{"channel": "checkout", "amount": "1.00", "currency": "USD", "description": "\\ud800"}',
         headers={"Content-Type": "application/json"},
     )
     assert surrogate.status_code == 400
@@ -171,13 +211,13 @@ def test_admin_money_actions_need_their_own_permission(client, account, django_u
     assert not order.operations.exists()
 
 
-
-
 @pytest.mark.parametrize(
     ("fault", "acted", "authorized"),
     [("http_500", "failed", Decimal("10.00")), ("http_500_after", "succeeded", Decimal("15.00"))],
 )
-def test_an_increment_whose_answer_is_lost_is_settled_by_the_order_query(api, sandbox_control, fault, acted, authorized):
+def test_an_increment_whose_answer_is_lost_is_settled_by_the_order_query(
+    api, sandbox_control, fault, acted, authorized
+):
     """An increment has no number of its own: when its answer is lost, the reconciler reads the order's
     authorized total at the gateway, so one that acted is applied once and one that did not fails."""
     number = f"INC-LOST-{fault}"

@@ -14,7 +14,13 @@ from payments.models import Order
 from payments.services.waits import order_channel
 from tests.asgi_server import asgi_server
 
-TERMINAL_ORDER = {"channel": "terminal", "amount": "7.50", "currency": "USD", "description": "Lunch", "terminal_sn": "WPYB002248000865"}
+TERMINAL_ORDER = {
+    "channel": "terminal",
+    "amount": "7.50",
+    "currency": "USD",
+    "description": "Lunch",
+    "terminal_sn": "WPYB002248000865",
+}
 
 
 @pytest.fixture
@@ -127,14 +133,15 @@ def test_under_wsgi_waits_beyond_the_per_process_share_answer_at_once(api, live_
     assert {r.json()["status"] for r in results} == {"pending"}
 
 
-
 def test_without_redis_the_wait_looks_at_the_database_each_second(api, live_server, api_key, sandbox_control, settings):
     """With no Redis (make run's filesystem broker) a wait still answers once the order is paid, by looking every second."""
     settings.CELERY_BROKER_URL = "filesystem://"
     settings.ORDER_WAIT_REDIS_URL = ""
     number = api.post("/api/v1/orders/", json=TERMINAL_ORDER).json()["merchant_order_no"]
     answer: dict = {}
-    waiter = threading.Thread(target=lambda: answer.update(response=get(f"{live_server.url}/api/v1/orders/{number}/", api_key[1], wait=20)))
+    waiter = threading.Thread(
+        target=lambda: answer.update(response=get(f"{live_server.url}/api/v1/orders/{number}/", api_key[1], wait=20))
+    )
     waiter.start()
     time.sleep(1.5)
     sandbox_control.pay(number)

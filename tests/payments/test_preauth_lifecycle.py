@@ -16,7 +16,13 @@ from webhooks.models import NotificationDelivery
 from webhooks.tasks import apply_due_notifications
 
 TERMINAL_SN = "WPYB002248000865"
-AUTH = {"channel": "terminal", "trans_type": "auth", "currency": "USD", "description": "Bar tab", "terminal_sn": TERMINAL_SN}
+AUTH = {
+    "channel": "terminal",
+    "trans_type": "auth",
+    "currency": "USD",
+    "description": "Bar tab",
+    "terminal_sn": TERMINAL_SN,
+}
 
 
 @pytest.fixture
@@ -46,7 +52,9 @@ def notifications_applied(merchant_order_no: str, count: int = 1) -> list[tuple[
     wait_for(arrived)
     apply_due_notifications()
     return list(
-        NotificationDelivery.objects.filter(merchant_order_no=merchant_order_no).order_by("id").values_list("trans_status", "status")
+        NotificationDelivery.objects.filter(merchant_order_no=merchant_order_no)
+        .order_by("id")
+        .values_list("trans_status", "status")
     )
 
 
@@ -68,7 +76,15 @@ def gateway_view(sandbox_control, merchant_order_no: str) -> dict:
 
 
 def amounts(order: dict) -> dict:
-    keys = ("status", "authorized_amount", "captured_amount", "tip_amount", "paid_amount", "refunded_amount", "refundable_amount")
+    keys = (
+        "status",
+        "authorized_amount",
+        "captured_amount",
+        "tip_amount",
+        "paid_amount",
+        "refunded_amount",
+        "refundable_amount",
+    )
     return {key: order[key] for key in keys}
 
 
@@ -86,10 +102,17 @@ def test_auth_partial_capture_two_partial_refunds_and_an_over_refund_refused(api
     assert captured.json()["paid_at"] is not None
     second_capture = api.post("/api/v1/orders/TAB-1/capture/", json={"amount": "10.00"})
     assert second_capture.status_code == 409
-    assert second_capture.json()["error"]["message"] == "Only an authorized order can be captured; this one is succeeded."
+    assert (
+        second_capture.json()["error"]["message"] == "Only an authorized order can be captured; this one is succeeded."
+    )
 
-    first = api.post("/api/v1/orders/TAB-1/refunds/", json={"amount": "10.00", "reason": "corked wine", "merchant_order_no": "TAB-1-R1"})
-    second = api.post("/api/v1/orders/TAB-1/refunds/", json={"amount": "15.00", "reason": "cold", "merchant_order_no": "TAB-1-R2"})
+    first = api.post(
+        "/api/v1/orders/TAB-1/refunds/",
+        json={"amount": "10.00", "reason": "corked wine", "merchant_order_no": "TAB-1-R1"},
+    )
+    second = api.post(
+        "/api/v1/orders/TAB-1/refunds/", json={"amount": "15.00", "reason": "cold", "merchant_order_no": "TAB-1-R2"}
+    )
     over = api.post("/api/v1/orders/TAB-1/refunds/", json={"amount": "5.01", "reason": "again"})
 
     assert (first.status_code, first.json()["status"]) == (201, "succeeded"), first.text
@@ -98,7 +121,11 @@ def test_auth_partial_capture_two_partial_refunds_and_an_over_refund_refused(api
     assert over.json()["error"]["details"] == {"amount": ["At most 5.00 USD can still be refunded on this order."]}
     for refund_no in ("TAB-1-R1", "TAB-1-R2"):
         view = gateway_view(sandbox_control, refund_no)
-        assert (view["trans_type"], view["orig_merchant_order_no"], view["trans_status"]) == ("8", capture["merchant_order_no"], "2")
+        assert (view["trans_type"], view["orig_merchant_order_no"], view["trans_status"]) == (
+            "8",
+            capture["merchant_order_no"],
+            "2",
+        )
         assert notifications_applied(refund_no) == [("2", "applied")]
     assert gateway_view(sandbox_control, capture["merchant_order_no"])["trans_type"] == "6"
     order = api.get("/api/v1/orders/TAB-1/").json()
@@ -193,7 +220,10 @@ def test_a_capture_is_voided_before_its_batch_closes_and_refused_with_409_after(
     capture_no, void_no = (op["merchant_order_no"] for op in voided.json()["operations"])
     assert gateway_view(sandbox_control, void_no)["trans_type"] == "7"
     assert gateway_view(sandbox_control, void_no)["orig_merchant_order_no"] == capture_no
-    assert (gateway_view(sandbox_control, capture_no)["trans_status"], gateway_view(sandbox_control, "TAB-4")["trans_status"]) == ("3", "3")
+    assert (
+        gateway_view(sandbox_control, capture_no)["trans_status"],
+        gateway_view(sandbox_control, "TAB-4")["trans_status"],
+    ) == ("3", "3")
     assert api.post("/api/v1/orders/TAB-4/refunds/", json={"amount": "1.00", "reason": "x"}).status_code == 409
 
     authorized(api, sandbox_control, "TAB-5", "30.00")
@@ -208,7 +238,9 @@ def test_a_capture_is_voided_before_its_batch_closes_and_refused_with_409_after(
         "The gateway answered: [E04134]Transaction is in a closed batch; refund it instead"
     )
     assert api.get("/api/v1/orders/TAB-5/").json()["status"] == "succeeded"
-    assert api.post("/api/v1/orders/TAB-5/refunds/", json={"amount": "30.00", "reason": "void refused"}).status_code == 201
+    assert (
+        api.post("/api/v1/orders/TAB-5/refunds/", json={"amount": "30.00", "reason": "void refused"}).status_code == 201
+    )
 
 
 def test_an_uncaptured_authorization_that_expires_is_released(api, sandbox_control, notified):
@@ -232,7 +264,12 @@ def test_an_uncaptured_authorization_that_expires_is_released(api, sandbox_contr
     )
     refused = api.post("/api/v1/orders/TAB-6/capture/", json={"amount": "15.00"})
     assert refused.status_code == 409
-    assert OrderEvent.objects.filter(order__merchant_order_no="TAB-6", kind="status_changed", to_status="cancelled").count() == 1
+    assert (
+        OrderEvent.objects.filter(
+            order__merchant_order_no="TAB-6", kind="status_changed", to_status="cancelled"
+        ).count()
+        == 1
+    )
 
 
 def test_a_store_bound_key_closes_only_its_own_stores_terminals(api, make_api_client, notified):
@@ -250,14 +287,18 @@ def test_a_store_bound_key_closes_only_its_own_stores_terminals(api, make_api_cl
 
     assert refused.status_code == 400
     assert refused.json()["error"]["details"] == {
-        "terminal_sn_list": ["Not a terminal of store STORE-A: TERM-B. This API key closes its own store's terminals only."]
+        "terminal_sn_list": [
+            "Not a terminal of store STORE-A: TERM-B. This API key closes its own store's terminals only."
+        ]
     }
     assert (allowed.status_code, allowed.json()["status"]) == (201, "succeeded")
 
 
 def test_a_decline_on_the_terminal_is_stored_and_shown_with_its_reason(api, sandbox_control, notified):
     """A payment declined on the terminal ends failed with the gateway's trans_error_code and trans_error_msg."""
-    api.post("/api/v1/orders/", json={**AUTH, "trans_type": "sale", "amount": "9.00", "merchant_order_no": "DECLINED-1"})
+    api.post(
+        "/api/v1/orders/", json={**AUTH, "trans_type": "sale", "amount": "9.00", "merchant_order_no": "DECLINED-1"}
+    )
 
     assert sandbox_control.post("orders/DECLINED-1/decline").status_code == 200
     assert notifications_applied("DECLINED-1") == [("1", "applied")]

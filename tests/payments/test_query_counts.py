@@ -25,7 +25,9 @@ def _sale(merchant_order_no: str) -> dict:
     }  # fmt: skip
 
 
-def test_creating_a_terminal_sale_through_the_api_costs_at_most_six_queries(account, api_key, django_assert_max_num_queries):
+def test_creating_a_terminal_sale_through_the_api_costs_at_most_six_queries(
+    account, api_key, django_assert_max_num_queries
+):
     """
     A terminal sale answered by the gateway: the number reserved, the order and its "created" event
     stored, the gateway call's audit row, the move to pending and its event; the API key is read once per
@@ -70,7 +72,9 @@ def test_reconciling_a_waiting_order_costs_two_queries(account, django_assert_nu
     assert (order.status, order.check_attempts) == (OrderStatus.PENDING, 1)
 
 
-def test_reconciling_an_order_the_gateway_never_received_costs_three_queries(account, settings, django_assert_num_queries):
+def test_reconciling_an_order_the_gateway_never_received_costs_three_queries(
+    account, settings, django_assert_num_queries
+):
     """Unknown to the gateway within the grace period: the audit row, the start of the grace, the next check."""
     now = timezone.now()
     order = Order.objects.create(

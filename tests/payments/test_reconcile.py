@@ -33,6 +33,7 @@ class TerminalStream(StringIO):
     def isatty(self) -> bool:
         return True
 
+
 TERMINAL_SN = "WPYB002248000865"
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
 
@@ -52,24 +53,34 @@ def terminal_order(account, **kwargs) -> Order:
 
 def checkout_order(account) -> Order:
     return order_create(
-        account=account, api_key=None, channel=Channel.CHECKOUT, amount=Decimal("25.00"), currency="USD", description="Gift card"
+        account=account,
+        api_key=None,
+        channel=Channel.CHECKOUT,
+        amount=Decimal("25.00"),
+        currency="USD",
+        description="Gift card",
     ).obj
 
 
 def make_expired(order: Order, now, settings) -> None:
     """Move the order's expiry back so that its grace period has just run out."""
     Order.objects.filter(pk=order.pk).update(
-        expires_at=now - timedelta(seconds=settings.CODEPAY_EXPIRY_GRACE_SECONDS + 1), next_check_at=now - timedelta(seconds=1)
+        expires_at=now - timedelta(seconds=settings.CODEPAY_EXPIRY_GRACE_SECONDS + 1),
+        next_check_at=now - timedelta(seconds=1),
     )
 
 
 def gateway_methods(merchant_order_no: str) -> list[str]:
-    return list(GatewayCall.objects.filter(merchant_order_no=merchant_order_no).order_by("id").values_list("method", flat=True))
+    return list(
+        GatewayCall.objects.filter(merchant_order_no=merchant_order_no).order_by("id").values_list("method", flat=True)
+    )
 
 
 def status_moves(order: Order) -> list[tuple[str, str, str]]:
     return list(
-        OrderEvent.objects.filter(order=order, kind="status_changed").order_by("id").values_list("source", "from_status", "to_status")
+        OrderEvent.objects.filter(order=order, kind="status_changed")
+        .order_by("id")
+        .values_list("source", "from_status", "to_status")
     )
 
 
@@ -167,7 +178,11 @@ def test_expired_terminal_order_is_closed_at_the_gateway_and_marked_expired(acco
     ]
     gateway_order = sandbox_control.get(f"orders/{order.merchant_order_no}").json()
     assert (gateway_order["trans_status"], gateway_order["close_reason"]) == ("1", "closed_by_merchant")
-    assert gateway_methods(order.merchant_order_no) == ["wisehub.cloud.pay.order", "order.query", "wisehub.cloud.pay.close"]
+    assert gateway_methods(order.merchant_order_no) == [
+        "wisehub.cloud.pay.order",
+        "order.query",
+        "wisehub.cloud.pay.close",
+    ]
 
 
 def test_expired_checkout_order_is_revoked_at_the_gateway_and_marked_expired(account, sandbox_control, settings):
@@ -323,7 +338,11 @@ def test_refund_completing_later_is_settled_by_reconcile(account, sandbox_contro
     report = reconciliation_run(clock=lambda: now)
     refund.refresh_from_db()
     assert (report.orders_checked, report.refunds_checked, report.changes) == (0, 1, [])
-    assert (refund.status, refund.check_attempts, refund.next_check_at) == (RefundStatus.PENDING, 1, now + timedelta(seconds=10))
+    assert (refund.status, refund.check_attempts, refund.next_check_at) == (
+        RefundStatus.PENDING,
+        1,
+        now + timedelta(seconds=10),
+    )
 
     assert sandbox_control.post(f"refunds/{refund.merchant_order_no}/complete").status_code == 200
     changes = reconciliation_run(clock=lambda: refund.next_check_at).changes

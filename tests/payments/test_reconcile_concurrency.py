@@ -70,7 +70,9 @@ def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional
     assert reports["a"].orders_checked + reports["b"].orders_checked == 12
     assert reports["a"].orders_checked >= 3 and reports["b"].orders_checked >= 3
     queries = {
-        order.merchant_order_no: GatewayCall.objects.filter(merchant_order_no=order.merchant_order_no, method="order.query").count()
+        order.merchant_order_no: GatewayCall.objects.filter(
+            merchant_order_no=order.merchant_order_no, method="order.query"
+        ).count()
         for order in orders
     }
     assert queries == {order.merchant_order_no: 1 for order in orders}
@@ -91,8 +93,18 @@ def test_a_pass_out_of_time_hands_its_claimed_rows_back(account):
     report = reconciliation_run(clock=lambda: now, chunk_size=3, max_seconds=0.2, throttle=lambda: time.sleep(0.3))
 
     assert report.orders_checked == 1
-    assert Order.objects.filter(check_attempts=1, next_check_at=now + timedelta(seconds=10), check_leased_until=None).count() == 1
-    assert Order.objects.filter(check_attempts=0, next_check_at=now - timedelta(seconds=1), check_leased_until=None).count() == 2
+    assert (
+        Order.objects.filter(
+            check_attempts=1, next_check_at=now + timedelta(seconds=10), check_leased_until=None
+        ).count()
+        == 1
+    )
+    assert (
+        Order.objects.filter(
+            check_attempts=0, next_check_at=now - timedelta(seconds=1), check_leased_until=None
+        ).count()
+        == 2
+    )
 
 
 def test_rows_leased_by_a_pass_are_not_claimed_by_an_all_pass_until_the_lease_runs_out(account):

@@ -95,7 +95,9 @@ def test_redis_limiter_on_the_server_clock_paces_real_requests(redis_client, lim
     assert 0.19 <= waits[2] <= 0.2
 
 
-def test_a_reconcile_pass_waits_for_the_shared_limiter_before_each_query(account, sandbox_reset, redis_client, limiter_key):
+def test_a_reconcile_pass_waits_for_the_shared_limiter_before_each_query(
+    account, sandbox_reset, redis_client, limiter_key
+):
     """Six due orders at 2 queries per second: the pass sends one query per slot, 0.5 s apart on the injected clock."""
     for _ in range(6):
         order_create(

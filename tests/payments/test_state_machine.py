@@ -54,8 +54,14 @@ def test_payment_reported_after_expiry_wins():
 def test_amount_or_currency_mismatch_changes_nothing():
     """A gateway amount or currency that differs from ours is a conflict for an operator."""
     order = OrderFactory(status=OrderStatus.PENDING)
-    assert order_apply_gateway_state(order_id=order.pk, info=info("2", order_amount="1.00"), source="test") is ApplyResult.CONFLICT
-    assert order_apply_gateway_state(order_id=order.pk, info=info("2", price_currency="EUR"), source="test") is ApplyResult.CONFLICT
+    assert (
+        order_apply_gateway_state(order_id=order.pk, info=info("2", order_amount="1.00"), source="test")
+        is ApplyResult.CONFLICT
+    )
+    assert (
+        order_apply_gateway_state(order_id=order.pk, info=info("2", price_currency="EUR"), source="test")
+        is ApplyResult.CONFLICT
+    )
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING
     assert OrderEvent.objects.filter(order=order, kind="conflict").count() == 2

@@ -26,7 +26,10 @@ def unsigned_errors(settings, sandbox_control, sandbox_reset):
 
 
 def paid(api, sandbox_control, merchant_order_no: str, amount: str, trans_type: str = "sale") -> None:
-    created = api.post("/api/v1/orders/", json={**TERMINAL, "amount": amount, "trans_type": trans_type, "merchant_order_no": merchant_order_no})
+    created = api.post(
+        "/api/v1/orders/",
+        json={**TERMINAL, "amount": amount, "trans_type": trans_type, "merchant_order_no": merchant_order_no},
+    )
     assert created.status_code == 201, created.text
     sandbox_control.pay(merchant_order_no)
     assert api.post(f"/api/v1/orders/{merchant_order_no}/sync/").json()["status"] in ("succeeded", "authorized")
@@ -41,14 +44,30 @@ def test_nothing_stays_unknown_when_the_gateway_never_signs_its_errors(api, acco
     """
     offline = api.post(
         "/api/v1/orders/",
-        json={**TERMINAL, "amount": "5.00", "terminal_sn": "OFFLINE-1", "reject_when_terminal_offline": True, "merchant_order_no": "OFF-1"},
+        json={
+            **TERMINAL,
+            "amount": "5.00",
+            "terminal_sn": "OFFLINE-1",
+            "reject_when_terminal_offline": True,
+            "merchant_order_no": "OFF-1",
+        },
     )
     paid(api, unsigned_errors, "SALE-U", "20.00")
     client = gateway_client_for(account)
-    client.submit_refund(merchant_order_no="ELSEWHERE-R", orig_merchant_order_no="SALE-U", amount=Decimal("20.00"), currency="USD", description="at the till")
-    refund = api.post("/api/v1/orders/SALE-U/refunds/", json={"amount": "5.00", "reason": "late", "merchant_order_no": "SALE-U-R"})
+    client.submit_refund(
+        merchant_order_no="ELSEWHERE-R",
+        orig_merchant_order_no="SALE-U",
+        amount=Decimal("20.00"),
+        currency="USD",
+        description="at the till",
+    )
+    refund = api.post(
+        "/api/v1/orders/SALE-U/refunds/", json={"amount": "5.00", "reason": "late", "merchant_order_no": "SALE-U-R"}
+    )
     paid(api, unsigned_errors, "AUTH-U", "30.00", trans_type="auth")
-    client.cancel_payment(merchant_order_no="ELSEWHERE-V", trans_no=Order.objects.get(merchant_order_no="AUTH-U").trans_no)
+    client.cancel_payment(
+        merchant_order_no="ELSEWHERE-V", trans_no=Order.objects.get(merchant_order_no="AUTH-U").trans_no
+    )
     capture = api.post("/api/v1/orders/AUTH-U/capture/", json={"amount": "30.00"})
 
     assert (offline.status_code, offline.json()["status"]) == (202, "unknown")
@@ -77,7 +96,13 @@ def test_an_unsigned_not_found_within_the_grace_period_changes_nothing(api, sett
     settings.CODEPAY_UNKNOWN_GRACE_SECONDS = 900
     api.post(
         "/api/v1/orders/",
-        json={**TERMINAL, "amount": "5.00", "terminal_sn": "OFFLINE-2", "reject_when_terminal_offline": True, "merchant_order_no": "OFF-2"},
+        json={
+            **TERMINAL,
+            "amount": "5.00",
+            "terminal_sn": "OFFLINE-2",
+            "reject_when_terminal_offline": True,
+            "merchant_order_no": "OFF-2",
+        },
     )
 
     reconciliation_run(due_only=False)

@@ -8,7 +8,11 @@ content type documented for the operation, and the body matching the documented 
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 # Built from the code, so the run checks the schema this commit publishes at /api/schema/.
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
@@ -17,7 +21,11 @@ schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=Non
 def no_server_error_but_a_gateway_refusal(ctx, response, case):
     """5xx only as the documented answers about CodePay (502 refused, 503 unreachable), never our own failure."""
     if response.status_code >= 500:
-        code = response.json().get("error", {}).get("code") if "json" in response.headers.get("Content-Type", [""])[0] else None
+        code = (
+            response.json().get("error", {}).get("code")
+            if "json" in response.headers.get("Content-Type", [""])[0]
+            else None
+        )
         assert (response.status_code, code) in ((502, "gateway_refused"), (503, "gateway_unavailable")), (
             f"{case.method} {case.formatted_path} answered {response.status_code}: {response.text[:300]}"
         )
@@ -30,7 +38,12 @@ def test_the_api_answers_every_generated_request_as_documented(case, live_server
     case.call_and_validate(
         base_url=live_server.url,
         headers={"Authorization": f"Api-Key {api_key[1]}"},
-        checks=[no_server_error_but_a_gateway_refusal, status_code_conformance, content_type_conformance, response_schema_conformance],
+        checks=[
+            no_server_error_but_a_gateway_refusal,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
     )
 
 

@@ -24,10 +24,19 @@ from payments.models import GatewayCall, IdempotencyRecord, MerchantOrderNumber,
 from webhooks.models import NotificationDelivery, ProcessingStatus, Verification
 from webhooks.services import HEADERS_MAX_BYTES, REJECTED_BODY_MAX_BYTES, REJECTED_FULL_PER_SOURCE_PER_MINUTE
 
-TERMINAL_ORDER = {"channel": "terminal", "amount": "20.00", "currency": "USD", "description": "Dinner", "terminal_sn": "WPYB002248000865"}
+TERMINAL_ORDER = {
+    "channel": "terminal",
+    "amount": "20.00",
+    "currency": "USD",
+    "description": "Dinner",
+    "terminal_sn": "WPYB002248000865",
+}
 PAN, CVV = "4111111111111111", "737"
 CARD_ORDER = {
-    "channel": "card", "amount": "12.00", "currency": "USD", "description": "Card",
+    "channel": "card",
+    "amount": "12.00",
+    "currency": "USD",
+    "description": "Card",
     "card": {"pan": PAN, "holder": "A Customer", "cvv": CVV, "expiry": "1230"},
     "billing_address": {"name": "A Customer", "country": "US", "zip": "10001"},
 }
@@ -50,24 +59,38 @@ def error_of(response) -> dict:
 
 def test_a_tip_past_the_maximum_is_refused_before_anything_is_stored_or_sent(api):
     """amount 1.00 with tip 999999999999999: 400 naming tip_amount and the maximum; no order, no gateway call."""
-    response = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "amount": "1.00", "tip_amount": "999999999999999", "merchant_order_no": "HUGE-TIP"})
+    response = api.post(
+        "/api/v1/orders/",
+        json={**TERMINAL_ORDER, "amount": "1.00", "tip_amount": "999999999999999", "merchant_order_no": "HUGE-TIP"},
+    )
     assert response.status_code == 400
-    assert error_of(response)["details"] == {"tip_amount": ["The amount may be at most 9999999999.99 USD; got 999999999999999.00."]}
+    assert error_of(response)["details"] == {
+        "tip_amount": ["The amount may be at most 9999999999.99 USD; got 999999999999999.00."]
+    }
     assert not Order.objects.filter(merchant_order_no="HUGE-TIP").exists()
     assert not GatewayCall.objects.filter(merchant_order_no="HUGE-TIP").exists()
 
 
 def test_amount_tip_and_cashback_that_each_fit_but_sum_past_the_maximum_are_refused(api):
     """Each part within the maximum, paid = amount + tip + cashback above it: 400 on amount, nothing sent."""
-    body = {**TERMINAL_ORDER, "amount": "9999999999.00", "tip_amount": "0.99", "cashback_amount": "0.01",
-            "trans_type": "cashback", "merchant_order_no": "SUM-OVER"}
+    body = {
+        **TERMINAL_ORDER,
+        "amount": "9999999999.00",
+        "tip_amount": "0.99",
+        "cashback_amount": "0.01",
+        "trans_type": "cashback",
+        "merchant_order_no": "SUM-OVER",
+    }
     response = api.post("/api/v1/orders/", json=body)
     assert response.status_code == 400
     assert error_of(response)["details"] == {
         "amount": ["amount + tip_amount + cashback_amount may be at most 9999999999.99 USD; got 10000000000.00."]
     }
     assert not GatewayCall.objects.filter(merchant_order_no="SUM-OVER").exists()
-    at_max = api.post("/api/v1/orders/", json={**body, "cashback_amount": "0.00", "trans_type": "sale", "merchant_order_no": "SUM-MAX"})
+    at_max = api.post(
+        "/api/v1/orders/",
+        json={**body, "cashback_amount": "0.00", "trans_type": "sale", "merchant_order_no": "SUM-MAX"},
+    )
     assert at_max.status_code == 201, at_max.text
     assert Order.objects.get(merchant_order_no="SUM-MAX").tip_amount == Decimal("0.99")
 
@@ -83,7 +106,10 @@ def test_amounts_past_the_maximum_never_reach_the_gateway(api, amount):
 
 def test_an_increment_that_would_raise_the_authorization_past_the_maximum_is_refused(api, sandbox_control):
     """authorized + increment above the maximum: 400 on amount, the authorization unchanged, no increment sent."""
-    created = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "trans_type": "auth", "amount": "9999999999.00", "merchant_order_no": "AUTH-MAX"})
+    created = api.post(
+        "/api/v1/orders/",
+        json={**TERMINAL_ORDER, "trans_type": "auth", "amount": "9999999999.00", "merchant_order_no": "AUTH-MAX"},
+    )
     assert created.status_code == 201, created.text
     sandbox_control.pay("AUTH-MAX")
     assert api.post("/api/v1/orders/AUTH-MAX/sync/").json()["status"] == "authorized"
@@ -101,9 +127,18 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_postgresql(db,
     for currency in ("USD", "JPY", "BHD"):
         maximum = amount_maximum(currency)
         order = Order.objects.create(
-            account=account, merchant_order_no=f"PG-{currency}", channel="terminal", currency=currency, amount=maximum,
-            tip_amount=maximum, authorized_amount=maximum, captured_amount=maximum, paid_amount=maximum,
-            refunded_amount=maximum, description="max", expires_at=timezone.now(),
+            account=account,
+            merchant_order_no=f"PG-{currency}",
+            channel="terminal",
+            currency=currency,
+            amount=maximum,
+            tip_amount=maximum,
+            authorized_amount=maximum,
+            captured_amount=maximum,
+            paid_amount=maximum,
+            refunded_amount=maximum,
+            description="max",
+            expires_at=timezone.now(),
         )
         order.refresh_from_db()
         assert {order.amount, order.tip_amount, order.paid_amount, order.refunded_amount} == {maximum}
@@ -114,11 +149,21 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_pat
     On SQLite (make run), maxima of USD, JPY, BHD and KWD read back digit for digit, and the order list
     answers 200; a poisoned row is logged and skipped by the list and by reconciliation.
     """
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "DJANGO_SECRET_KEY": "sqlite-check",
-           "DJANGO_ALLOWED_HOSTS": "testserver", "DJANGO_DEBUG": "0", "DJANGO_SECURE_SSL_REDIRECT": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": "sqlite-check",
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "tests.security.sqlite_money_roundtrip"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -127,7 +172,12 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_pat
     assert report["stored"]["BHD"]["paid_amount"] == "999999999.999"
     assert report["stored"]["JPY"]["paid_amount"] == "999999999999"
     assert report["list_status"] == 200
-    assert report["listed"] == {"USD": "9999999999.97", "JPY": "999999999997", "BHD": "999999999.997", "KWD": "999999999.997"}
+    assert report["listed"] == {
+        "USD": "9999999999.97",
+        "JPY": "999999999997",
+        "BHD": "999999999.997",
+        "KWD": "999999999.997",
+    }
     assert report["paid_exact"] is True
     # A row written around the service that SQLite cannot give back is skipped, never a 500 for the others.
     assert report["poisoned_list_status"] == 200
@@ -151,7 +201,11 @@ def test_an_expired_api_key_is_refused_like_a_revoked_one(api, api_key):
     key.save()
     response = api.get("/api/v1/orders/")
     assert response.status_code == 401
-    assert error_of(response) == {"code": "authentication_failed", "message": "Unknown, revoked or expired API key.", "details": {}}
+    assert error_of(response) == {
+        "code": "authentication_failed",
+        "message": "Unknown, revoked or expired API key.",
+        "details": {},
+    }
 
 
 # --- 3. Admin login throttled and locked out --------------------------------------------------------------
@@ -180,14 +234,18 @@ def test_the_admin_login_works_with_the_right_password_before_any_lockout(client
 # --- 4. Deep nesting --------------------------------------------------------------------------------------
 
 
-def test_a_notification_nested_3000_deep_is_stored_as_malformed_and_answered_400(live_server, transactional_db, settings):
+def test_a_notification_nested_3000_deep_is_stored_as_malformed_and_answered_400(
+    live_server, transactional_db, settings
+):
     """The 6 KB body nested 3,000 deep: 400, and a delivery row marked malformed keeping at most 4 KiB of it."""
     from tests.factories import MerchantAccountFactory
 
     MerchantAccountFactory(code="default")
     settings.CODEPAY_NOTIFICATION_ALLOWED_NETWORKS = []
     body = '{"merchant_order_no": ' + nested(3000) + "}"
-    response = requests.post(f"{live_server.url}/webhooks/codepay/", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        f"{live_server.url}/webhooks/codepay/", data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert (response.status_code, response.text) == (400, "rejected: malformed")
     delivery = NotificationDelivery.objects.get()
     assert (delivery.verification, delivery.status) == (Verification.MALFORMED, ProcessingStatus.REJECTED)
@@ -197,10 +255,14 @@ def test_a_notification_nested_3000_deep_is_stored_as_malformed_and_answered_400
 
 def test_an_api_body_nested_3000_deep_is_a_400_in_the_error_shape(api):
     """The same nesting on the API: 400 malformed_request naming the depth limit, never a 500."""
-    response = api.post("/api/v1/orders/", data='{"channel": ' + nested(3000) + "}", headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/api/v1/orders/", data='{"channel": ' + nested(3000) + "}", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert error_of(response) == {
-        "code": "malformed_request", "message": "The body nests objects or arrays deeper than 16 levels.", "details": {}
+        "code": "malformed_request",
+        "message": "The body nests objects or arrays deeper than 16 levels.",
+        "details": {},
     }
 
 
@@ -209,7 +271,11 @@ def test_an_api_body_nested_3000_deep_is_a_400_in_the_error_shape(api):
 
 def test_an_oversized_body_is_413_in_the_error_shape(api):
     """A body over 64 KiB: 413 request_too_large, read no further."""
-    response = api.post("/api/v1/orders/", data=b'{"description": "' + b"x" * 70_000 + b'"}', headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/api/v1/orders/",
+        data=b'{"description": "' + b"x" * 70_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
 
@@ -272,9 +338,16 @@ def test_an_unknown_body_field_is_refused_with_the_closest_known_name(api):
 
 def test_unknown_fields_in_a_card_or_an_action_body_are_refused(api):
     """A nested card with an extra field, and a body on an action that takes none: 400 naming the field."""
-    card = api.post("/api/v1/orders/", json={**CARD_ORDER, "card": {**CARD_ORDER["card"], "pin": "1234", "zip": "10001"}})
+    card = api.post(
+        "/api/v1/orders/", json={**CARD_ORDER, "card": {**CARD_ORDER["card"], "pin": "1234", "zip": "10001"}}
+    )
     assert card.status_code == 400
-    assert error_of(card)["details"] == {"card": {"pin": ["Unknown field; did you mean 'pan'?"], "zip": ["Unknown field; this request takes: pan, holder, cvv, expiry, card_type."]}}
+    assert error_of(card)["details"] == {
+        "card": {
+            "pin": ["Unknown field; did you mean 'pan'?"],
+            "zip": ["Unknown field; this request takes: pan, holder, cvv, expiry, card_type."],
+        }
+    }
     created = api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": "ACT-1"})
     assert created.status_code == 201
     cancel = api.post("/api/v1/orders/ACT-1/cancel/", json={"reason": "x"})
@@ -285,14 +358,24 @@ def test_unknown_fields_in_a_card_or_an_action_body_are_refused(api):
 @pytest.mark.parametrize(
     ("query", "details"),
     [
-        ("merchant_order_no=X", {"merchant_order_no": ["Unknown query parameter; this list takes: status, channel, store_no, terminal_sn, created_after, created_before, cursor, page_size."]}),
+        (
+            "merchant_order_no=X",
+            {
+                "merchant_order_no": [
+                    "Unknown query parameter; this list takes: status, channel, store_no, terminal_sn, created_after, created_before, cursor, page_size."
+                ]
+            },
+        ),
         ("page_size=null", {"page_size": ["A whole number from 1 to 200."]}),
         ("page_size=0", {"page_size": ["A whole number from 1 to 200."]}),
         ("status=pending&status=failed", {"status": ["Given more than once; give it once."]}),
         ("cursor=bm9wZQ", {"cursor": ["Not a cursor this API issued; use the `next` or `previous` link of a page."]}),
         ("created_after=yesterday", {"created_after": ["Enter a valid date/time."]}),
         ("store_no=a%00b", {"store_no": ["At most 256 printable characters."]}),
-        ("created_after=0001-01-01T00:00:00%2B10:00", {"created_after": ["Out of range; send a time such as 2026-01-31T09:00:00Z."]}),
+        (
+            "created_after=0001-01-01T00:00:00%2B10:00",
+            {"created_after": ["Out of range; send a time such as 2026-01-31T09:00:00Z."]},
+        ),
     ],
 )
 def test_list_queries_with_unknown_or_malformed_parameters_are_400(api, query, details):
@@ -316,7 +399,9 @@ def test_a_nul_in_a_path_number_is_a_404(api):
 
 def test_the_batch_list_refuses_unknown_parameters_and_bad_cursors(api):
     """The batches list follows the same rules: unknown parameter or bad cursor, 400."""
-    assert error_of(api.get("/api/v1/batches/?store=1"))["details"] == {"store": ["Unknown query parameter; this list takes: cursor, page_size."]}
+    assert error_of(api.get("/api/v1/batches/?store=1"))["details"] == {
+        "store": ["Unknown query parameter; this list takes: cursor, page_size."]
+    }
     assert api.get("/api/v1/batches/?cursor=zz").status_code == 400
 
 
@@ -361,7 +446,9 @@ def test_after_a_503_a_refund_can_be_retried_with_its_merchant_order_no(api, set
 # --- 8. No PAN or CVV in error reports ----------------------------------------------------------------------------
 
 
-def test_a_crashing_card_request_shows_no_pan_or_cvv_in_the_error_report(client, api_key, settings, monkeypatch, caplog):
+def test_a_crashing_card_request_shows_no_pan_or_cvv_in_the_error_report(
+    client, api_key, settings, monkeypatch, caplog
+):
     """
     With DEBUG on, a card order that crashes while the card is being encrypted: the error report (the
     technical page and the mail to admins) shows frames and variables, but never the PAN or the CVV.
@@ -379,7 +466,9 @@ def test_a_crashing_card_request_shows_no_pan_or_cvv_in_the_error_report(client,
     client.raise_request_exception = False
     with caplog.at_level(logging.ERROR, logger="django.request"):
         response = client.post(
-            "/api/v1/orders/", data=json.dumps(CARD_ORDER), content_type="application/json",
+            "/api/v1/orders/",
+            data=json.dumps(CARD_ORDER),
+            content_type="application/json",
             HTTP_AUTHORIZATION=f"Api-Key {api_key[1]}",
         )
     assert response.status_code == 500
@@ -406,7 +495,9 @@ def test_a_rejected_delivery_keeps_a_bounded_part_of_its_headers(live_server, tr
     MerchantAccountFactory(code="default")
     settings.CODEPAY_NOTIFICATION_ALLOWED_NETWORKS = []
     headers = {f"X-Filler-{i}": "v" * 1000 for i in range(90)}
-    response = requests.post(f"{live_server.url}/webhooks/codepay/", data="merchant_order_no=X", headers=headers, timeout=10)
+    response = requests.post(
+        f"{live_server.url}/webhooks/codepay/", data="merchant_order_no=X", headers=headers, timeout=10
+    )
     assert response.status_code == 400
     stored = NotificationDelivery.objects.get().headers
     assert sum(len(k) + len(v) for k, v in stored.items() if k != "(truncated)") <= HEADERS_MAX_BYTES
@@ -414,7 +505,9 @@ def test_a_rejected_delivery_keeps_a_bounded_part_of_its_headers(live_server, tr
     assert len(json.dumps(stored)) < 2 * HEADERS_MAX_BYTES
 
 
-def test_rejected_deliveries_past_the_per_minute_limit_are_counted_without_body_or_headers(live_server, transactional_db, settings):
+def test_rejected_deliveries_past_the_per_minute_limit_are_counted_without_body_or_headers(
+    live_server, transactional_db, settings
+):
     """From one source: the first REJECTED_FULL_PER_SOURCE_PER_MINUTE are kept whole, later ones only counted."""
     from tests.factories import MerchantAccountFactory
 
@@ -423,7 +516,12 @@ def test_rejected_deliveries_past_the_per_minute_limit_are_counted_without_body_
     total = REJECTED_FULL_PER_SOURCE_PER_MINUTE + 5
     with requests.Session() as session:
         for i in range(total):
-            response = session.post(f"{live_server.url}/webhooks/codepay/", data=f"merchant_order_no=FLOOD-{i}", headers={"X-Junk": "j" * 500}, timeout=10)
+            response = session.post(
+                f"{live_server.url}/webhooks/codepay/",
+                data=f"merchant_order_no=FLOOD-{i}",
+                headers={"X-Junk": "j" * 500},
+                timeout=10,
+            )
             assert response.status_code == 400
     deliveries = list(NotificationDelivery.objects.order_by("id"))
     assert len(deliveries) == total

@@ -19,7 +19,11 @@ from payments.gateway.money import amount_maximum, quantum
 from payments.models import Order, Refund, RefundStatus
 
 PROPERTY_SETTINGS = settings(
-    max_examples=25, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=25,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 _numbers = itertools.count(1)
 TERMINAL = "WPYB002248000865"
@@ -37,7 +41,16 @@ amount_texts = st.one_of(
 def test_any_amount_string_is_stored_exactly_or_refused_with_400(api, text, currency):
     """A 201 stores and answers the very amount sent (in the currency's digits); anything else is a 400 on amount."""
     number = f"PROP-A-{next(_numbers)}"
-    response = api.post("/api/v1/orders/", json={"channel": "checkout", "amount": text, "currency": currency, "description": "p", "merchant_order_no": number})
+    response = api.post(
+        "/api/v1/orders/",
+        json={
+            "channel": "checkout",
+            "amount": text,
+            "currency": currency,
+            "description": "p",
+            "merchant_order_no": number,
+        },
+    )
     assert response.status_code in (201, 400), response.text
     if response.status_code == 400:
         assert "amount" in response.json()["error"]["details"], response.text
@@ -53,7 +66,10 @@ def test_any_amount_string_is_stored_exactly_or_refused_with_400(api, text, curr
 operations = st.lists(
     st.tuples(
         st.sampled_from(["capture", "increment", "refund", "tip"]),
-        st.one_of(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("40"), places=2), st.sampled_from([Decimal("9999999999.99")])),
+        st.one_of(
+            st.decimals(min_value=Decimal("0.01"), max_value=Decimal("40"), places=2),
+            st.sampled_from([Decimal("9999999999.99")]),
+        ),
     ),
     min_size=1,
     max_size=5,
@@ -69,18 +85,38 @@ def _post_operation(api, number: str, kind: str, amount: Decimal):
     return api.post(f"/api/v1/orders/{number}/{kind}/", json={"amount": text})
 
 
-@settings(max_examples=10, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(trans_type=st.sampled_from(["sale", "auth"]), steps=operations)
 def test_any_sequence_of_money_operations_keeps_every_invariant(api, sandbox_control, trans_type, steps):
     """Whatever is asked, in whatever order: never a 5xx, and the stored row is what the successes add up to."""
     number = f"PROP-O-{next(_numbers)}"
-    created = api.post("/api/v1/orders/", json={"channel": "terminal", "amount": "20.00", "currency": "USD", "description": "p",
-                                                 "terminal_sn": TERMINAL, "trans_type": trans_type, "merchant_order_no": number})
+    created = api.post(
+        "/api/v1/orders/",
+        json={
+            "channel": "terminal",
+            "amount": "20.00",
+            "currency": "USD",
+            "description": "p",
+            "terminal_sn": TERMINAL,
+            "trans_type": trans_type,
+            "merchant_order_no": number,
+        },
+    )
     assert created.status_code == 201, created.text
     sandbox_control.pay(number)
     assert api.post(f"/api/v1/orders/{number}/sync/").status_code == 200
-    expected = {"authorized": Decimal("20.00") if trans_type == "auth" else Decimal(0), "captured": Decimal(0),
-                "tip": Decimal(0), "refunded": Decimal(0)}
+    expected = {
+        "authorized": Decimal("20.00") if trans_type == "auth" else Decimal(0),
+        "captured": Decimal(0),
+        "tip": Decimal(0),
+        "refunded": Decimal(0),
+    }
     for kind, amount in steps:
         before = Order.objects.get(merchant_order_no=number)
         response = _post_operation(api, number, kind, amount)
@@ -97,8 +133,18 @@ def test_any_sequence_of_money_operations_keeps_every_invariant(api, sandbox_con
                 expected["refunded"] += amount
         else:
             after = Order.objects.get(merchant_order_no=number)
-            assert (after.authorized_amount, after.captured_amount, after.paid_amount, after.refunded_amount, after.tip_amount) == (
-                before.authorized_amount, before.captured_amount, before.paid_amount, before.refunded_amount, before.tip_amount
+            assert (
+                after.authorized_amount,
+                after.captured_amount,
+                after.paid_amount,
+                after.refunded_amount,
+                after.tip_amount,
+            ) == (
+                before.authorized_amount,
+                before.captured_amount,
+                before.paid_amount,
+                before.refunded_amount,
+                before.tip_amount,
             ), f"a refused {kind} changed the order"
         _assert_invariants(number, trans_type, expected)
 
@@ -106,11 +152,21 @@ def test_any_sequence_of_money_operations_keeps_every_invariant(api, sandbox_con
 def _assert_invariants(number: str, trans_type: str, expected: dict) -> None:
     order = Order.objects.get(merchant_order_no=number)
     maximum = amount_maximum(order.currency)
-    values = [order.amount, order.tip_amount, order.cashback_amount, order.authorized_amount, order.captured_amount, order.paid_amount, order.refunded_amount]
+    values = [
+        order.amount,
+        order.tip_amount,
+        order.cashback_amount,
+        order.authorized_amount,
+        order.captured_amount,
+        order.paid_amount,
+        order.refunded_amount,
+    ]
     assert all(0 <= value <= maximum and value == value.quantize(quantum(order.currency)) for value in values), values
     assert order.captured_amount <= order.authorized_amount or trans_type == "sale"
     assert order.refunded_amount <= order.paid_amount
-    reserved = sum((r.amount for r in Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED)), Decimal(0))
+    reserved = sum(
+        (r.amount for r in Refund.objects.filter(order=order).exclude(status=RefundStatus.FAILED)), Decimal(0)
+    )
     assert reserved <= order.paid_amount
     assert order.refunded_amount == expected["refunded"]
     if trans_type == "auth":

@@ -24,7 +24,9 @@ def signed_query_answer(sandbox):
     """The raw text of a signed order.query success answer for a fresh checkout."""
     client = make_client(sandbox.base_url)
     number = f"TRUST{uuid.uuid4().hex[:16]}"
-    client.create_checkout(merchant_order_no=number, amount=Decimal("1.00"), currency="USD", description="x", expires=300)
+    client.create_checkout(
+        merchant_order_no=number, amount=Decimal("1.00"), currency="USD", description="x", expires=300
+    )
     body = client.build_request(Method.ORDER_QUERY, {"merchant_order_no": number})
     answer = requests.post(f"{sandbox.base_url}/api/entry", json=body, timeout=10)
     assert answer.status_code == 200 and answer.json()["code"] == "0" and answer.json()["sign"]

@@ -16,7 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 APP_SERVICES = ("web", "worker", "beat")
-TEST_TOOLS = ("pytest", "pytest-django", "pytest-timeout", "factory-boy", "faker", "responses", "openapi-spec-validator")
+TEST_TOOLS = (
+    "pytest",
+    "pytest-django",
+    "pytest-timeout",
+    "factory-boy",
+    "faker",
+    "responses",
+    "openapi-spec-validator",
+)
 
 
 def requirement_names(path: Path) -> dict[str, str]:
@@ -65,7 +73,9 @@ def test_make_manage_uses_the_addresses_make_run_recorded(tmp_path):
     for name in ("requirements.txt", "requirements-dev.txt"):
         (tmp_path / name).write_text((ROOT / name).read_text())
     (tmp_path / "clients" / "python").mkdir(parents=True)
-    (tmp_path / "clients" / "python" / "pyproject.toml").write_text((ROOT / "clients" / "python" / "pyproject.toml").read_text())
+    (tmp_path / "clients" / "python" / "pyproject.toml").write_text(
+        (ROOT / "clients" / "python" / "pyproject.toml").read_text()
+    )
     (tmp_path / ".dev").mkdir()
     (tmp_path / ".dev" / "ports.mk").write_text("HOST ?= 127.0.0.1\nPORT ?= 18698\nSANDBOX_PORT ?= 18699\n")
 
@@ -125,7 +135,11 @@ def test_collectstatic_runs_as_the_image_build_runs_it_and_gathers_the_offline_s
     env.update(DJANGO_SECRET_KEY="collectstatic-only", STATIC_ROOT=str(tmp_path))
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert (tmp_path / "drf_spectacular_sidecar" / "swagger-ui-dist" / "swagger-ui-bundle.js").is_file()
     assert (tmp_path / "admin" / "css" / "base.css").is_file()

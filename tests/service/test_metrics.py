@@ -168,8 +168,13 @@ def test_metrics_show_notification_lag_waiting_and_applied(live_server, account,
 
     def delivery(*, received_ago, status, processed_ago=None, verification="valid", next_attempt_at=None):
         return NotificationDelivery.objects.create(
-            account=account, account_code="default", received_at=now - received_ago, body_size=10,
-            verification=verification, status=status, next_attempt_at=next_attempt_at,
+            account=account,
+            account_code="default",
+            received_at=now - received_ago,
+            body_size=10,
+            verification=verification,
+            status=status,
+            next_attempt_at=next_attempt_at,
             processed_at=None if processed_ago is None else now - processed_ago,
         )
 

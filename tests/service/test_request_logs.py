@@ -46,7 +46,11 @@ def test_a_request_writes_one_json_line_with_the_request_id_it_echoes(api, log_l
     assert len(access) == 1
     line = access[0]
     assert (line["request_id"], line["method"], line["route"], line["status"], line["level"]) == (
-        "store-7f3a.42", "GET", "/api/v1/orders/", 200, "INFO"
+        "store-7f3a.42",
+        "GET",
+        "/api/v1/orders/",
+        200,
+        "INFO",
     )
     assert line["account"] == "default"
     assert line["time"].endswith("+00:00")
@@ -66,8 +70,14 @@ def test_every_line_of_a_request_carries_its_id_and_order(api, sandbox_control, 
     """A service's gateway call line logged inside the request has the request's id; the access line names the order."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "terminal", "amount": "5.00", "currency": "USD", "description": "Tea",
-              "terminal_sn": "WPYB002248000865", "merchant_order_no": "LOG-1"},
+        json={
+            "channel": "terminal",
+            "amount": "5.00",
+            "currency": "USD",
+            "description": "Tea",
+            "terminal_sn": "WPYB002248000865",
+            "merchant_order_no": "LOG-1",
+        },
         headers={"X-Request-ID": "req-log-1"},
     )
     assert response.status_code == 201, response.text
@@ -92,8 +102,14 @@ def test_card_data_never_reaches_the_logs(api, log_lines):
     """A card payment logs its lines without the PAN, the CVV or the holder's name."""
     response = api.post(
         "/api/v1/orders/",
-        json={"channel": "card", "amount": "34.50", "currency": "USD", "description": "Shoes", "card": VISA_OK,
-              "billing_address": {"name": "Test", "country": "US", "zip": "10001"}},
+        json={
+            "channel": "card",
+            "amount": "34.50",
+            "currency": "USD",
+            "description": "Shoes",
+            "card": VISA_OK,
+            "billing_address": {"name": "Test", "country": "US", "zip": "10001"},
+        },
     )
     assert response.status_code == 201, response.text
     lines = log_lines()
@@ -120,7 +136,12 @@ def _settings_in_a_fresh_process(**env: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "env, expected",
-    [({}, "json"), ({"DJANGO_DEBUG": "1"}, "text"), ({"DJANGO_DEBUG": "1", "LOG_FORMAT": "json"}, "json"), ({"LOG_FORMAT": "text"}, "text")],
+    [
+        ({}, "json"),
+        ({"DJANGO_DEBUG": "1"}, "text"),
+        ({"DJANGO_DEBUG": "1", "LOG_FORMAT": "json"}, "json"),
+        ({"LOG_FORMAT": "text"}, "text"),
+    ],
 )
 def test_log_format_is_json_outside_debug_and_text_for_make_run(env, expected):
     """LOG_FORMAT defaults to json, to text on a DEBUG server (make run); either can be chosen explicitly."""

@@ -26,7 +26,9 @@ CLOSED_PORT_URL = "http://127.0.0.1:1"
 CLOSED_BROKER_URL = "redis://127.0.0.1:1/0"
 
 
-def notification_fields(merchant_order_no: str, *, trans_status: str = "2", amount: str = "10.00", **extra: str) -> dict[str, str]:
+def notification_fields(
+    merchant_order_no: str, *, trans_status: str = "2", amount: str = "10.00", **extra: str
+) -> dict[str, str]:
     """A notification body as the sandbox sends one (docs/protocol.md, "Notifications"), unsigned."""
     fields = {
         "app_id": APP_ID,
@@ -130,7 +132,9 @@ def sandbox_account(live_server, account, sandbox_reset, receiver_settings):
 TERMINAL_SN = "WPYB002248000865"
 
 
-def terminal_order(account, merchant_order_no: str, *, amount: str = "10.00", trans_type: str = TransType.SALE) -> Order:
+def terminal_order(
+    account, merchant_order_no: str, *, amount: str = "10.00", trans_type: str = TransType.SALE
+) -> Order:
     """An order pushed to the sandbox's terminal (trans_status 9 there), waiting for the customer."""
     result = order_create(
         account=account,

@@ -20,7 +20,9 @@ def _applied_deliveries(gateway, account, count: int, prefix: str) -> None:
     for index in range(count):
         OrderFactory(account=account, merchant_order_no=f"{prefix}-{index}")
         gateway.notify(notification_fields(f"{prefix}-{index}"))
-    for delivery_id in NotificationDelivery.objects.filter(merchant_order_no__startswith=prefix).values_list("pk", flat=True):
+    for delivery_id in NotificationDelivery.objects.filter(merchant_order_no__startswith=prefix).values_list(
+        "pk", flat=True
+    ):
         notification_apply(delivery_id=delivery_id)
 
 
@@ -60,7 +62,9 @@ def test_nothing_can_be_added_changed_or_deleted(gateway, notify_account, admin_
     delivery = NotificationDelivery.objects.get()
 
     add = admin_client.get(reverse("admin:webhooks_notificationdelivery_add"))
-    delete = admin_client.post(reverse("admin:webhooks_notificationdelivery_delete", args=[delivery.pk]), {"post": "yes"})
+    delete = admin_client.post(
+        reverse("admin:webhooks_notificationdelivery_delete", args=[delivery.pk]), {"post": "yes"}
+    )
     detail = admin_client.get(reverse("admin:webhooks_notificationdelivery_change", args=[delivery.pk]))
 
     assert (add.status_code, delete.status_code, detail.status_code) == (403, 403, 200)
@@ -107,7 +111,9 @@ def test_a_failed_delivery_shows_its_whole_traceback_escaped(gateway, notify_acc
     gateway.notify(notification_fields("TB-1"))
     delivery = NotificationDelivery.objects.get()
     trace = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: <b>bad</b>\n'
-    NotificationDelivery.objects.filter(pk=delivery.pk).update(last_error="ValueError: <b>bad</b>", last_traceback=trace)
+    NotificationDelivery.objects.filter(pk=delivery.pk).update(
+        last_error="ValueError: <b>bad</b>", last_traceback=trace
+    )
 
     page = admin_client.get(reverse("admin:webhooks_notificationdelivery_change", args=[delivery.pk])).content.decode()
 

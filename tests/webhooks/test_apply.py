@@ -128,7 +128,12 @@ def test_notification_before_the_order_commits_is_unmatched_then_applied(gateway
     assert (first.status, first.retry_in) == (ProcessingStatus.UNMATCHED, 0)
     delivery.refresh_from_db()
     order = Order.objects.get(merchant_order_no="LATE-1")
-    assert (delivery.status, delivery.attempts, delivery.order_id, delivery.next_attempt_at) == ("applied", 2, order.pk, None)
+    assert (delivery.status, delivery.attempts, delivery.order_id, delivery.next_attempt_at) == (
+        "applied",
+        2,
+        order.pk,
+        None,
+    )
     assert order.status == OrderStatus.SUCCEEDED
 
 
@@ -172,7 +177,9 @@ def test_broker_down_still_acknowledges_fast_and_the_sweep_applies(gateway, noti
     assert (delivery.status, order.status) == (ProcessingStatus.APPLIED, OrderStatus.SUCCEEDED)
 
 
-def test_a_hung_broker_does_not_delay_the_answer_and_leaves_the_delivery_to_the_sweep(gateway, notify_account, broker_hanging):
+def test_a_hung_broker_does_not_delay_the_answer_and_leaves_the_delivery_to_the_sweep(
+    gateway, notify_account, broker_hanging
+):
     """
     With a broker that accepts connections but never answers, a valid notification is answered `success`
     at once (the task is published in the background); once the publisher gives up, after the one-second
@@ -244,7 +251,11 @@ def test_refund_notification_applies_to_the_refund(gateway, notify_account):
     refunded_amount grows by its amount, and the delivery points at both the refund and its order.
     """
     refund = RefundFactory(order__account=notify_account, merchant_order_no="REF-1", amount=Decimal("4.00"))
-    gateway.notify(notification_fields("REF-1", trans_type="3", orig_merchant_order_no=refund.order.merchant_order_no, amount="4.00"))
+    gateway.notify(
+        notification_fields(
+            "REF-1", trans_type="3", orig_merchant_order_no=refund.order.merchant_order_no, amount="4.00"
+        )
+    )
     [delivery] = _deliveries()
 
     outcome = notification_apply(delivery_id=delivery.pk)
@@ -271,7 +282,11 @@ def test_in_progress_status_is_applied_from_the_notification_without_a_query(gat
 
     order.refresh_from_db()
     delivery.refresh_from_db()
-    assert (order.status, delivery.confirmed_trans_status, GatewayCall.objects.count()) == (OrderStatus.PROCESSING, "", 0)
+    assert (order.status, delivery.confirmed_trans_status, GatewayCall.objects.count()) == (
+        OrderStatus.PROCESSING,
+        "",
+        0,
+    )
 
 
 def test_gateway_unreachable_during_confirmation_is_retried_then_dead(gateway, notify_account, settings):

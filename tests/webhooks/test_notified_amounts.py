@@ -57,4 +57,7 @@ def test_a_signed_notification_with_another_amount_is_a_conflict_even_when_the_q
         "gateway order_amount 99.00 differs from ours (10.00)"
     )
     [conflict] = OrderEvent.objects.filter(order=order, kind="conflict")
-    assert (conflict.source, conflict.message) == ("notification", "notification: gateway order_amount 99.00 differs from ours (10.00)")
+    assert (conflict.source, conflict.message) == (
+        "notification",
+        "notification: gateway order_amount 99.00 differs from ours (10.00)",
+    )

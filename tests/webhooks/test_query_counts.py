@@ -34,7 +34,9 @@ def test_receiving_a_notification_costs_two_queries(notify_account, django_asser
     assert (delivery.status, delivery.verification) == (ProcessingStatus.RECEIVED, "valid")
 
 
-def test_a_copy_of_an_applied_notification_is_recorded_as_duplicate_at_intake(notify_account, django_assert_max_num_queries):
+def test_a_copy_of_an_applied_notification_is_recorded_as_duplicate_at_intake(
+    notify_account, django_assert_max_num_queries
+):
     """
     The gateway re-posts a notification already applied: the copy is stored as "duplicate", pointing at
     the order, within the same two queries, and is never queued for the worker.

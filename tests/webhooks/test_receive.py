@@ -31,7 +31,9 @@ def test_valid_json_notification_is_stored_then_acknowledged(gateway, notify_acc
     fields = notification_fields("ORDER-1", attach='{"table":7}')
     body = json.dumps(signed(fields))
 
-    response = gateway.post(body, headers={"Authorization": "Basic c2VjcmV0", "Cookie": "sessionid=abc", "X-Trace": "t-1"})
+    response = gateway.post(
+        body, headers={"Authorization": "Basic c2VjcmV0", "Cookie": "sessionid=abc", "X-Trace": "t-1"}
+    )
 
     assert (response.status_code, response.text, response.headers["Content-Type"]) == (
         200,
@@ -54,7 +56,11 @@ def test_valid_json_notification_is_stored_then_acknowledged(gateway, notify_acc
         "1",
         "2",
     )
-    assert (delivery.status, delivery.attempts, delivery.next_attempt_at is not None) == (ProcessingStatus.RECEIVED, 0, True)
+    assert (delivery.status, delivery.attempts, delivery.next_attempt_at is not None) == (
+        ProcessingStatus.RECEIVED,
+        0,
+        True,
+    )
 
 
 def test_form_encoded_notification_is_verified_over_its_decoded_values(gateway, notify_account):
@@ -91,6 +97,7 @@ def test_json_numbers_and_objects_are_verified_over_their_raw_text(gateway, noti
     delivery = _only_delivery()
     assert (delivery.verification, delivery.payload) == (Verification.VALID, fields)
 
+
 def test_tampered_notification_is_rejected_and_stored(gateway, notify_account):
     """A body changed after signing (amount raised) gets HTTP 400, never `success`, and is stored as rejected."""
     body = signed(notification_fields("ORDER-4"))
@@ -113,7 +120,10 @@ def test_unsigned_notification_is_rejected(gateway, notify_account):
     response = gateway.post(json.dumps(notification_fields("ORDER-5")))
 
     assert (response.status_code, response.text) == (400, "rejected: unsigned")
-    assert (_only_delivery().verification, _only_delivery().status) == (Verification.UNSIGNED, ProcessingStatus.REJECTED)
+    assert (_only_delivery().verification, _only_delivery().status) == (
+        Verification.UNSIGNED,
+        ProcessingStatus.REJECTED,
+    )
 
 
 def test_notification_signed_with_another_key_is_rejected(gateway, notify_account):
@@ -246,7 +256,11 @@ def test_oversized_notification_gets_413_and_is_stored_truncated(gateway, notify
     assert (response.status_code, response.text) == (413, "rejected: too_large")
     delivery = _only_delivery()
     assert (bytes(delivery.raw_body), delivery.body_truncated, delivery.body_size) == (body[:1024], True, len(body))
-    assert (delivery.verification, delivery.status, delivery.payload) == (Verification.TOO_LARGE, ProcessingStatus.REJECTED, None)
+    assert (delivery.verification, delivery.status, delivery.payload) == (
+        Verification.TOO_LARGE,
+        ProcessingStatus.REJECTED,
+        None,
+    )
 
 
 def test_notification_for_an_unknown_account_is_rejected(gateway, notify_account):
@@ -255,21 +269,32 @@ def test_notification_for_an_unknown_account_is_rejected(gateway, notify_account
 
     assert (response.status_code, response.text) == (400, "rejected: unknown_account")
     delivery = _only_delivery()
-    assert (delivery.account_id, delivery.account_code, delivery.verification) == (None, "nosuch", Verification.UNKNOWN_ACCOUNT)
+    assert (delivery.account_id, delivery.account_code, delivery.verification) == (
+        None,
+        "nosuch",
+        Verification.UNKNOWN_ACCOUNT,
+    )
 
 
 def test_notification_for_a_further_account_is_verified_with_its_key(gateway, notify_account):
     """/webhooks/codepay/<code>/ verifies with that account's key and checks that the body names that merchant."""
     west = MerchantAccountFactory(
-        code="west", app_id="wzwest", merchant_no="302300000999", gateway_public_key=VECTORS["gateway_public_key_b64der"]
+        code="west",
+        app_id="wzwest",
+        merchant_no="302300000999",
+        gateway_public_key=VECTORS["gateway_public_key_b64der"],
     )
 
-    accepted = gateway.notify(notification_fields("W-1", app_id="wzwest", merchant_no="302300000999"), account_code="west")
+    accepted = gateway.notify(
+        notification_fields("W-1", app_id="wzwest", merchant_no="302300000999"), account_code="west"
+    )
     refused = gateway.notify(notification_fields("W-2"), account_code="west")
 
     assert (accepted.status_code, accepted.text) == (200, "success")
     assert (refused.status_code, refused.text) == (400, "rejected: account_mismatch")
-    verdicts = list(NotificationDelivery.objects.order_by("id").values_list("account_id", "merchant_order_no", "verification"))
+    verdicts = list(
+        NotificationDelivery.objects.order_by("id").values_list("account_id", "merchant_order_no", "verification")
+    )
     assert verdicts == [(west.pk, "W-1", Verification.VALID), (west.pk, "W-2", Verification.ACCOUNT_MISMATCH)]
 
 
@@ -310,7 +335,10 @@ def test_only_post_is_accepted(gateway, notify_account):
 def test_the_trailing_slash_is_optional(gateway, notify_account):
     """A notify_url without its trailing slash is served directly (200 `success`), never redirected."""
     response = requests.post(
-        gateway.url().rstrip("/"), data=json.dumps(signed(notification_fields("ORDER-11"))), allow_redirects=False, timeout=10
+        gateway.url().rstrip("/"),
+        data=json.dumps(signed(notification_fields("ORDER-11"))),
+        allow_redirects=False,
+        timeout=10,
     )
 
     assert (response.status_code, response.text) == (200, "success")

@@ -33,7 +33,12 @@ def test_many_waiting_clients_do_not_hold_up_the_receiver_and_all_wake_on_the_pa
 
         def wait() -> None:
             with requests.Session() as session:
-                response = session.get(f"{waits_url}/api/v1/orders/WAIT-1/", params={"wait": 30}, headers={"Authorization": f"Api-Key {key}"}, timeout=60)
+                response = session.get(
+                    f"{waits_url}/api/v1/orders/WAIT-1/",
+                    params={"wait": 30},
+                    headers={"Authorization": f"Api-Key {key}"},
+                    timeout=60,
+                )
             with lock:
                 answers.append((time.monotonic(), response))
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -150,7 +149,10 @@ def test_replay_applies_a_parked_unmatched_delivery_once_its_order_exists(gatewa
     assert still_missing[0] == (
         f"#{delivery.pk} RPL-3: unmatched (unchanged) replayed: no order or refund with this merchant_order_no yet"
     )
-    assert found[0] == f"#{delivery.pk} RPL-3: unmatched -> applied [applied] applied: trans_status 2 from the notification"
+    assert (
+        found[0]
+        == f"#{delivery.pk} RPL-3: unmatched -> applied [applied] applied: trans_status 2 from the notification"
+    )
     order.refresh_from_db()
     assert order.status == OrderStatus.SUCCEEDED
 
@@ -199,16 +201,16 @@ def test_replay_refuses_an_unknown_status_or_since():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("90m", datetime(2024, 5, 2, 10, 30, tzinfo=dt_timezone.utc)),
-        ("2h", datetime(2024, 5, 2, 10, 0, tzinfo=dt_timezone.utc)),
-        ("1w2d", datetime(2024, 4, 23, 12, 0, tzinfo=dt_timezone.utc)),
-        ("P1DT2H", datetime(2024, 5, 1, 10, 0, tzinfo=dt_timezone.utc)),
-        ("2024-05-01", datetime(2024, 5, 1, 0, 0, tzinfo=dt_timezone.utc)),
-        ("2024-05-01T08:00:00+02:00", datetime(2024, 5, 1, 6, 0, tzinfo=dt_timezone.utc)),
+        ("90m", datetime(2024, 5, 2, 10, 30, tzinfo=UTC)),
+        ("2h", datetime(2024, 5, 2, 10, 0, tzinfo=UTC)),
+        ("1w2d", datetime(2024, 4, 23, 12, 0, tzinfo=UTC)),
+        ("P1DT2H", datetime(2024, 5, 1, 10, 0, tzinfo=UTC)),
+        ("2024-05-01", datetime(2024, 5, 1, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T08:00:00+02:00", datetime(2024, 5, 1, 6, 0, tzinfo=UTC)),
     ],
 )
 def test_since_accepts_iso_dates_and_durations(text, expected):
     """--since reads a duration back from now (90m, 2h, 1w2d, ISO P1DT2H) or an ISO date or datetime."""
-    now = datetime(2024, 5, 2, 12, 0, tzinfo=dt_timezone.utc)
+    now = datetime(2024, 5, 2, 12, 0, tzinfo=UTC)
 
     assert parse_since(text, now=now) == expected

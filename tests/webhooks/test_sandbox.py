@@ -65,16 +65,23 @@ def test_sandbox_duplicates_and_a_late_in_progress_change_the_order_once(sandbox
 
     apply_due_notifications()
 
-    assert Counter(NotificationDelivery.objects.filter(merchant_order_no="SBX-DUP").values_list("status", flat=True)) == {
+    assert Counter(
+        NotificationDelivery.objects.filter(merchant_order_no="SBX-DUP").values_list("status", flat=True)
+    ) == {
         "applied": 1,
         "duplicate": 4,
     }
     assert list(
-        NotificationDelivery.objects.filter(merchant_order_no="SBX-LATE").order_by("id").values_list("trans_status", "status")
+        NotificationDelivery.objects.filter(merchant_order_no="SBX-LATE")
+        .order_by("id")
+        .values_list("trans_status", "status")
     ) == [("2", "applied"), ("0", "stale")]
     for order in (first, second):
         order.refresh_from_db()
-        assert (order.status, _notification_status_changes(order)) == (OrderStatus.SUCCEEDED, [("pending", "succeeded")])
+        assert (order.status, _notification_status_changes(order)) == (
+            OrderStatus.SUCCEEDED,
+            [("pending", "succeeded")],
+        )
     assert set(NotificationDelivery.objects.values_list("verification", flat=True)) == {Verification.VALID}
 
 
@@ -134,7 +141,12 @@ def test_sandbox_notification_makes_the_order_succeeded_through_a_real_worker(sa
         task_postrun.disconnect(close_worker_connections)
 
     [delivery] = NotificationDelivery.objects.filter(merchant_order_no="E2E-1")
-    assert (delivery.verification, delivery.status, delivery.attempts, delivery.order_id) == ("valid", "applied", 1, order.pk)
+    assert (delivery.verification, delivery.status, delivery.attempts, delivery.order_id) == (
+        "valid",
+        "applied",
+        1,
+        order.pk,
+    )
     attempts = sandbox_control.get("orders/E2E-1").json()["notification_attempts"]
     assert [(a["outcome"], a["http_status"], a["body"]) for a in attempts] == [("delivered", 200, "success")]
     assert GatewayCall.objects.filter(method="order.query", merchant_order_no="E2E-1").count() == 1

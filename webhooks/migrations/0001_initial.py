@@ -6,92 +6,243 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('payments', '0001_initial'),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NotificationDelivery',
+            name="NotificationDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('account_code', models.CharField(help_text='The account code in the URL, even when it matched none.', max_length=64)),
-                ('received_at', models.DateTimeField(db_index=True)),
-                ('source_address', models.GenericIPAddressField(blank=True, help_text='REMOTE_ADDR as the server saw it.', null=True)),
-                ('headers', models.JSONField(blank=True, default=dict, help_text='Request headers without Authorization and Cookie.')),
-                ('content_type', models.CharField(blank=True, max_length=255)),
-                ('raw_body', models.BinaryField(help_text='The body byte for byte (the first CODEPAY_NOTIFICATION_MAX_BYTES when truncated).')),
-                ('body_size', models.PositiveIntegerField(help_text='Bytes announced by Content-Length, or read when it was absent.')),
-                ('body_truncated', models.BooleanField(default=False)),
-                ('payload', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='The parsed fields as signed text, without sign.', null=True)),
-                ('verification', models.CharField(choices=[('valid', 'Valid'), ('invalid_signature', 'Invalid signature'), ('unsigned', 'Unsigned'), ('malformed', 'Malformed body'), ('too_large', 'Body too large'), ('unknown_account', 'Unknown merchant account'), ('account_mismatch', 'Signed for another merchant'), ('source_not_allowed', 'Source address not allowed'), ('key_unavailable', 'No usable gateway public key')], max_length=24)),
-                ('verified_with', models.CharField(blank=True, help_text="'current' or 'next' gateway key.", max_length=8)),
-                ('verification_detail', models.CharField(blank=True, max_length=255)),
-                ('fingerprint', models.CharField(blank=True, help_text='sha256 of the canonical sign string.', max_length=64)),
-                ('merchant_order_no', models.CharField(blank=True, max_length=64)),
-                ('trans_no', models.CharField(blank=True, max_length=64)),
-                ('trans_type', models.CharField(blank=True, max_length=8)),
-                ('trans_status', models.CharField(blank=True, max_length=8)),
-                ('status', models.CharField(choices=[('received', 'Received, waiting to be applied'), ('applied', 'Applied (or already true)'), ('duplicate', 'Duplicate of an applied delivery'), ('stale', 'Stale: the order had moved on'), ('conflict', 'Conflict: amount or currency differs'), ('unmatched', 'No matching order or refund'), ('ignored', 'Nothing to apply'), ('retrying', 'Failed, retrying'), ('dead', 'Failed, retries exhausted'), ('rejected', 'Rejected: not verified')], default='received', max_length=16)),
-                ('result', models.CharField(blank=True, help_text='What the payments service answered.', max_length=16)),
-                ('status_message', models.CharField(blank=True, max_length=255)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, help_text='Empty: nothing more is scheduled.', null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='notification_deliveries', to='payments.merchantaccount')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='notification_deliveries', to='payments.order')),
-                ('refund', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='notification_deliveries', to='payments.refund')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "account_code",
+                    models.CharField(
+                        help_text="The account code in the URL, even when it matched none.", max_length=64
+                    ),
+                ),
+                ("received_at", models.DateTimeField(db_index=True)),
+                (
+                    "source_address",
+                    models.GenericIPAddressField(blank=True, help_text="REMOTE_ADDR as the server saw it.", null=True),
+                ),
+                (
+                    "headers",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Request headers without Authorization and Cookie."
+                    ),
+                ),
+                ("content_type", models.CharField(blank=True, max_length=255)),
+                (
+                    "raw_body",
+                    models.BinaryField(
+                        help_text="The body byte for byte (the first CODEPAY_NOTIFICATION_MAX_BYTES when truncated)."
+                    ),
+                ),
+                (
+                    "body_size",
+                    models.PositiveIntegerField(
+                        help_text="Bytes announced by Content-Length, or read when it was absent."
+                    ),
+                ),
+                ("body_truncated", models.BooleanField(default=False)),
+                (
+                    "payload",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text="The parsed fields as signed text, without sign.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "verification",
+                    models.CharField(
+                        choices=[
+                            ("valid", "Valid"),
+                            ("invalid_signature", "Invalid signature"),
+                            ("unsigned", "Unsigned"),
+                            ("malformed", "Malformed body"),
+                            ("too_large", "Body too large"),
+                            ("unknown_account", "Unknown merchant account"),
+                            ("account_mismatch", "Signed for another merchant"),
+                            ("source_not_allowed", "Source address not allowed"),
+                            ("key_unavailable", "No usable gateway public key"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                (
+                    "verified_with",
+                    models.CharField(blank=True, help_text="'current' or 'next' gateway key.", max_length=8),
+                ),
+                ("verification_detail", models.CharField(blank=True, max_length=255)),
+                (
+                    "fingerprint",
+                    models.CharField(blank=True, help_text="sha256 of the canonical sign string.", max_length=64),
+                ),
+                ("merchant_order_no", models.CharField(blank=True, max_length=64)),
+                ("trans_no", models.CharField(blank=True, max_length=64)),
+                ("trans_type", models.CharField(blank=True, max_length=8)),
+                ("trans_status", models.CharField(blank=True, max_length=8)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received, waiting to be applied"),
+                            ("applied", "Applied (or already true)"),
+                            ("duplicate", "Duplicate of an applied delivery"),
+                            ("stale", "Stale: the order had moved on"),
+                            ("conflict", "Conflict: amount or currency differs"),
+                            ("unmatched", "No matching order or refund"),
+                            ("ignored", "Nothing to apply"),
+                            ("retrying", "Failed, retrying"),
+                            ("dead", "Failed, retries exhausted"),
+                            ("rejected", "Rejected: not verified"),
+                        ],
+                        default="received",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "result",
+                    models.CharField(blank=True, help_text="What the payments service answered.", max_length=16),
+                ),
+                ("status_message", models.CharField(blank=True, max_length=255)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(blank=True, help_text="Empty: nothing more is scheduled.", null=True),
+                ),
+                ("last_error", models.TextField(blank=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="notification_deliveries",
+                        to="payments.merchantaccount",
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="notification_deliveries",
+                        to="payments.order",
+                    ),
+                ),
+                (
+                    "refund",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="notification_deliveries",
+                        to="payments.refund",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'notification delivery',
-                'verbose_name_plural': 'notification deliveries',
-                'ordering': ['-received_at', '-id'],
-                'permissions': [('replay_notificationdelivery', 'Can replay notification deliveries')],
+                "verbose_name": "notification delivery",
+                "verbose_name_plural": "notification deliveries",
+                "ordering": ["-received_at", "-id"],
+                "permissions": [("replay_notificationdelivery", "Can replay notification deliveries")],
             },
         ),
         migrations.CreateModel(
-            name='NotificationReplay',
+            name="NotificationReplay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor', models.CharField(help_text="'admin:<username>' or 'command'.", max_length=150)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('status_before', models.CharField(choices=[('received', 'Received, waiting to be applied'), ('applied', 'Applied (or already true)'), ('duplicate', 'Duplicate of an applied delivery'), ('stale', 'Stale: the order had moved on'), ('conflict', 'Conflict: amount or currency differs'), ('unmatched', 'No matching order or refund'), ('ignored', 'Nothing to apply'), ('retrying', 'Failed, retrying'), ('dead', 'Failed, retries exhausted'), ('rejected', 'Rejected: not verified')], max_length=16)),
-                ('status_after', models.CharField(choices=[('received', 'Received, waiting to be applied'), ('applied', 'Applied (or already true)'), ('duplicate', 'Duplicate of an applied delivery'), ('stale', 'Stale: the order had moved on'), ('conflict', 'Conflict: amount or currency differs'), ('unmatched', 'No matching order or refund'), ('ignored', 'Nothing to apply'), ('retrying', 'Failed, retrying'), ('dead', 'Failed, retries exhausted'), ('rejected', 'Rejected: not verified')], max_length=16)),
-                ('result', models.CharField(blank=True, max_length=16)),
-                ('message', models.CharField(blank=True, max_length=255)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='replays', to='webhooks.notificationdelivery')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("actor", models.CharField(help_text="'admin:<username>' or 'command'.", max_length=150)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "status_before",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received, waiting to be applied"),
+                            ("applied", "Applied (or already true)"),
+                            ("duplicate", "Duplicate of an applied delivery"),
+                            ("stale", "Stale: the order had moved on"),
+                            ("conflict", "Conflict: amount or currency differs"),
+                            ("unmatched", "No matching order or refund"),
+                            ("ignored", "Nothing to apply"),
+                            ("retrying", "Failed, retrying"),
+                            ("dead", "Failed, retries exhausted"),
+                            ("rejected", "Rejected: not verified"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status_after",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received, waiting to be applied"),
+                            ("applied", "Applied (or already true)"),
+                            ("duplicate", "Duplicate of an applied delivery"),
+                            ("stale", "Stale: the order had moved on"),
+                            ("conflict", "Conflict: amount or currency differs"),
+                            ("unmatched", "No matching order or refund"),
+                            ("ignored", "Nothing to apply"),
+                            ("retrying", "Failed, retrying"),
+                            ("dead", "Failed, retries exhausted"),
+                            ("rejected", "Rejected: not verified"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("result", models.CharField(blank=True, max_length=16)),
+                ("message", models.CharField(blank=True, max_length=255)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="replays",
+                        to="webhooks.notificationdelivery",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['account', 'fingerprint'], name='notification_fingerprint'),
+            model_name="notificationdelivery",
+            index=models.Index(fields=["account", "fingerprint"], name="notification_fingerprint"),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['merchant_order_no'], name='notification_merchant_order'),
+            model_name="notificationdelivery",
+            index=models.Index(fields=["merchant_order_no"], name="notification_merchant_order"),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['trans_no'], name='notification_trans_no'),
+            model_name="notificationdelivery",
+            index=models.Index(fields=["trans_no"], name="notification_trans_no"),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['status', '-received_at'], name='notification_status_recent'),
+            model_name="notificationdelivery",
+            index=models.Index(fields=["status", "-received_at"], name="notification_status_recent"),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(condition=models.Q(('next_attempt_at__isnull', False)), fields=['next_attempt_at'], name='notification_due'),
+            model_name="notificationdelivery",
+            index=models.Index(
+                condition=models.Q(("next_attempt_at__isnull", False)),
+                fields=["next_attempt_at"],
+                name="notification_due",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notificationdelivery',
-            constraint=models.CheckConstraint(condition=models.Q(('verification', 'valid'), ('status', 'rejected'), _connector='OR'), name='notification_only_verified_are_processed'),
+            model_name="notificationdelivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("verification", "valid"), ("status", "rejected"), _connector="OR"),
+                name="notification_only_verified_are_processed",
+            ),
         ),
     ]

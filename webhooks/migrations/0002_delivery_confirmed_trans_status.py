@@ -4,20 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('webhooks', '0001_initial'),
+        ("webhooks", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notificationdelivery',
-            name='confirmed_trans_status',
-            field=models.CharField(blank=True, help_text='What the confirming query last answered; empty: applied from the notification.', max_length=8),
+            model_name="notificationdelivery",
+            name="confirmed_trans_status",
+            field=models.CharField(
+                blank=True,
+                help_text="What the confirming query last answered; empty: applied from the notification.",
+                max_length=8,
+            ),
         ),
         migrations.AlterField(
-            model_name='notificationdelivery',
-            name='raw_body',
-            field=models.BinaryField(help_text='The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 KiB if rejected).'),
+            model_name="notificationdelivery",
+            name="raw_body",
+            field=models.BinaryField(
+                help_text="The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 KiB if rejected)."
+            ),
         ),
     ]

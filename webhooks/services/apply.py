@@ -51,11 +51,11 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from celery.exceptions import SoftTimeLimitExceeded
 from codepay_service.errors import ServiceError
 from payments.gateway.client import CodePayClient
 from payments.gateway.errors import GatewayDeclined, GatewayError
@@ -157,11 +157,23 @@ class _FirstHand:
             locked.status_message = f"parked after {locked.attempts} attempts; replay it once the cause is fixed"
         locked.last_error, locked.last_traceback = error, trace
         locked.save(
-            update_fields=["status", "next_attempt_at", "status_message", "last_error", "last_traceback", "processed_at"]
+            update_fields=[
+                "status",
+                "next_attempt_at",
+                "status_message",
+                "last_error",
+                "last_traceback",
+                "processed_at",
+            ]
         )
         logger.warning(
             "notification not applied",
-            extra={"delivery_id": locked.pk, "status": locked.status, "attempts": locked.attempts, "retry_in": retry_in},
+            extra={
+                "delivery_id": locked.pk,
+                "status": locked.status,
+                "attempts": locked.attempts,
+                "retry_in": retry_in,
+            },
         )
         return ApplyOutcome(locked.pk, locked.status, locked.result, error, retry_in)
 
@@ -332,9 +344,14 @@ def _apply_locked(
             # Replaying a settled delivery keeps its record of what it did the first time.
             return ApplyOutcome(locked.pk, locked.status, result.value, f"replayed: {message}")
         if confirmed and not is_refund:
-            notified_mismatch = order_note_notified_amounts(order_id=order_id, notified=OrderInfo.from_data(delivery.payload or {}), source=SOURCE)
+            notified_mismatch = order_note_notified_amounts(
+                order_id=order_id, notified=OrderInfo.from_data(delivery.payload or {}), source=SOURCE
+            )
             if notified_mismatch:
-                status, message = ProcessingStatus.CONFLICT, f"{message}; but the notification said: {notified_mismatch}"
+                status, message = (
+                    ProcessingStatus.CONFLICT,
+                    f"{message}; but the notification said: {notified_mismatch}",
+                )
         locked.result = result.value
         locked.confirmed_trans_status = answered if confirmed else ""
         outcome = _finish(locked, status, now=now, message=message)

@@ -103,7 +103,10 @@ class _Publisher:
     def _broker_resting(self) -> bool:
         """Within the pause after a failed publish, for the same broker (a new broker URL is tried at once)."""
         apply_notification = _apply_task()
-        return time.monotonic() < self._broker_down_until and apply_notification.app.conf.broker_url == self._broker_down_url
+        return (
+            time.monotonic() < self._broker_down_until
+            and apply_notification.app.conf.broker_url == self._broker_down_url
+        )
 
     def _publish(self, batch: list[tuple[int, float]]) -> list[tuple[int, float]]:
         apply_notification = _apply_task()
@@ -161,7 +164,9 @@ def _make_due(items: list[tuple[int, float]]) -> None:
                 pk__in=ids, status__in=PENDING_STATUSES, next_attempt_at__isnull=False
             ).update(next_attempt_at=now + timedelta(seconds=countdown))
     except Exception:  # the database is down too: the grace period set at intake still makes them due
-        logger.exception("notification deliveries not made due after a failed publish", extra={"deliveries": len(items)})
+        logger.exception(
+            "notification deliveries not made due after a failed publish", extra={"deliveries": len(items)}
+        )
 
 
 _publisher = _Publisher()

@@ -201,4 +201,3 @@ def _reverify(delivery_id: int) -> Verdict:
         extra={"delivery_id": delivery_id, "verification": verdict.verification},
     )
     return verdict
-

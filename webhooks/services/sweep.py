@@ -72,4 +72,3 @@ def _leases_release(delivery_ids: list[int], *, leased_until: datetime) -> None:
         NotificationDelivery.objects.filter(pk__in=delivery_ids, next_attempt_at=leased_until).update(
             next_attempt_at=timezone.now()
         )
-

@@ -23,8 +23,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--now", action="store_true", help="Close now instead of running the due schedules.")
         parser.add_argument("--store", action="append", default=[], help="A store_no to close (repeatable).")
-        parser.add_argument("--terminal", action="append", default=[], help="Only these terminal serial numbers (repeatable).")
-        parser.add_argument("--account", help="Merchant account id or code (default: the account from CODEPAY_* settings).")
+        parser.add_argument(
+            "--terminal", action="append", default=[], help="Only these terminal serial numbers (repeatable)."
+        )
+        parser.add_argument(
+            "--account", help="Merchant account id or code (default: the account from CODEPAY_* settings)."
+        )
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
@@ -38,11 +42,19 @@ class Command(BaseCommand):
         else:
             account = self._account(options["account"])
             closes = [
-                partial(batch_close, account=account, trigger=BatchClose.Trigger.COMMAND, store_no=store, terminal_sn_list=options["terminal"])
+                partial(
+                    batch_close,
+                    account=account,
+                    trigger=BatchClose.Trigger.COMMAND,
+                    store_no=store,
+                    terminal_sn_list=options["terminal"],
+                )
                 for store in options["store"] or [""]
             ]
         batches = []
-        with progress(command=self, total=len(closes), unit="batch", description="Closing batches", logger=logger) as tracker:
+        with progress(
+            command=self, total=len(closes), unit="batch", description="Closing batches", logger=logger
+        ) as tracker:
             for close in closes:
                 batch = close()
                 tracker.item(self._describe(batch), batch_close_id=batch.pk, store_no=batch.store_no)
@@ -73,7 +85,9 @@ class Command(BaseCommand):
     def _describe(batch: BatchClose) -> str:
         store = batch.store_no or "all stores"
         if batch.status == "succeeded":
-            return f"Batch close {batch.pk} ({store}): succeeded, {batch.count} transactions, total {batch.total_amount}."
+            return (
+                f"Batch close {batch.pk} ({store}): succeeded, {batch.count} transactions, total {batch.total_amount}."
+            )
         return (
             f"Batch close {batch.pk} ({store}): {batch.status} after {batch.attempts} attempt(s): "
             f"{batch.gateway_code} {batch.gateway_message}".rstrip()

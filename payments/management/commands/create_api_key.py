@@ -10,7 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True, help="Who uses the key, e.g. 'pos-store-12'.")
-        parser.add_argument("--account", help="Merchant account id or code (default: the account from CODEPAY_* settings).")
+        parser.add_argument(
+            "--account", help="Merchant account id or code (default: the account from CODEPAY_* settings)."
+        )
         parser.add_argument("--store", default="", help="Bind the key to one store_no; it then sees only that store.")
 
     def handle(self, *args, name, account, store, **options):

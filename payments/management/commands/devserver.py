@@ -30,7 +30,9 @@ def _write_dev_keys() -> None:
     )
     for private_path, public_path in pairs:
         if not private_path:
-            raise CommandError("devserver needs CODEPAY_PRIVATE_KEY_FILE and CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE (see the Makefile).")
+            raise CommandError(
+                "devserver needs CODEPAY_PRIVATE_KEY_FILE and CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE (see the Makefile)."
+            )
         private_file = Path(private_path)
         if not private_file.exists():
             private_file.parent.mkdir(parents=True, exist_ok=True)
@@ -66,9 +68,25 @@ class Command(BaseCommand):
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         children = [
             subprocess.Popen([*manage, "codepay_sandbox", "--host", "127.0.0.1", "--port", str(sandbox_port)]),
-            subprocess.Popen([sys.executable, "-m", "celery", "-A", "codepay_service", "worker", "--beat",
-                              "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
-                              "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]),
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "codepay_service",
+                    "worker",
+                    "--beat",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    "4",
+                    "--loglevel",
+                    "INFO",
+                    "--scheduler",
+                    "django_celery_beat.schedulers:DatabaseScheduler",
+                ]
+            ),
             subprocess.Popen([*manage, "runserver", "--noreload", f"{host}:{port}"]),
         ]
         base = f"http://{host}:{port}"

@@ -5,8 +5,8 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from payments.management.progress import progress
 from codepay_service.since import parse_since
+from payments.management.progress import progress
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.reconcile import StatusChange, reconciliation_candidates_count, reconciliation_run
 
@@ -27,7 +27,9 @@ class Command(BaseCommand):
             action="store_true",
             help="Check every open order and refund once, not only those due (a row another worker is checking is left to it).",
         )
-        parser.add_argument("--since", help="Only rows created since then: a duration (30m, 2h, 7d) or an ISO date/date-time.")
+        parser.add_argument(
+            "--since", help="Only rows created since then: a duration (30m, 2h, 7d) or an ISO date/date-time."
+        )
 
     def handle(self, *args, **options):
         try:

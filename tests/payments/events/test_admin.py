@@ -35,7 +35,8 @@ def test_replay_in_the_admin_sends_the_delivery_again_and_logs_it(account, endpo
     """The replay action posts the event now, marks it succeeded, and records it under the operator's name."""
     delivery = failed_delivery(account, endpoint)
     response = admin_client.post(
-        reverse("admin:payments_eventdelivery_changelist"), {"action": "replay_deliveries", "_selected_action": [delivery.pk]}
+        reverse("admin:payments_eventdelivery_changelist"),
+        {"action": "replay_deliveries", "_selected_action": [delivery.pk]},
     )
     assert response.status_code == 302
     delivery.refresh_from_db()
@@ -49,7 +50,14 @@ def test_an_endpoint_added_in_the_admin_gets_a_generated_secret_and_never_shows_
     """Adding an endpoint generates its secret, shown once in the message; the change page does not show it."""
     response = admin_client.post(
         reverse("admin:payments_eventendpoint_add"),
-        {"account": account.pk, "store_no": "", "url": "https://pos.example.com/hooks", "description": "", "event_types": "[]", "is_active": "on"},
+        {
+            "account": account.pk,
+            "store_no": "",
+            "url": "https://pos.example.com/hooks",
+            "description": "",
+            "event_types": "[]",
+            "is_active": "on",
+        },
         follow=True,
     )
     endpoint = EventEndpoint.objects.get(url="https://pos.example.com/hooks")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 import yaml
-from codepay_merchant_client import construct_event
 
+from codepay_merchant_client import construct_event
 from payments.events.models import EventEndpoint
 from payments.services.accounts import api_key_create
 from tests.payments.test_celery import celery_worker, wait_until  # noqa: F401 (fixture)
@@ -18,11 +18,18 @@ EVENT_TYPES = [
 
 def test_an_endpoint_is_registered_with_a_secret_shown_once(api):
     """POST answers the endpoint with its secret; GET lists it without the secret; DELETE removes it."""
-    created = api.post("/api/v1/event-endpoints/", json={"url": "https://pos.example.com/hooks", "event_types": ["order.succeeded"]})
+    created = api.post(
+        "/api/v1/event-endpoints/", json={"url": "https://pos.example.com/hooks", "event_types": ["order.succeeded"]}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["secret"].startswith("whsec_") and len(body["secret"]) > 40
-    assert (body["url"], body["store_no"], body["event_types"], body["is_active"]) == ("https://pos.example.com/hooks", "", ["order.succeeded"], True)
+    assert (body["url"], body["store_no"], body["event_types"], body["is_active"]) == (
+        "https://pos.example.com/hooks",
+        "",
+        ["order.succeeded"],
+        True,
+    )
 
     listed = api.get("/api/v1/event-endpoints/").json()
     assert [endpoint["id"] for endpoint in listed] == [body["id"]]
@@ -54,7 +61,9 @@ def test_a_store_bound_key_manages_only_its_own_stores_endpoints(account, make_a
     _, key = api_key_create(name="store-7", account=account, store_no="4021000007")
     client = make_api_client(key)
 
-    other = client.post("/api/v1/event-endpoints/", json={"url": "https://pos.example.com/hooks", "store_no": "4021000008"})
+    other = client.post(
+        "/api/v1/event-endpoints/", json={"url": "https://pos.example.com/hooks", "store_no": "4021000008"}
+    )
     assert other.status_code == 400
     assert list(other.json()["error"]["details"]) == ["store_no"]
     own = client.post("/api/v1/event-endpoints/", json={"url": "https://pos.example.com/hooks"})

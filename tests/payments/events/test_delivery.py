@@ -10,11 +10,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from codepay_merchant_client import SignatureVerificationError, construct_event
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from codepay_merchant_client import SignatureVerificationError, construct_event
 from payments.events.models import DeliveryStatus, Event, EventDelivery, EventEndpoint
 from payments.events.services import (
     endpoint_create,
@@ -62,7 +62,10 @@ def test_a_paid_order_is_delivered_to_the_endpoint_signed_with_its_secret(accoun
     assert received.body == stored.body.encode()
     assert event["id"] == f"evt_{stored.pk}" == received.headers["CodePay-Event-Id"]
     assert event["type"] == "order.succeeded" == received.headers["CodePay-Event-Type"]
-    assert (event["data"]["object"]["merchant_order_no"], event["data"]["object"]["status"]) == (order.merchant_order_no, "succeeded")
+    assert (event["data"]["object"]["merchant_order_no"], event["data"]["object"]["status"]) == (
+        order.merchant_order_no,
+        "succeeded",
+    )
     assert event["data"]["object"]["amount"] == "12.34"
     delivery = EventDelivery.objects.get(event=stored)
     assert (delivery.status, delivery.attempts, delivery.last_http_status) == (DeliveryStatus.SUCCEEDED, 1, 200)
@@ -98,7 +101,12 @@ def test_a_later_event_of_the_same_order_waits_until_the_earlier_one_is_delivere
     first.refresh_from_db()
     second.refresh_from_db()
     assert receiver.received == []
-    assert (first.status, first.attempts, first.last_http_status, first.last_error) == (DeliveryStatus.PENDING, 1, 503, "HTTP 503")
+    assert (first.status, first.attempts, first.last_http_status, first.last_error) == (
+        DeliveryStatus.PENDING,
+        1,
+        503,
+        "HTTP 503",
+    )
     assert timedelta(seconds=55) < first.next_attempt_at - timezone.now() <= timedelta(seconds=60)
     assert (second.attempts, second.next_attempt_at <= timezone.now()) == (0, True)
     # The second is due, but its chain's head is backing off: the sweep sends nothing.
@@ -157,13 +165,17 @@ def test_an_amount_conflict_is_sent_as_order_conflict_with_its_message(account, 
     assert event["data"]["object"]["status"] == "pending"
 
 
-def test_a_delivery_failing_past_the_retry_window_is_given_up_and_the_chain_moves_on(account, endpoint, receiver, settings):
+def test_a_delivery_failing_past_the_retry_window_is_given_up_and_the_chain_moves_on(
+    account, endpoint, receiver, settings
+):
     """After three days of failures a delivery is marked failed, and the order's next event is sent."""
     order = OrderFactory(account=account, trans_type="auth")
     move(order, OrderStatus.AUTHORIZED)
     move(order, OrderStatus.SUCCEEDED)
     old = EventDelivery.objects.filter(endpoint=endpoint).order_by("event_id").first()
-    Event.objects.filter(pk=old.event_id).update(created_at=timezone.now() - timedelta(seconds=settings.EVENTS_RETRY_WINDOW_SECONDS + 1))
+    Event.objects.filter(pk=old.event_id).update(
+        created_at=timezone.now() - timedelta(seconds=settings.EVENTS_RETRY_WINDOW_SECONDS + 1)
+    )
     receiver.fail_next(502)
 
     assert event_chain_send(endpoint_id=endpoint.pk, order_id=order.pk) == 0
@@ -215,7 +227,9 @@ def test_during_a_rotation_both_secrets_sign_until_the_overlap_ends(account, end
     construct_event(receiver.received[0].body, header, old_secret)
     construct_event(receiver.received[0].body, header, rotated.secret)
 
-    EventEndpoint.objects.filter(pk=endpoint.pk).update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
+    EventEndpoint.objects.filter(pk=endpoint.pk).update(
+        previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     second = OrderFactory(account=account)
     move(second, OrderStatus.FAILED)
     event_deliveries_send_due()

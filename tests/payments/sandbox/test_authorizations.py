@@ -75,12 +75,16 @@ def test_captured_money_is_refunded_and_retipped_through_the_capture_only(codepa
     auth_trans_no = _authorization(codepay, "AUTH-R", "50.00")
     capture = codepay.call(Method.CAPTURE, merchant_order_no="CAP-R", trans_no=auth_trans_no, trans_amount="40.00")
 
-    by_auth = codepay.call(Method.REFUND_PAYMENT, merchant_order_no="R-AUTH", trans_no=auth_trans_no, order_amount="1.00")
+    by_auth = codepay.call(
+        Method.REFUND_PAYMENT, merchant_order_no="R-AUTH", trans_no=auth_trans_no, order_amount="1.00"
+    )
     submit_by_auth = codepay.refund("AUTH-R", "R-AUTH-2", "1.00")
     tip_by_auth = codepay.call(Method.TIP_ADJUST_BY_TRANS_NO, trans_no=auth_trans_no, tip_amount="5.00")
     tip = codepay.call(Method.TIP_ADJUST_BY_TRANS_NO, trans_no=capture.data["trans_no"], tip_amount="5.00")
     tip_again = codepay.call(Method.TIP_ADJUST_BY_TRANS_NO, trans_no=capture.data["trans_no"], tip_amount="6.00")
-    refund = codepay.call(Method.REFUND_PAYMENT, merchant_order_no="R-CAP", trans_no=capture.data["trans_no"], order_amount="10.00")
+    refund = codepay.call(
+        Method.REFUND_PAYMENT, merchant_order_no="R-CAP", trans_no=capture.data["trans_no"], order_amount="10.00"
+    )
     submitted = codepay.refund("CAP-R", "R-CAP-2", "36.00")
     over = codepay.refund("CAP-R", "R-CAP-3", "0.01")
 

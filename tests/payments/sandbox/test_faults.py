@@ -133,9 +133,7 @@ def test_unsigned_errors_fault_leaves_error_answers_unsigned_and_successes_signe
     assert added.status_code == 201, added.text
 
     success = codepay.terminal_order("UNSIGNED-1")  # verified by the helper
-    answers = [
-        codepay.send_signed(Method.ORDER_QUERY, merchant_order_no=f"NOT-THERE-{n}").json() for n in range(3)
-    ]
+    answers = [codepay.send_signed(Method.ORDER_QUERY, merchant_order_no=f"NOT-THERE-{n}").json() for n in range(3)]
 
     assert success.code == "0"
     assert [(a["code"], "sign" in a) for a in answers] == [("E04111", False), ("E04111", False), ("E04111", True)]

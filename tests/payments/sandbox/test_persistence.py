@@ -69,8 +69,17 @@ def test_a_killed_sandbox_process_restarts_with_its_orders_and_delivers_what_it_
         "CODEPAY_PRIVATE_KEY_FILE": str(app_key_file),
         "CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE": str(key_file),
     }
-    command = [sys.executable, "manage.py", "codepay_sandbox", "--port", str(port), "--state-dir", str(state_dir),
-               "--notification-schedule-scale", "100"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "codepay_sandbox",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        "--notification-schedule-scale",
+        "100",
+    ]
     refusing = NotificationReceiver(((500, "busy"),))
     sandbox = subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)
     try:

@@ -17,8 +17,8 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from payments.management.progress import progress
 from codepay_service.since import parse_since
+from payments.management.progress import progress
 from webhooks.services import notification_replay, notification_replay_candidates, notification_statuses_expand
 
 logger = logging.getLogger(__name__)
