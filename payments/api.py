@@ -230,7 +230,7 @@ class OrderListCreateApi(IdempotentPostApi):
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
         # A new order has no refunds yet: its answer needs no query for them.
-        result.order._prefetched_objects_cache = {"refunds": result.order.refunds.none()}
+        result.obj._prefetched_objects_cache = {"refunds": result.obj.refunds.none()}
         return Response(
             serializers.OrderSerializer(result.obj).data,
             status=status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED,
