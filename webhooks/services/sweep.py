@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -43,22 +44,25 @@ def _lease_until(claimed_at: datetime) -> datetime:
     return claimed_at + timedelta(seconds=conf.sweep_lease_seconds())
 
 
-def notifications_apply_due(*, batch_size: int = 20, time_budget_seconds: float = 25.0) -> list[ApplyOutcome]:
+def notifications_apply_due(
+    *, batch_size: int = 20, time_budget_seconds: float = 25.0, clock: Callable[[], float] = time.monotonic
+) -> list[ApplyOutcome]:
     """
     Apply every delivery that is due (its task was never queued, got lost, or its retry is due), batch by
     batch, until none is due or the time budget is spent; the budget is checked before each delivery (the
     beat runs the sweep every 30 s). Claimed deliveries it does not reach, or the one a soft time limit
-    interrupts, are due again at once. Retries found here wait for a later sweep.
+    interrupts, are due again at once. Retries found here wait for a later sweep. ``clock`` measures the
+    budget (seconds, monotonic).
     """
-    deadline = time.monotonic() + time_budget_seconds
+    deadline = clock() + time_budget_seconds
     outcomes: list[ApplyOutcome] = []
-    while time.monotonic() < deadline:
+    while clock() < deadline:
         now = timezone.now()
         claimed = deque(notifications_claim_due(limit=batch_size, now=now))
         if not claimed:
             break
         try:
-            while claimed and time.monotonic() < deadline:
+            while claimed and clock() < deadline:
                 outcomes.append(notification_apply(delivery_id=claimed[0]))
                 claimed.popleft()
         finally:
