@@ -12,7 +12,7 @@ from payments.models import IdempotencyRecord, Order, OrderOperation, OrderStatu
 from payments.services.reconcile import reconciliation_run
 from payments.services.refunds import refund_apply_gateway_state
 from tests.factories import OrderFactory, RefundFactory
-from tests.gateway.test_client import make_client
+from tests.payments.gateway.test_client import make_client
 
 TERMINAL_ORDER = {
     "channel": "terminal",

@@ -14,7 +14,7 @@ import responses
 
 from payments.gateway.errors import GatewayOutcomeUnknown
 from payments.gateway.methods import Method
-from tests.gateway.test_client import make_client
+from tests.payments.gateway.test_client import make_client
 
 FAKE_BASE = "https://codepay.invalid"
 

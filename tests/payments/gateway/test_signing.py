@@ -7,7 +7,7 @@ import pytest
 
 from payments.gateway import signing
 
-VECTORS = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "test-vectors.json").read_text())
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "test-vectors.json").read_text())
 
 
 def _key(name):
