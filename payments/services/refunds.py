@@ -224,10 +224,8 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
     """Apply what the gateway says about a refund, under the order's then the refund's row lock."""
     with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
-        if (
-            (info.price_currency
-            and info.price_currency.upper() != refund.currency)
-            or (info.order_amount is not None and info.order_amount != refund.amount)
+        if (info.price_currency and info.price_currency.upper() != refund.currency) or (
+            info.order_amount is not None and info.order_amount != refund.amount
         ):
             order_event(
                 order,

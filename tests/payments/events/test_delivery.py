@@ -34,9 +34,15 @@ SIGNATURE = "CodePay-Signature"
 def paid_order(account, sandbox_control) -> Order:
     number = f"EVT{uuid.uuid4().hex[:12].upper()}"
     order = order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("12.34"), currency="USD",
-        description="Coffee", merchant_order_no=number, terminal_sn="WPYB002248000865",
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal("12.34"),
+        currency="USD",
+        description="Coffee",
+        merchant_order_no=number,
+        terminal_sn="WPYB002248000865",
+    ).obj
     sandbox_control.pay(number)
     order_sync(order=order)
     return Order.objects.get(pk=order.pk)
@@ -150,10 +156,21 @@ def test_an_amount_conflict_is_sent_as_order_conflict_with_its_message(account, 
 
     order = OrderFactory(account=account, status=OrderStatus.PENDING, amount=Decimal("10.00"))
     info = OrderInfo(
-        trans_no="T1", merchant_order_no=order.merchant_order_no, trans_type="1", trans_status="2", price_currency="USD",
-        order_amount=Decimal("99.00"), tip_amount=None, cashback_amount=None, trans_amount=None, paid_amount=None,
-        pay_method_id="", terminal_sn="", trans_end_time="", data={},
-    )  # fmt: skip
+        trans_no="T1",
+        merchant_order_no=order.merchant_order_no,
+        trans_type="1",
+        trans_status="2",
+        price_currency="USD",
+        order_amount=Decimal("99.00"),
+        tip_amount=None,
+        cashback_amount=None,
+        trans_amount=None,
+        paid_amount=None,
+        pay_method_id="",
+        terminal_sn="",
+        trans_end_time="",
+        data={},
+    )
     order_apply_gateway_state(order_id=order.pk, info=info, source="test")
 
     assert event_deliveries_send_due() == 1
