@@ -91,9 +91,8 @@ def validate_nested_object(value: dict) -> dict:
         elif isinstance(node, list):
             for item in node:
                 walk(item, depth + 1)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                raise serializers.ValidationError("Text may not contain NUL characters.")
+        elif isinstance(node, str) and "\x00" in node:
+            raise serializers.ValidationError("Text may not contain NUL characters.")
 
     walk(value, 0)
     if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_NESTED_BYTES:
@@ -480,7 +479,7 @@ class OrderDetailSerializer(OrderSerializer):
     operations = OperationSerializer(many=True, read_only=True)
 
     class Meta(OrderSerializer.Meta):
-        fields = OrderSerializer.Meta.fields + ["operations"]
+        fields = [*OrderSerializer.Meta.fields, "operations"]
         read_only_fields = fields
 
 

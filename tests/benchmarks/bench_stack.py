@@ -85,15 +85,16 @@ class Processes:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     raise SystemExit(f"port {port} is taken; stop what listens there or pass --port-base")
-        log = open(self.logs / f"{name}.log", "wb")
-        process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child holds its own copy of the log's descriptor; ours can close once it has started.
+        with open(self.logs / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.running[name] = process
         if port is not None:
             wait_for_port(port, process, self.logs / f"{name}.log")
@@ -620,7 +621,7 @@ class Bench:
         sent = 0
         figures = {}
         for target in (first, second):
-            run = drive(lambda i, n: sender(i, n + sent), concurrency=8, count=target - sent)
+            run = drive(lambda i, n, sent=sent: sender(i, n + sent), concurrency=8, count=target - sent)
             sent = target
             self.drain_worker()
             figures[target] = (rss_mib(web.pid, children=True), rss_mib(worker.pid, children=True), run)

@@ -21,6 +21,7 @@ after its grace period. A publish that succeeds late only makes an apply run twi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -145,10 +146,9 @@ class _Publisher:
 
     def _close(self) -> None:
         if self._connection is not None:
-            try:
+            # Closing a broken connection may fail too; it is dropped either way.
+            with contextlib.suppress(Exception):
                 self._connection.release()
-            except Exception:  # closing a broken connection may fail too; it is dropped either way
-                pass
         self._connection = self._producer = None
 
 
