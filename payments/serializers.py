@@ -42,7 +42,8 @@ from payments.models import (
 from payments.state_machine import ORDER_PAID_STATUSES
 
 MERCHANT_ORDER_NO_HELP = (
-    f"Up to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} {vocabulary.MERCHANT_ORDER_NO_CHARACTERS}; unique per merchant account. "
+    f"Up to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} {vocabulary.MERCHANT_ORDER_NO_CHARACTERS}; unique per "
+    "merchant account. "
     "Generated when absent."
 )
 MAX_EXPIRES_IN = 7 * 24 * 3600
@@ -103,7 +104,8 @@ def validate_nested_object(value: dict) -> dict:
 def validate_merchant_order_no(value: str) -> str:
     if not vocabulary.MERCHANT_ORDER_NO_PATTERN.fullmatch(value):
         raise serializers.ValidationError(
-            f"Use 1 to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} characters: {vocabulary.MERCHANT_ORDER_NO_CHARACTERS} only (the gateway's rule)."
+            f"Use 1 to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} characters: "
+            f"{vocabulary.MERCHANT_ORDER_NO_CHARACTERS} only (the gateway's rule)."
         )
     return value
 

@@ -263,7 +263,8 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
             order=order,
             operation=operation,
             call=lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
-            declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch closed); refund it instead."
+            declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch "
+            "closed); refund it instead."
             if captured_auth
             else "",
         )
@@ -323,7 +324,8 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Wr
     with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
             raise StateConflict(
-                f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}."
+                f"Only an authorized pre-authorization can be incremented; this order is a {order.status} "
+                f"{order.trans_type}."
             )
         pending = _unsettled_operation_total(order, OperationKind.INCREMENT)
         _total_within_maximum(

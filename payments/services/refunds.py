@@ -77,7 +77,8 @@ def order_refund(
             raise ValidationFailed(
                 details={
                     "amount": [
-                        f"At most {format_amount(refundable, order.currency)} {order.currency} can still be refunded on this order."
+                        f"At most {format_amount(refundable, order.currency)} {order.currency} can still be "
+                        "refunded on this order."
                     ]
                 }
             )

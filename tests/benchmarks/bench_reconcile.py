@@ -246,9 +246,11 @@ def run(args, sandbox) -> None:
         else f"seeded {args.orders} due orders in {seeded_in:.1f}s {mix}"
     )
     print(
-        f"pass: {checked} orders checked by {args.workers} worker(s) in {elapsed:.1f}s = {checked / elapsed:.0f} orders/s; "
+        f"pass: {checked} orders checked by {args.workers} worker(s) in {elapsed:.1f}s = {checked / elapsed:.0f} "
+        "orders/s; "
         f"{queries} database queries = {queries / checked:.2f} per order; {calls} gateway calls; "
-        f"{changed} status changes; {failed_checks} checks failed; rate limit: {f'{args.qps:g}/s' if args.qps else 'none'}"
+        f"{changed} status changes; {failed_checks} checks failed; rate limit: "
+        f"{f'{args.qps:g}/s' if args.qps else 'none'}"
     )
 
 

@@ -646,7 +646,8 @@ class Bench:
             )
         )
         print(
-            f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg {run_b.text()}",
+            f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg "
+            f"{run_b.text()}",
             flush=True,
         )
 
@@ -665,7 +666,8 @@ class Bench:
             status=ProcessingStatus.RECEIVED, id__gt=self.memory_after_id
         ).count()
         self.notes.append(
-            f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s allowed)"
+            f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s "
+            "allowed)"
         )
 
     # Reconciliation ---------------------------------------------------------------------------------
@@ -703,7 +705,8 @@ class Bench:
         print(line, flush=True)
 
     def profiled(self, name: str, measure):
-        """``measure()``, sampled by py-spy across the web workers when ``--profile DIR`` is given (first round only)."""
+        """``measure()``, sampled by py-spy across the web workers when ``--profile DIR`` is given (first round
+        only)."""
         if not self.args.profile or name in self.profiles:
             return measure()
         self.args.profile.mkdir(parents=True, exist_ok=True)
@@ -763,7 +766,8 @@ class Bench:
         lines = [
             begin,
             f"Run {started:%Y-%m-%d %H:%M} UTC, `{command}`, {time.monotonic() - self.began:.0f} s.",
-            f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}; "
+            f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python "
+            f"{platform.python_version()}; "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
             f"Web: `{procfile_command('web').replace('0.0.0.0', '127.0.0.1')}` (defaults as in the Procfile); "
             f"worker: `{procfile_command('worker')}`.",

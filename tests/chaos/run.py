@@ -245,7 +245,8 @@ class Chaos:
         self.faults.update(self.sandbox_fired())
         requests.delete(f"{stack.sandbox_url}/sandbox/faults", timeout=10).raise_for_status()
         self.say(
-            f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most {self.drain_seconds:.0f}s)"
+            f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most "
+            f"{self.drain_seconds:.0f}s)"
         )
         drain_started = time.monotonic()
         self._stop_monitor.set()

@@ -151,8 +151,8 @@ def test_timeline_finds_the_refund_calls_of_a_paid_order(admin_client, account, 
 
     call = GatewayCall.objects.get(merchant_order_no=refund.merchant_order_no)
     assert (
-        f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} {refund.merchant_order_no}</a>'
-        in timeline
+        f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} '
+        f"{refund.merchant_order_no}</a>" in timeline
     )
 
 

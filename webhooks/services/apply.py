@@ -179,7 +179,8 @@ class _FirstHand:
 
 
 class _Replay:
-    """``notification_replay_apply``: one extra look that leaves the status, the schedule and a settled record as they were."""
+    """``notification_replay_apply``: one extra look that leaves the status, the schedule and a settled record as
+    they were."""
 
     def refusal(self, delivery: NotificationDelivery) -> ApplyOutcome | None:
         return None

@@ -12,7 +12,8 @@ retried with backoff and then parked ("unmatched", "dead") for an operator, who 
 
 Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST
 to the notify_url, and a body that did not verify is evidence, not news. Its first 4 KiB show what it was;
-a longer one is cut and flagged truncated, and its parsed payload is not kept (only the identifying fields). A genuine notification
+a longer one is cut and flagged truncated, and its parsed payload is not kept (only the identifying fields). A
+genuine notification
 is about 1 KiB, so one rejected for a key problem is still whole, and a replay verifies it again once an
 operator has fixed the key (``webhooks.services.replay``). Valid deliveries keep their whole body.
 

@@ -1,4 +1,5 @@
-"""Outbound events: written with the change, signed, delivered in order per order, retried, given up, disabled, replayed."""
+"""Outbound events: written with the change, signed, delivered in order per order, retried, given up, disabled,
+replayed."""
 
 from __future__ import annotations
 
@@ -203,7 +204,8 @@ def test_a_delivery_failing_past_the_retry_window_is_given_up_and_the_chain_move
 
 
 def test_an_endpoint_that_keeps_failing_is_disabled_and_the_operator_is_told(account, receiver, settings, caplog):
-    """Past the failure thresholds the endpoint is switched off, logged as an error, and endpoint.disabled is sent elsewhere."""
+    """Past the failure thresholds the endpoint is switched off, logged as an error, and endpoint.disabled is sent
+    elsewhere."""
     settings.EVENTS_ENDPOINT_DISABLE_MIN_FAILURES = 2
     settings.EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS = 0
     failing = endpoint_create(account=account, url=receiver.url + "/failing", event_types=["order.failed"])
