@@ -240,8 +240,10 @@ class OrderListCreateApi(IdempotentPostApi):
 WAIT_PARAMETER = OpenApiParameter(
     "wait",
     OpenApiTypes.INT,
-    description="Seconds (0-60) to wait for the order to leave `pending`, `processing` or `unknown` before "
-    "answering; the answer comes as soon as it does, or after the wait with the current state.",
+    description=(
+        "Seconds (0-60) to wait for the order to leave `pending`, `processing` or `unknown` before "
+        "answering; the answer comes as soon as it does, or after the wait with the current state."
+    ),
 )
 
 
@@ -395,8 +397,9 @@ def _action_schema(*, operation_id: str, summary: str, description: str, request
             200: serializers.OrderDetailSerializer,
             202: OpenApiResponse(
                 serializers.OrderDetailSerializer,
-                description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, "
-                "never resent.",
+                description=(
+                    "Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."
+                ),
             ),
             **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
         },
@@ -505,8 +508,9 @@ class BatchOpenApi(APIView):
     @extend_schema(
         operation_id="batches_open_retrieve",
         summary="Read the open batch",
-        description="How many payments, and how much, the open batch holds (as CodePay counts it), for a store "
-        "or one terminal.",
+        description=(
+            "How many payments, and how much, the open batch holds (as CodePay counts it), for a store or one terminal."
+        ),
         examples=[examples.OPEN_BATCH],
         parameters=[
             OpenApiParameter(

@@ -256,8 +256,10 @@ class OrderCreateSerializer(StrictInputSerializer):
     billing_address = serializers.DictField(
         required=False,
         validators=[validate_nested_object],
-        help_text="Required for channel 'card' (the gateway requires it): name, country, province, city, address1, "
-        "address2, zip, phone.",
+        help_text=(
+            "Required for channel 'card' (the gateway requires it): name, country, province, city, address1, "
+            "address2, zip, phone."
+        ),
     )
 
     TERMINAL_ONLY = (

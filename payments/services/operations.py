@@ -263,8 +263,10 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
             order=order,
             operation=operation,
             call=lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
-            declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch "
-            "closed); refund it instead."
+            declined_conflict=(
+                "The gateway no longer allows voiding this capture (for instance after its batch "
+                "closed); refund it instead."
+            )
             if captured_auth
             else "",
         )

@@ -43,8 +43,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--state-dir",
             default=None,
-            help="Folder for the sandbox's transactions on disk (default: CODEPAY_SANDBOX_STATE_DIR; empty: "
-            "memory only).",
+            help=(
+                "Folder for the sandbox's transactions on disk (default: CODEPAY_SANDBOX_STATE_DIR; empty: "
+                "memory only)."
+            ),
         )
 
     def handle(self, *args, host: str, port: int, notification_schedule_scale: float, state_dir: str | None, **options):
