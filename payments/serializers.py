@@ -76,7 +76,7 @@ MAX_NESTED_DEPTH = 8
 MAX_NESTED_BYTES = 16_384
 
 
-def validate_nested_object(value: dict) -> dict:
+def validate_nested_object(value: dict) -> None:
     """
     A free-form object (order_detail, billing_address) that is sent to the gateway as a JSON string and
     stored: text without NUL characters (the parser refuses invalid Unicode), nesting and size bounded.
@@ -98,7 +98,6 @@ def validate_nested_object(value: dict) -> dict:
     walk(value, 0)
     if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_NESTED_BYTES:
         raise serializers.ValidationError(f"At most {MAX_NESTED_BYTES} bytes of JSON.")
-    return value
 
 
 def validate_merchant_order_no(value: str) -> str:
@@ -168,6 +167,7 @@ class MoneyField(serializers.Field):
         super().__init__(**kwargs)
 
     def get_attribute(self, instance):
+        assert self.source is not None  # bound to its parent by now
         return getattr(instance, self.source), instance.currency
 
     def to_representation(self, value):
@@ -508,7 +508,9 @@ class GatewayAmountField(serializers.Field):
         amount = Decimal(value).normalize()
         if amount == amount.to_integral():
             return f"{amount.quantize(Decimal(1)):f}"  # "200", not "2E+2"
-        if -amount.as_tuple().exponent < 2:
+        exponent = amount.as_tuple().exponent
+        assert isinstance(exponent, int)  # a finite amount: Decimal(value) of a gateway figure
+        if -exponent < 2:
             amount = amount.quantize(Decimal("0.01"))  # "12.30", not "12.3"
         return f"{amount:f}"
 

@@ -81,15 +81,16 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
             return order
         operation.next_check_at = None
         operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=trans_no)
-        amount = operation.amount
         if operation.kind == OperationKind.CAPTURE:
+            amount = _amount_of(operation)
             order.captured_amount += amount
             order.paid_amount = order.captured_amount
             order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
         elif operation.kind == OperationKind.INCREMENT:
-            order.authorized_amount += amount
+            order.authorized_amount += _amount_of(operation)
             order.save()
         elif operation.kind == OperationKind.TIP_ADJUST:
+            amount = _amount_of(operation)
             order.paid_amount = _paid_with_tip(order, amount)
             order.tip_amount = amount
             order.save()
@@ -98,6 +99,12 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
                 order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway"
             )
     return order
+
+
+def _amount_of(operation: OrderOperation) -> Decimal:
+    """The amount of a capture, increment or tip adjustment: the kinds that carry one (a void has none)."""
+    assert operation.amount is not None, f"{operation.kind} operation {operation.pk} has no amount"
+    return operation.amount
 
 
 def _paid_with_tip(order: Order, tip_amount: Decimal) -> Decimal:
@@ -165,7 +172,7 @@ def _operation_sync_by_order(*, operation: OrderOperation, client, source: str) 
 def _operation_acted(operation: OrderOperation, order: Order, info) -> bool | None:
     """Whether the gateway's view of the order shows the operation's effect; None when it cannot tell yet."""
     if operation.kind == OperationKind.INCREMENT:
-        if info.trans_amount == order.authorized_amount + operation.amount:
+        if info.trans_amount == order.authorized_amount + _amount_of(operation):
             return True
         return False if info.trans_amount == order.authorized_amount else None
     if operation.kind == OperationKind.TIP_ADJUST:

@@ -62,7 +62,8 @@ from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, or
 
 logger = logging.getLogger(__name__)
 
-_GATEWAY_TRANS_TYPE = {
+# Keyed by the stored value: TransType members are the same strings.
+_GATEWAY_TRANS_TYPE: dict[str, GatewayTransType] = {
     TransType.SALE: GatewayTransType.SALE,
     TransType.AUTH: GatewayTransType.PRE_AUTH,
     TransType.CASHBACK: GatewayTransType.CASHBACK,

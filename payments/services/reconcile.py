@@ -43,7 +43,7 @@ from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
@@ -393,8 +393,8 @@ def reconciliation_run(
     pass_deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # Rows rescheduled during this pass are due later than its start, so a pass always ends.
     due_before = clock() if due_only else None
-    cursors = {Order: 0, Refund: 0, OrderOperation: 0}
-    exhausted = set()
+    cursors: dict[type[Model], int] = {Order: 0, Refund: 0, OrderOperation: 0}
+    exhausted: set[type[Model]] = set()
     while len(exhausted) < len(cursors):
         for model in cursors:
             if model in exhausted:

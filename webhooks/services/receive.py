@@ -65,7 +65,7 @@ HEADER_VALUE_MAX_CHARS = 512
 # each one (received_at, source, verdict) without body or headers, so a flood costs rows of fixed size.
 REJECTED_FULL_PER_SOURCE_PER_MINUTE = 20
 
-_HTTP_STATUS = {
+_HTTP_STATUS: dict[str, int] = {
     Verification.VALID: 200,
     Verification.TOO_LARGE: 413,
     Verification.SOURCE_NOT_ALLOWED: 403,
