@@ -194,7 +194,9 @@ class OrderListCreateApi(IdempotentPostApi):
         examples=[examples.ORDER_LIST],
         parameters=[
             OpenApiParameter(
-                "status", OpenApiTypes.STR, enum=[c for c, _ in serializers.Order._meta.get_field("status").choices]
+                "status",
+                OpenApiTypes.STR,
+                enum=[c for c, _ in serializers.Order._meta.get_field("status").choices or ()],
             ),
             OpenApiParameter("channel", OpenApiTypes.STR, enum=["terminal", "checkout", "card"]),
             OpenApiParameter("store_no", OpenApiTypes.STR, description="Only this store's orders."),
@@ -229,8 +231,9 @@ class OrderListCreateApi(IdempotentPostApi):
         options = {name: data.pop(name) for name in vocabulary.ORDER_OPTIONS if name in data}
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
-        # A new order has no refunds yet: its answer needs no query for them.
-        result.order._prefetched_objects_cache = {"refunds": result.order.refunds.none()}
+        # A new order has no refunds yet: its answer needs no query for them. Django's prefetch cache is
+        # private, so the stubs do not declare it.
+        result.obj._prefetched_objects_cache = {"refunds": result.obj.refunds.none()}  # type: ignore[attr-defined]
         return Response(
             serializers.OrderSerializer(result.obj).data,
             status=status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED,
@@ -318,8 +321,9 @@ def _order_detail_render(request, merchant_order_no) -> HttpResponse:
 
 
 # Seen by drf-spectacular and DRF as the APIView it fronts.
-order_detail_view.cls = OrderDetailApi
-order_detail_view.initkwargs = {}
+# A function's attributes are untyped: mypy reads these as unknown names.
+order_detail_view.cls = OrderDetailApi  # type: ignore[attr-defined]
+order_detail_view.initkwargs = {}  # type: ignore[attr-defined]
 order_detail_view = csrf_exempt(order_detail_view)
 
 
@@ -367,7 +371,7 @@ class RefundDetailApi(APIView):
 class _OrderActionApi(IdempotentPostApi):
     # POST /orders/{merchant_order_no}/<action>/: one service call, answers the updated order.
 
-    input_serializer = None
+    input_serializer: type[serializers.StrictInputSerializer] | None = None
 
     def act(self, order: Order, data: dict) -> WriteResult[Order] | None:  # pragma: no cover - abstract
         raise NotImplementedError

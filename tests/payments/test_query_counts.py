@@ -68,7 +68,7 @@ def _terminal_order(account, merchant_order_no: str) -> Order:
         description="Flat white",
         terminal_sn=TERMINAL_SN,
         merchant_order_no=merchant_order_no,
-    ).order
+    ).obj
 
 
 def test_reconciling_a_waiting_order_costs_two_queries(account, django_assert_num_queries):
