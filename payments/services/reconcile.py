@@ -2,13 +2,13 @@
 Reconciliation: every order, refund and operation that is not final reaches the gateway's truth on its own.
 
 Notifications get lost and calls time out, so nothing waits on them. Each open order (``pending``,
-``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is
-due, the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same
-services, and so the same state machine, as a confirmed notification. A capture or void whose answer
-was lost (an operation ``unknown``) is looked up the same way (``operation_sync``): by its own
-merchant_order_no (capture, void), or through the order's query (increment, tip adjustment, close, revoke). Checks
-back off (seconds, then minutes: ``payments.services.checks``); a
-final state clears ``next_check_at``. An operation's "not found" grace counts from when it was sent.
+``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is due,
+the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same services,
+and so the same state machine, as a confirmed notification. A capture or void whose answer was lost (an
+operation ``unknown``) is looked up the same way (``operation_sync``): by its own merchant_order_no (capture,
+void), or through the order's query (increment, tip adjustment, close, revoke). Checks back off (seconds, then
+minutes: ``payments.services.checks``); a final state clears ``next_check_at``. An operation's "not found"
+grace counts from when it was sent.
 
 Decisions:
 
