@@ -194,7 +194,9 @@ class OrderListCreateApi(IdempotentPostApi):
         examples=[examples.ORDER_LIST],
         parameters=[
             OpenApiParameter(
-                "status", OpenApiTypes.STR, enum=[c for c, _ in serializers.Order._meta.get_field("status").choices]
+                "status",
+                OpenApiTypes.STR,
+                enum=[c for c, _ in serializers.Order._meta.get_field("status").choices or ()],
             ),
             OpenApiParameter("channel", OpenApiTypes.STR, enum=["terminal", "checkout", "card"]),
             OpenApiParameter("store_no", OpenApiTypes.STR, description="Only this store's orders."),
@@ -229,8 +231,9 @@ class OrderListCreateApi(IdempotentPostApi):
         options = {name: data.pop(name) for name in vocabulary.ORDER_OPTIONS if name in data}
         data.pop("card", None)
         result = order_create(account=request.auth.account, api_key=request.auth, options=options, card=card, **data)
-        # A new order has no refunds yet: its answer needs no query for them.
-        result.obj._prefetched_objects_cache = {"refunds": result.obj.refunds.none()}
+        # A new order has no refunds yet: its answer needs no query for them. Django's prefetch cache is
+        # private, so the stubs do not declare it.
+        result.obj._prefetched_objects_cache = {"refunds": result.obj.refunds.none()}  # type: ignore[attr-defined]
         return Response(
             serializers.OrderSerializer(result.obj).data,
             status=status.HTTP_202_ACCEPTED if result.outcome_unknown else status.HTTP_201_CREATED,
@@ -240,8 +243,10 @@ class OrderListCreateApi(IdempotentPostApi):
 WAIT_PARAMETER = OpenApiParameter(
     "wait",
     OpenApiTypes.INT,
-    description="Seconds (0-60) to wait for the order to leave `pending`, `processing` or `unknown` before "
-    "answering; the answer comes as soon as it does, or after the wait with the current state.",
+    description=(
+        "Seconds (0-60) to wait for the order to leave `pending`, `processing` or `unknown` before "
+        "answering; the answer comes as soon as it does, or after the wait with the current state."
+    ),
 )
 
 
@@ -316,8 +321,9 @@ def _order_detail_render(request, merchant_order_no) -> HttpResponse:
 
 
 # Seen by drf-spectacular and DRF as the APIView it fronts.
-order_detail_view.cls = OrderDetailApi
-order_detail_view.initkwargs = {}
+# A function's attributes are untyped: mypy reads these as unknown names.
+order_detail_view.cls = OrderDetailApi  # type: ignore[attr-defined]
+order_detail_view.initkwargs = {}  # type: ignore[attr-defined]
 order_detail_view = csrf_exempt(order_detail_view)
 
 
@@ -365,7 +371,7 @@ class RefundDetailApi(APIView):
 class _OrderActionApi(IdempotentPostApi):
     # POST /orders/{merchant_order_no}/<action>/: one service call, answers the updated order.
 
-    input_serializer = None
+    input_serializer: type[serializers.StrictInputSerializer] | None = None
 
     def act(self, order: Order, data: dict) -> WriteResult[Order] | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -395,7 +401,9 @@ def _action_schema(*, operation_id: str, summary: str, description: str, request
             200: serializers.OrderDetailSerializer,
             202: OpenApiResponse(
                 serializers.OrderDetailSerializer,
-                description="Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent.",
+                description=(
+                    "Sent, but CodePay's answer was lost: the operation is `unknown` and is looked up, never resent."
+                ),
             ),
             **_errors(400, 404, 409, 422, 500, 502, 503, *COMMON_ERRORS),
         },
@@ -504,7 +512,9 @@ class BatchOpenApi(APIView):
     @extend_schema(
         operation_id="batches_open_retrieve",
         summary="Read the open batch",
-        description="How many payments, and how much, the open batch holds (as CodePay counts it), for a store or one terminal.",
+        description=(
+            "How many payments, and how much, the open batch holds (as CodePay counts it), for a store or one terminal."
+        ),
         examples=[examples.OPEN_BATCH],
         parameters=[
             OpenApiParameter(

@@ -42,7 +42,8 @@ from payments.models import (
 from payments.state_machine import ORDER_PAID_STATUSES
 
 MERCHANT_ORDER_NO_HELP = (
-    f"Up to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} {vocabulary.MERCHANT_ORDER_NO_CHARACTERS}; unique per merchant account. "
+    f"Up to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} {vocabulary.MERCHANT_ORDER_NO_CHARACTERS}; unique per "
+    "merchant account. "
     "Generated when absent."
 )
 MAX_EXPIRES_IN = 7 * 24 * 3600
@@ -75,7 +76,7 @@ MAX_NESTED_DEPTH = 8
 MAX_NESTED_BYTES = 16_384
 
 
-def validate_nested_object(value: dict) -> dict:
+def validate_nested_object(value: dict) -> None:
     """
     A free-form object (order_detail, billing_address) that is sent to the gateway as a JSON string and
     stored: text without NUL characters (the parser refuses invalid Unicode), nesting and size bounded.
@@ -91,20 +92,19 @@ def validate_nested_object(value: dict) -> dict:
         elif isinstance(node, list):
             for item in node:
                 walk(item, depth + 1)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                raise serializers.ValidationError("Text may not contain NUL characters.")
+        elif isinstance(node, str) and "\x00" in node:
+            raise serializers.ValidationError("Text may not contain NUL characters.")
 
     walk(value, 0)
     if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_NESTED_BYTES:
         raise serializers.ValidationError(f"At most {MAX_NESTED_BYTES} bytes of JSON.")
-    return value
 
 
 def validate_merchant_order_no(value: str) -> str:
     if not vocabulary.MERCHANT_ORDER_NO_PATTERN.fullmatch(value):
         raise serializers.ValidationError(
-            f"Use 1 to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} characters: {vocabulary.MERCHANT_ORDER_NO_CHARACTERS} only (the gateway's rule)."
+            f"Use 1 to {vocabulary.MERCHANT_ORDER_NO_MAX_LENGTH} characters: "
+            f"{vocabulary.MERCHANT_ORDER_NO_CHARACTERS} only (the gateway's rule)."
         )
     return value
 
@@ -167,6 +167,7 @@ class MoneyField(serializers.Field):
         super().__init__(**kwargs)
 
     def get_attribute(self, instance):
+        assert self.source is not None  # bound to its parent by now
         return getattr(instance, self.source), instance.currency
 
     def to_representation(self, value):
@@ -255,8 +256,10 @@ class OrderCreateSerializer(StrictInputSerializer):
     billing_address = serializers.DictField(
         required=False,
         validators=[validate_nested_object],
-        help_text="Required for channel 'card' (the gateway requires it): name, country, province, city, address1, "
-        "address2, zip, phone.",
+        help_text=(
+            "Required for channel 'card' (the gateway requires it): name, country, province, city, address1, "
+            "address2, zip, phone."
+        ),
     )
 
     TERMINAL_ONLY = (
@@ -480,7 +483,7 @@ class OrderDetailSerializer(OrderSerializer):
     operations = OperationSerializer(many=True, read_only=True)
 
     class Meta(OrderSerializer.Meta):
-        fields = OrderSerializer.Meta.fields + ["operations"]
+        fields = [*OrderSerializer.Meta.fields, "operations"]
         read_only_fields = fields
 
 
@@ -505,7 +508,9 @@ class GatewayAmountField(serializers.Field):
         amount = Decimal(value).normalize()
         if amount == amount.to_integral():
             return f"{amount.quantize(Decimal(1)):f}"  # "200", not "2E+2"
-        if -amount.as_tuple().exponent < 2:
+        exponent = amount.as_tuple().exponent
+        assert isinstance(exponent, int)  # a finite amount: Decimal(value) of a gateway figure
+        if -exponent < 2:
             amount = amount.quantize(Decimal("0.01"))  # "12.30", not "12.3"
         return f"{amount:f}"
 

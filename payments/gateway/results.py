@@ -42,7 +42,7 @@ class GatewayResult:
                 continue
             if "Decimal" in str(attribute.type):
                 values[attribute.name] = _amount(data, attribute.name)
-            elif str(attribute.type) == "int":
+            elif str(attribute.type) in ("int", "int | None"):
                 values[attribute.name] = int(data.get(attribute.name) or 0)
             else:
                 values[attribute.name] = _text(data, attribute.name)
@@ -145,5 +145,6 @@ class RefundSubmitted(GatewayResult):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSummary(GatewayResult):
-    count: int
-    total_amount: Decimal
+    # None only when the service closes a batch whose totals it could not read first.
+    count: int | None
+    total_amount: Decimal | None

@@ -1,7 +1,7 @@
 """
 Progress for long management commands: a bar on stderr while the command works, left at its final count
-(only when stderr is a terminal, so cron jobs and pipes get clean output), one line per item at DEBUG (and on stdout with
-``--verbosity 2``), then the command's closing summary line.
+(only when stderr is a terminal, so cron jobs and pipes get clean output), one line per item at DEBUG (and on
+stdout with ``--verbosity 2``), then the command's closing summary line.
 """
 
 from __future__ import annotations

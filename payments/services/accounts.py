@@ -24,6 +24,7 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
@@ -36,7 +37,7 @@ from payments.gateway.client import CallRecord, CodePayClient
 from payments.gateway.errors import GatewayConfigurationError
 from payments.models import ApiKey, GatewayCall, MerchantAccount
 
-_clients: dict[tuple[int, str], CodePayClient] = {}
+_clients: dict[tuple[object, ...], CodePayClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -271,7 +272,9 @@ def store_no_resolve(*, account: MerchantAccount, api_key: ApiKey | None, reques
 
 def api_key_create(*, name: str, account: MerchantAccount, store_no: str = "") -> tuple[ApiKey, str]:
     """A new API key; the plain key is returned once and only its hash is stored."""
-    return ApiKey.objects.create_key(name=name, account=account, store_no=store_no)
+    # The manager is ApiKey's own, so the key is an ApiKey; the library types it as the abstract base.
+    key, plain = ApiKey.objects.create_key(name=name, account=account, store_no=store_no)
+    return cast(ApiKey, key), plain
 
 
 def gateway_clients_reset() -> None:

@@ -108,7 +108,8 @@ def _check_store_terminals(*, account: MerchantAccount, store_no: str, terminal_
         raise ValidationFailed(
             details={
                 "terminal_sn_list": [
-                    f"Not a terminal of store {store_no}: {', '.join(foreign)}. This API key closes its own store's terminals only."
+                    f"Not a terminal of store {store_no}: {', '.join(foreign)}. This API key closes its own "
+                    "store's terminals only."
                 ]
             }
         )

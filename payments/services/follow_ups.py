@@ -35,6 +35,7 @@ def follow_up_reference(*, order: Order, action: str) -> FollowUpReference:
     capture = order_capture_operation(order=order) if order.trans_type == TransType.AUTH else None
     follow_up = follow_up_for(action=action, captured=capture is not None)
     if follow_up.target is Target.COMPLETION:
+        assert capture is not None  # the completion is the target only when there is a capture
         return FollowUpReference(
             follow_up=follow_up, trans_no=capture.trans_no, merchant_order_no=capture.merchant_order_no
         )

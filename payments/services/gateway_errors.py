@@ -33,7 +33,7 @@ def failure_reason(exc: GatewayError | Misconfigured) -> tuple[str, str]:
 
 def client_error(
     exc: GatewayError | Misconfigured, *, action: str, not_sent: str = ".", details: dict[str, Any] | None = None
-) -> ServiceError:
+) -> ServiceError | GatewayError:
     """The API's error for a failed call; ``not_sent`` ends the message when nothing left this machine."""
     details = details or {}
     if isinstance(exc, GatewayDeclined):

@@ -75,6 +75,7 @@ def idempotency_begin(
         if taken_over:
             return IdempotencyRecord.objects.get(pk=existing.pk)
         raise IdempotencyConflict()
+    assert existing.response_status is not None  # a completed record keeps its answer
     return StoredResponse(status=existing.response_status, body=existing.response_body)
 
 

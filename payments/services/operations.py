@@ -81,15 +81,16 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
             return order
         operation.next_check_at = None
         operation_finish(operation, OperationStatus.SUCCEEDED, code="0", trans_no=trans_no)
-        amount = operation.amount
         if operation.kind == OperationKind.CAPTURE:
+            amount = _amount_of(operation)
             order.captured_amount += amount
             order.paid_amount = order.captured_amount
             order_transition(order, OrderStatus.SUCCEEDED, source=source, message=f"captured {amount} {order.currency}")
         elif operation.kind == OperationKind.INCREMENT:
-            order.authorized_amount += amount
+            order.authorized_amount += _amount_of(operation)
             order.save()
         elif operation.kind == OperationKind.TIP_ADJUST:
+            amount = _amount_of(operation)
             order.paid_amount = _paid_with_tip(order, amount)
             order.tip_amount = amount
             order.save()
@@ -98,6 +99,12 @@ def operation_apply_success(*, operation: OrderOperation, trans_no: str, source:
                 order, OrderStatus.CANCELLED, source=source, message=f"{operation.kind} accepted by the gateway"
             )
     return order
+
+
+def _amount_of(operation: OrderOperation) -> Decimal:
+    """The amount of a capture, increment or tip adjustment: the kinds that carry one (a void has none)."""
+    assert operation.amount is not None, f"{operation.kind} operation {operation.pk} has no amount"
+    return operation.amount
 
 
 def _paid_with_tip(order: Order, tip_amount: Decimal) -> Decimal:
@@ -165,7 +172,7 @@ def _operation_sync_by_order(*, operation: OrderOperation, client, source: str) 
 def _operation_acted(operation: OrderOperation, order: Order, info) -> bool | None:
     """Whether the gateway's view of the order shows the operation's effect; None when it cannot tell yet."""
     if operation.kind == OperationKind.INCREMENT:
-        if info.trans_amount == order.authorized_amount + operation.amount:
+        if info.trans_amount == order.authorized_amount + _amount_of(operation):
             return True
         return False if info.trans_amount == order.authorized_amount else None
     if operation.kind == OperationKind.TIP_ADJUST:
@@ -263,7 +270,10 @@ def order_cancel(*, order: Order, source: str = "api") -> WriteResult[Order]:
             order=order,
             operation=operation,
             call=lambda c: c.cancel_payment(merchant_order_no=operation.merchant_order_no, trans_no=reference.trans_no),
-            declined_conflict="The gateway no longer allows voiding this capture (for instance after its batch closed); refund it instead."
+            declined_conflict=(
+                "The gateway no longer allows voiding this capture (for instance after its batch "
+                "closed); refund it instead."
+            )
             if captured_auth
             else "",
         )
@@ -323,7 +333,8 @@ def order_increment(*, order: Order, amount: Decimal, source: str = "api") -> Wr
     with order_locked(order_id=order.pk) as order:
         if order.trans_type != TransType.AUTH or order.status != OrderStatus.AUTHORIZED:
             raise StateConflict(
-                f"Only an authorized pre-authorization can be incremented; this order is a {order.status} {order.trans_type}."
+                f"Only an authorized pre-authorization can be incremented; this order is a {order.status} "
+                f"{order.trans_type}."
             )
         pending = _unsettled_operation_total(order, OperationKind.INCREMENT)
         _total_within_maximum(

@@ -62,7 +62,8 @@ from payments.state_machine import ORDER_FINAL_STATUSES, ORDER_OPEN_STATUSES, or
 
 logger = logging.getLogger(__name__)
 
-_GATEWAY_TRANS_TYPE = {
+# Keyed by the stored value: TransType members are the same strings.
+_GATEWAY_TRANS_TYPE: dict[str, GatewayTransType] = {
     TransType.SALE: GatewayTransType.SALE,
     TransType.AUTH: GatewayTransType.PRE_AUTH,
     TransType.CASHBACK: GatewayTransType.CASHBACK,
@@ -77,7 +78,8 @@ class ApplyResult(enum.Enum):
 
 
 def merchant_order_no_generate() -> str:
-    """A fresh number within the gateway's rule (``payments.gateway.vocabulary``: <= 32 of letters, digits and _-|*@)."""
+    """A fresh number within the gateway's rule (``payments.gateway.vocabulary``: <= 32 of letters, digits and
+    _-|*@)."""
     return f"CP{timezone.now():%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}"
 
 
@@ -485,7 +487,10 @@ def _amount_mismatch(order: Order, info: OrderInfo) -> str:
     if info.price_currency and info.price_currency.upper() != order.currency:
         return f"gateway currency {info.price_currency} differs from ours ({order.currency})"
     if info.order_amount is not None and info.order_amount != order.amount:
-        return f"gateway order_amount {info.order_amount} differs from ours ({format_amount(order.amount, order.currency)})"
+        return (
+            f"gateway order_amount {info.order_amount} differs from ours "
+            f"({format_amount(order.amount, order.currency)})"
+        )
     return ""
 
 

@@ -2,12 +2,13 @@
 Reconciliation: every order, refund and operation that is not final reaches the gateway's truth on its own.
 
 Notifications get lost and calls time out, so nothing waits on them. Each open order (``pending``,
-``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is
-due, the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same
-services, and so the same state machine, as a confirmed notification. A capture or void whose answer
-was lost (an operation ``unknown``) is looked up the same way (``operation_sync``): by its own
-merchant_order_no (capture, void), or through the order's query (increment, tip adjustment, close, revoke). Checks back off (seconds, then minutes: ``payments.services.checks``); a
-final state clears ``next_check_at``. An operation's "not found" grace counts from when it was sent.
+``processing``, ``unknown``) and refund (``pending``, ``unknown``) carries ``next_check_at``; when it is due,
+the gateway is asked (``order.query`` / ``order.refund.query``) and the answer goes through the same services,
+and so the same state machine, as a confirmed notification. A capture or void whose answer was lost (an
+operation ``unknown``) is looked up the same way (``operation_sync``): by its own merchant_order_no (capture,
+void), or through the order's query (increment, tip adjustment, close, revoke). Checks back off (seconds, then
+minutes: ``payments.services.checks``); a final state clears ``next_check_at``. An operation's "not found"
+grace counts from when it was sent.
 
 Decisions:
 
@@ -42,7 +43,7 @@ from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
@@ -392,8 +393,8 @@ def reconciliation_run(
     pass_deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # Rows rescheduled during this pass are due later than its start, so a pass always ends.
     due_before = clock() if due_only else None
-    cursors = {Order: 0, Refund: 0, OrderOperation: 0}
-    exhausted = set()
+    cursors: dict[type[Model], int] = {Order: 0, Refund: 0, OrderOperation: 0}
+    exhausted: set[type[Model]] = set()
     while len(exhausted) < len(cursors):
         for model in cursors:
             if model in exhausted:

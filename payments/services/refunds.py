@@ -77,7 +77,8 @@ def order_refund(
             raise ValidationFailed(
                 details={
                     "amount": [
-                        f"At most {format_amount(refundable, order.currency)} {order.currency} can still be refunded on this order."
+                        f"At most {format_amount(refundable, order.currency)} {order.currency} can still be "
+                        "refunded on this order."
                     ]
                 }
             )
@@ -224,10 +225,8 @@ def refund_apply_gateway_state(*, refund_id: int, info: RefundInfo, source: str)
     """Apply what the gateway says about a refund, under the order's then the refund's row lock."""
     with refund_locked(refund_id=refund_id) as (order, refund):
         refund.order = order
-        if (
-            (info.price_currency
-            and info.price_currency.upper() != refund.currency)
-            or (info.order_amount is not None and info.order_amount != refund.amount)
+        if (info.price_currency and info.price_currency.upper() != refund.currency) or (
+            info.order_amount is not None and info.order_amount != refund.amount
         ):
             order_event(
                 order,

@@ -18,7 +18,10 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 TABLE = "bench_bare_delivery"
-CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, received_at timestamptz NOT NULL, body bytea NOT NULL)"
+CREATE_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, received_at timestamptz NOT NULL, "
+    "body bytea NOT NULL)"
+)
 
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False

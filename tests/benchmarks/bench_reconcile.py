@@ -115,9 +115,14 @@ def time_client_creates(account, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         order_create(
-            account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("1.00"), currency="USD",
-            description="sample", terminal_sn=TERMINAL_SN,
-        )  # fmt: skip
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("1.00"),
+            currency="USD",
+            description="sample",
+            terminal_sn=TERMINAL_SN,
+        )
     return count / (time.perf_counter() - started)
 
 
@@ -140,10 +145,17 @@ def seed(account, sandbox, count: int) -> dict[str, int]:
         trans_no = ""
         if kind != "never_received":
             trans_no = sandbox.state.add(
-                app_id=APP_ID, merchant_no=MERCHANT_NO, merchant_order_no=merchant_order_no, trans_type=TransType.SALE,
-                channel=SandboxChannel.TERMINAL, price_currency="USD", order_amount=Decimal("12.50"), expires=3600,
-                store_no=STORE_NO, terminal_sn=TERMINAL_SN,
-            )["trans_no"]  # fmt: skip
+                app_id=APP_ID,
+                merchant_no=MERCHANT_NO,
+                merchant_order_no=merchant_order_no,
+                trans_type=TransType.SALE,
+                channel=SandboxChannel.TERMINAL,
+                price_currency="USD",
+                order_amount=Decimal("12.50"),
+                expires=3600,
+                store_no=STORE_NO,
+                terminal_sn=TERMINAL_SN,
+            )["trans_no"]
             if kind == "paid":
                 sandbox.state.pay(merchant_order_no, merchant_no=MERCHANT_NO)
         numbers.append(MerchantOrderNumber(account=account, merchant_order_no=merchant_order_no, kind="order"))
@@ -164,7 +176,7 @@ def seed(account, sandbox, count: int) -> dict[str, int]:
                 gateway_trans_status="9" if trans_no else "",
                 expires_at=now + timedelta(hours=1),
                 next_check_at=now - timedelta(seconds=1),
-            )  # fmt: skip
+            )
         )
     MerchantOrderNumber.objects.bulk_create(numbers, batch_size=2000)
     Order.objects.bulk_create(orders, batch_size=2000)
@@ -234,9 +246,11 @@ def run(args, sandbox) -> None:
         else f"seeded {args.orders} due orders in {seeded_in:.1f}s {mix}"
     )
     print(
-        f"pass: {checked} orders checked by {args.workers} worker(s) in {elapsed:.1f}s = {checked / elapsed:.0f} orders/s; "
+        f"pass: {checked} orders checked by {args.workers} worker(s) in {elapsed:.1f}s = {checked / elapsed:.0f} "
+        "orders/s; "
         f"{queries} database queries = {queries / checked:.2f} per order; {calls} gateway calls; "
-        f"{changed} status changes; {failed_checks} checks failed; rate limit: {f'{args.qps:g}/s' if args.qps else 'none'}"
+        f"{changed} status changes; {failed_checks} checks failed; rate limit: "
+        f"{f'{args.qps:g}/s' if args.qps else 'none'}"
     )
 
 

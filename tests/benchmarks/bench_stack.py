@@ -85,15 +85,16 @@ class Processes:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     raise SystemExit(f"port {port} is taken; stop what listens there or pass --port-base")
-        log = open(self.logs / f"{name}.log", "wb")
-        process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child holds its own copy of the log's descriptor; ours can close once it has started.
+        with open(self.logs / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.running[name] = process
         if port is not None:
             wait_for_port(port, process, self.logs / f"{name}.log")
@@ -342,16 +343,20 @@ class Bench:
     def start(self) -> None:
         env = self.env()
         self.processes.start(
-            "sandbox", f"{shlex.quote(sys.executable)} manage.py codepay_sandbox --port {self.ports['sandbox']}", env,
+            "sandbox",
+            f"{shlex.quote(sys.executable)} manage.py codepay_sandbox --port {self.ports['sandbox']}",
+            env,
             port=self.ports["sandbox"],
-        )  # fmt: skip
+        )
         web = procfile_command("web").replace("0.0.0.0", "127.0.0.1")
         self.processes.start("web", web, {**env, "PORT": str(self.ports["web"])}, port=self.ports["web"])
         bare = web.replace("codepay_service.wsgi:application", "tests.benchmarks.bare_app:application")
         self.processes.start(
-            "bare", bare, {**env, "PORT": str(self.ports["bare"]), "DJANGO_SETTINGS_MODULE": "tests.benchmarks.bare_app"},
+            "bare",
+            bare,
+            {**env, "PORT": str(self.ports["bare"]), "DJANGO_SETTINGS_MODULE": "tests.benchmarks.bare_app"},
             port=self.ports["bare"],
-        )  # fmt: skip
+        )
         self.processes.start("worker", procfile_command("worker"), env)
         from payments.models import ApiKey
         from payments.services.accounts import merchant_account_sync_default
@@ -368,13 +373,19 @@ class Bench:
 
     def service_create(self, index: int, n: int) -> str | None:
         body = {
-            "channel": "terminal", "amount": "1.00", "currency": "USD", "description": "bench",
-            "terminal_sn": TERMINAL_SN, "merchant_order_no": self.next_order_no("SVC"),
-        }  # fmt: skip
+            "channel": "terminal",
+            "amount": "1.00",
+            "currency": "USD",
+            "description": "bench",
+            "terminal_sn": TERMINAL_SN,
+            "merchant_order_no": self.next_order_no("SVC"),
+        }
         status, answer = self.http.post(
-            self.ports["web"], "/api/v1/orders/", json.dumps(body).encode(),
+            self.ports["web"],
+            "/api/v1/orders/",
+            json.dumps(body).encode(),
             {"Content-Type": "application/json", "Authorization": f"Api-Key {self.api_key}"},
-        )  # fmt: skip
+        )
         return None if status == 201 else f"HTTP {status}: {answer[:120]!r}"
 
     def raw_clients(self):
@@ -388,9 +399,13 @@ class Bench:
         def client():
             if not hasattr(local, "client"):
                 local.client = CodePayClient(
-                    base_url=f"http://127.0.0.1:{self.ports['sandbox']}", app_id=APP_ID, merchant_no=MERCHANT_NO,
-                    private_key=private_key, gateway_public_key=public_key, read_timeout=60,
-                )  # fmt: skip
+                    base_url=f"http://127.0.0.1:{self.ports['sandbox']}",
+                    app_id=APP_ID,
+                    merchant_no=MERCHANT_NO,
+                    private_key=private_key,
+                    gateway_public_key=public_key,
+                    read_timeout=60,
+                )
             return local.client
 
         return client
@@ -398,9 +413,15 @@ class Bench:
     def raw_create(self, client):
         def call(index: int, n: int) -> str | None:
             client().create_cloud_order(
-                merchant_order_no=self.next_order_no("RAW"), terminal_sn=TERMINAL_SN, trans_type="1",
-                amount=Decimal("1.00"), currency="USD", description="bench", expires=300, store_no=STORE_NO,
-            )  # fmt: skip
+                merchant_order_no=self.next_order_no("RAW"),
+                terminal_sn=TERMINAL_SN,
+                trans_type="1",
+                amount=Decimal("1.00"),
+                currency="USD",
+                description="bench",
+                expires=300,
+                store_no=STORE_NO,
+            )
             return None
 
         return call
@@ -411,19 +432,27 @@ class Bench:
         drive(self.service_create, concurrency=8, count=40)  # warm both sides: connections, caches, keys
         drive(raw, concurrency=8, count=40)
         rounds, seconds = self.args.rounds, self.args.seconds
-        c8 = alternate(rounds, {
-            "raw": lambda: drive(raw, concurrency=8, seconds=seconds / rounds),
-            "service": lambda: self.profiled("create", lambda: drive(self.service_create, concurrency=8, seconds=seconds / rounds)),
-        })  # fmt: skip
+        c8 = alternate(
+            rounds,
+            {
+                "raw": lambda: drive(raw, concurrency=8, seconds=seconds / rounds),
+                "service": lambda: self.profiled(
+                    "create", lambda: drive(self.service_create, concurrency=8, seconds=seconds / rounds)
+                ),
+            },
+        )
         ratio = c8["service"].rate / c8["raw"].rate
         self.record(
             "create a terminal sale, concurrency 8", c8["service"], c8["raw"], f"{ratio:.2f}x throughput", ">= 0.4x"
         )
         count = max(50, int(self.args.seconds * 10))
-        c1 = alternate(rounds, {
-            "raw": lambda: drive(raw, concurrency=1, count=count // rounds),
-            "service": lambda: drive(self.service_create, concurrency=1, count=count // rounds),
-        })  # fmt: skip
+        c1 = alternate(
+            rounds,
+            {
+                "raw": lambda: drive(raw, concurrency=1, count=count // rounds),
+                "service": lambda: drive(self.service_create, concurrency=1, count=count // rounds),
+            },
+        )
         added = c1["service"].pct(50) - c1["raw"].pct(50)
         self.record(
             "create a terminal sale, concurrency 1", c1["service"], c1["raw"], f"+{added:.1f} ms p50", "<= +10 ms p50"
@@ -461,7 +490,7 @@ class Bench:
                         expires_in=3600,
                         expires_at=now + timezone.timedelta(hours=1),
                         next_check_at=now + timezone.timedelta(hours=1),
-                    )  # fmt: skip
+                    )
                     for no, trans_no in chunk
                 ]
             )
@@ -473,10 +502,16 @@ class Bench:
 
         key = _gateway_key()
         fields = {
-            "app_id": APP_ID, "merchant_no": MERCHANT_NO, "sign_type": "RSA2", "trans_no": trans_no,
-            "merchant_order_no": merchant_order_no, "trans_type": "1", "trans_status": trans_status,
-            "price_currency": "USD", "order_amount": "10.00",
-        }  # fmt: skip
+            "app_id": APP_ID,
+            "merchant_no": MERCHANT_NO,
+            "sign_type": "RSA2",
+            "trans_no": trans_no,
+            "merchant_order_no": merchant_order_no,
+            "trans_type": "1",
+            "trans_status": trans_status,
+            "price_currency": "USD",
+            "order_amount": "10.00",
+        }
         fields["sign"] = signing.sign(fields, key)
         return json.dumps(fields).encode()
 
@@ -496,17 +531,28 @@ class Bench:
         drive(self.poster(self.ports["web"], service_path, bodies[-200:]), concurrency=8, count=200)
         drive(self.poster(self.ports["bare"], bare_path, bodies[-200:]), concurrency=8, count=200)
         chunks = iter([bodies[r * per_round : (r + 1) * per_round] for r in range(self.args.rounds)])
-        c8 = alternate(self.args.rounds, {
-            "bare": lambda: drive(self.poster(self.ports["bare"], bare_path, bodies), concurrency=8, count=per_round),
-            "service": lambda: self.profiled(
-                "intake", lambda: drive(self.poster(self.ports["web"], service_path, next(chunks)), concurrency=8, count=per_round)
-            ),
-        })  # fmt: skip
+        c8 = alternate(
+            self.args.rounds,
+            {
+                "bare": lambda: drive(
+                    self.poster(self.ports["bare"], bare_path, bodies), concurrency=8, count=per_round
+                ),
+                "service": lambda: self.profiled(
+                    "intake",
+                    lambda: drive(
+                        self.poster(self.ports["web"], service_path, next(chunks)), concurrency=8, count=per_round
+                    ),
+                ),
+            },
+        )
         ratio = c8["service"].rate / c8["bare"].rate
         self.record(
-            "notification intake, concurrency 8", c8["service"], c8["bare"],
-            f"{ratio:.2f}x throughput; p99 {c8['service'].pct(99):.0f} ms", ">= 0.6x, p99 < 50 ms",
-        )  # fmt: skip
+            "notification intake, concurrency 8",
+            c8["service"],
+            c8["bare"],
+            f"{ratio:.2f}x throughput; p99 {c8['service'].pct(99):.0f} ms",
+            ">= 0.6x, p99 < 50 ms",
+        )
 
     def bench_ack_broker_down(self) -> None:
         port = self.ports["web_broker_down"]
@@ -553,9 +599,12 @@ class Bench:
                 thread.join()
             requests.delete(f"{sandbox}/sandbox/faults", timeout=5)
         self.record(
-            "acknowledgement while gateway calls take 5 s, concurrency 8", run, None, f"p99 {run.pct(99):.0f} ms",
+            "acknowledgement while gateway calls take 5 s, concurrency 8",
+            run,
+            None,
+            f"p99 {run.pct(99):.0f} ms",
             f"p99 < 1 s ({len(creates)} creates held 8 web threads meanwhile)",
-        )  # fmt: skip
+        )
 
     def bench_memory(self) -> None:
         first, second = self.args.memory
@@ -572,21 +621,33 @@ class Bench:
         sent = 0
         figures = {}
         for target in (first, second):
-            run = drive(lambda i, n: sender(i, n + sent), concurrency=8, count=target - sent)
+            run = drive(lambda i, n, sent=sent: sender(i, n + sent), concurrency=8, count=target - sent)
             sent = target
             self.drain_worker()
             figures[target] = (rss_mib(web.pid, children=True), rss_mib(worker.pid, children=True), run)
         (web_a, worker_a, _), (web_b, worker_b, run_b) = figures[first], figures[second]
         label = f"RSS after {first:,} and {second:,} intakes"
-        self.results.append((
-            f"{label}: web (gunicorn workers)", f"{web_a:.0f} MiB -> {web_b:.0f} MiB", "", f"{(web_b / web_a - 1) * 100:+.1f} %", "within 10 %",
-        ))  # fmt: skip
-        self.results.append((
-            f"{label}: worker (Celery, with its pool)", f"{worker_a:.0f} MiB -> {worker_b:.0f} MiB", "",
-            f"{(worker_b / worker_a - 1) * 100:+.1f} %", "within 10 %",
-        ))  # fmt: skip
+        self.results.append(
+            (
+                f"{label}: web (gunicorn workers)",
+                f"{web_a:.0f} MiB -> {web_b:.0f} MiB",
+                "",
+                f"{(web_b / web_a - 1) * 100:+.1f} %",
+                "within 10 %",
+            )
+        )
+        self.results.append(
+            (
+                f"{label}: worker (Celery, with its pool)",
+                f"{worker_a:.0f} MiB -> {worker_b:.0f} MiB",
+                "",
+                f"{(worker_b / worker_a - 1) * 100:+.1f} %",
+                "within 10 %",
+            )
+        )
         print(
-            f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg {run_b.text()}",
+            f"{label}: web {web_a:.0f} -> {web_b:.0f} MiB, worker {worker_a:.0f} -> {worker_b:.0f} MiB; last leg "
+            f"{run_b.text()}",
             flush=True,
         )
 
@@ -605,7 +666,8 @@ class Bench:
             status=ProcessingStatus.RECEIVED, id__gt=self.memory_after_id
         ).count()
         self.notes.append(
-            f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s allowed)"
+            f"memory: {left} deliveries were still waiting for the worker when its RSS was read ({timeout:.0f} s "
+            "allowed)"
         )
 
     # Reconciliation ---------------------------------------------------------------------------------
@@ -613,31 +675,61 @@ class Bench:
     def bench_reconcile(self) -> None:
         env = {**os.environ, "DATABASE_URL": self.database_url}
         output = subprocess.run(
-            [sys.executable, "tests/benchmarks/bench_reconcile.py", "--orders", str(self.args.reconcile_orders), "--client-sample", "0"],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                sys.executable,
+                "tests/benchmarks/bench_reconcile.py",
+                "--orders",
+                str(self.args.reconcile_orders),
+                "--client-sample",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         line = next(line for line in output.splitlines() if line.startswith("pass:"))
         seconds = float(re.search(r"in ([\d.]+)s", line).group(1))
         per_order = float(re.search(r"= ([\d.]+) per order", line).group(1))
         rate = float(re.search(r"= (\d+) orders/s", line).group(1))
-        self.results.append((
-            f"reconciliation of {self.args.reconcile_orders:,} due orders, rate limit lifted",
-            f"{seconds:.1f} s ({rate:.0f} orders/s, {per_order:.2f} queries per order)", "", "", "< 60 s; <= 3 queries per order",
-        ))  # fmt: skip
+        self.results.append(
+            (
+                f"reconciliation of {self.args.reconcile_orders:,} due orders, rate limit lifted",
+                f"{seconds:.1f} s ({rate:.0f} orders/s, {per_order:.2f} queries per order)",
+                "",
+                "",
+                "< 60 s; <= 3 queries per order",
+            )
+        )
         print(line, flush=True)
 
     def profiled(self, name: str, measure):
-        """``measure()``, sampled by py-spy across the web workers when ``--profile DIR`` is given (first round only)."""
+        """``measure()``, sampled by py-spy across the web workers when ``--profile DIR`` is given (first round
+        only)."""
         if not self.args.profile or name in self.profiles:
             return measure()
         self.args.profile.mkdir(parents=True, exist_ok=True)
         out = self.args.profile / f"{name}.txt"
         self.profiles[name] = out
         spy = subprocess.Popen(
-            [str(BIN / "py-spy"), "record", "--subprocesses", "--nonblocking", "--rate", "100", "--format", "raw",
-             "--pid", str(self.processes.running["web"].pid), "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--pid",
+                str(self.processes.running["web"].pid),
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1)
         try:
             return measure()
@@ -662,15 +754,20 @@ class Bench:
 
     def report(self, started: datetime, command: str) -> str:
         cpu = next(
-            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
             platform.processor(),
-        )  # fmt: skip
+        )
         load = os.getloadavg()
         begin, end = self.markers
         lines = [
             begin,
             f"Run {started:%Y-%m-%d %H:%M} UTC, `{command}`, {time.monotonic() - self.began:.0f} s.",
-            f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}; "
+            f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python "
+            f"{platform.python_version()}; "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
             f"Web: `{procfile_command('web').replace('0.0.0.0', '127.0.0.1')}` (defaults as in the Procfile); "
             f"worker: `{procfile_command('worker')}`.",
@@ -695,8 +792,16 @@ class Bench:
 
 
 # Frames where a thread waits rather than works: left out of a profile's share of busy time.
-IDLE_FRAMES = ("select (selectors.py", "wait (threading.py", "_wait_for_tstate_lock", "accept (socket.py", "poll (selectors.py",
-               "sleep", "get (queue.py", "run (gunicorn/arbiter.py")  # fmt: skip
+IDLE_FRAMES = (
+    "select (selectors.py",
+    "wait (threading.py",
+    "_wait_for_tstate_lock",
+    "accept (socket.py",
+    "poll (selectors.py",
+    "sleep",
+    "get (queue.py",
+    "run (gunicorn/arbiter.py",
+)
 
 
 def profile_summary(path: Path, *, top: int = 25) -> str:
@@ -712,8 +817,17 @@ def profile_summary(path: Path, *, top: int = 25) -> str:
         names = {frame.split(":")[0] + ")" for frame in frames[1:] if " (" in frame}
         for name in names:
             inclusive[name] = inclusive.get(name, 0) + int(count)
-    skip = ("threading.py", "gunicorn/", "concurrent/", "django/core/handlers", "django/utils/deprecation", "whitenoise/",
-            "django/views/", "rest_framework/views.py", "drf_spectacular/drainage")  # fmt: skip
+    skip = (
+        "threading.py",
+        "gunicorn/",
+        "concurrent/",
+        "django/core/handlers",
+        "django/utils/deprecation",
+        "whitenoise/",
+        "django/views/",
+        "rest_framework/views.py",
+        "drf_spectacular/drainage",
+    )
     rows = sorted(((n, name) for name, n in inclusive.items() if not any(s in name for s in skip)), reverse=True)[:top]
     return "\n".join(f"  {100 * n / max(busy, 1):5.1f} %  {name}" for n, name in rows)
 

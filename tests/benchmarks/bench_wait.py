@@ -104,11 +104,17 @@ def run(args, db_name: str) -> None:
     _, key = api_key_create(name="bench", account=account)
     orders = [
         Order.objects.create(
-            account=account, merchant_order_no=f"WAIT{n:06d}", channel="terminal", status=OrderStatus.PENDING, currency="USD",
-            amount="10.00", description="bench", expires_at=timezone.now() + timezone.timedelta(minutes=10),
+            account=account,
+            merchant_order_no=f"WAIT{n:06d}",
+            channel="terminal",
+            status=OrderStatus.PENDING,
+            currency="USD",
+            amount="10.00",
+            description="bench",
+            expires_at=timezone.now() + timezone.timedelta(minutes=10),
         )
         for n in range(args.waiters)
-    ]  # fmt: skip
+    ]
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *args):
@@ -125,10 +131,24 @@ def run(args, db_name: str) -> None:
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/codepay").rsplit("/", 1)[0] + f"/{db_name}"
     )
     waits = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "codepay_service.asgi:application", "--host", "127.0.0.1", "--port", str(waits_port),
-         "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "75"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "codepay_service.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(waits_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--timeout-keep-alive",
+            "75",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -138,8 +158,20 @@ def run(args, db_name: str) -> None:
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, "the waits process did not start"
                 time.sleep(0.2)
-        measure(args, intake_url, f"http://127.0.0.1:{waits_port}", key, orders, redis.Redis.from_url(settings.CELERY_BROKER_URL),
-                signing, requests, transaction, order_transition, order_channel, Order)  # fmt: skip
+        measure(
+            args,
+            intake_url,
+            f"http://127.0.0.1:{waits_port}",
+            key,
+            orders,
+            redis.Redis.from_url(settings.CELERY_BROKER_URL),
+            signing,
+            requests,
+            transaction,
+            order_transition,
+            order_channel,
+            Order,
+        )
     finally:
         waits.terminate()
         waits.wait(15)
@@ -166,10 +198,17 @@ def measure(
         out = []
         for n in range(args.deliveries):
             fields = {
-                "app_id": "wz6012822ca2f1as78", "merchant_no": "302300000926", "sign_type": "RSA2",
-                "trans_no": f"5021{n:016d}", "merchant_order_no": f"{prefix}{n:08d}", "trans_type": "1", "trans_status": "2",
-                "price_currency": "USD", "order_amount": "10.00", "paid_amount": "10.00",
-            }  # fmt: skip
+                "app_id": "wz6012822ca2f1as78",
+                "merchant_no": "302300000926",
+                "sign_type": "RSA2",
+                "trans_no": f"5021{n:016d}",
+                "merchant_order_no": f"{prefix}{n:08d}",
+                "trans_type": "1",
+                "trans_status": "2",
+                "price_currency": "USD",
+                "order_amount": "10.00",
+                "paid_amount": "10.00",
+            }
             fields["sign"] = signing.sign(fields, gateway_key)
             out.append(json.dumps(fields))
         return out
@@ -189,8 +228,10 @@ def measure(
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             results = list(pool.map(send, payload))
         elapsed = time.perf_counter() - started
-        print(f"intake {label}: {len(results)} deliveries in {elapsed:.1f}s = {len(results) / elapsed:.0f}/s, "
-              f"acknowledged {sum(ok for _, ok in results)}; latency {percentiles([s for s, _ in results])}")  # fmt: skip
+        print(
+            f"intake {label}: {len(results)} deliveries in {elapsed:.1f}s = {len(results) / elapsed:.0f}/s, "
+            f"acknowledged {sum(ok for _, ok in results)}; latency {percentiles([s for s, _ in results])}"
+        )
 
     intake("alone", "ALONE")
 
@@ -199,8 +240,12 @@ def measure(
 
     def wait(order) -> None:
         with requests.Session() as session:
-            response = session.get(f"{waits_url}/api/v1/orders/{order.merchant_order_no}/", params={"wait": 60},
-                                   headers={"Authorization": f"Api-Key {key}"}, timeout=90)  # fmt: skip
+            response = session.get(
+                f"{waits_url}/api/v1/orders/{order.merchant_order_no}/",
+                params={"wait": 60},
+                headers={"Authorization": f"Api-Key {key}"},
+                timeout=90,
+            )
         with lock:
             answers[order.pk] = (time.perf_counter(), response.json().get("status", str(response.status_code)))
 
@@ -227,8 +272,10 @@ def measure(
     for thread in threads:
         thread.join(90)
     woke = [answers[pk][0] - paid_at[pk] for pk in paid_at if pk in answers and answers[pk][1] == "succeeded"]
-    print(f"waiters answered 'succeeded' after their order was paid: {len(woke)} of {len(orders)}; "
-          f"commit-to-answer {percentiles(woke)}")  # fmt: skip
+    print(
+        f"waiters answered 'succeeded' after their order was paid: {len(woke)} of {len(orders)}; "
+        f"commit-to-answer {percentiles(woke)}"
+    )
 
 
 if __name__ == "__main__":

@@ -85,8 +85,8 @@ def _save_screenshot(driver, name: str) -> Path:
 def test_operator_reads_an_order_and_refunds_it_in_chromium(browser, live_server, sandbox_account, sandbox_control):
     """
     Logged in as the operator, the order page shows the summary (paid 42.50 USD, refunded 2.50 USD) and a
-    timeline with the applied notification and the earlier refund's gateway call; a refund of 5.00 USD from the admin succeeds and its
-    audit event, naming the operator, is on the timeline.
+    timeline with the applied notification and the earlier refund's gateway call; a refund of 5.00 USD from the
+    admin succeeds and its audit event, naming the operator, is on the timeline.
     """
     _operator_who_may_refund()
     order = _order_with_a_refund(sandbox_account, sandbox_control)

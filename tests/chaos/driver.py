@@ -257,9 +257,11 @@ def terminal_sale_cancelled_while_waiting(client, order, rng):
     # A cancel that does not act (its answer refused or lost before the gateway saw it) leaves the order
     # waiting; a short expiry still ends it within the run, as the customer's absence would.
     order.settles_after = EXPIRES_IN_SECONDS
-    if _terminal(client, order, rng, _amount(rng), expires_in=EXPIRES_IN_SECONDS) in (201, 202):
-        if client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending":
-            _operation(client, order, "cancel")
+    if (
+        _terminal(client, order, rng, _amount(rng), expires_in=EXPIRES_IN_SECONDS) in (201, 202)
+        and client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending"
+    ):
+        _operation(client, order, "cancel")
 
 
 def terminal_sale_expires(client, order, rng):
@@ -284,17 +286,21 @@ def checkout_abandoned_expires(client, order, rng):
 def checkout_revoked_while_waiting(client, order, rng):
     order.settles_after = EXPIRES_IN_SECONDS  # as above: expires if the revoke does not act
     body = {"channel": "checkout", "amount": str(_amount(rng)), "expires_in": EXPIRES_IN_SECONDS}
-    if _create(client, order, body) in (201, 202):
-        if client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending":
-            _operation(client, order, "cancel")
+    if (
+        _create(client, order, body) in (201, 202)
+        and client.wait_for_status(order.merchant_order_no, {"pending"}) == "pending"
+    ):
+        _operation(client, order, "cancel")
 
 
 def card_approved_partial_refund(client, order, rng):
     amount = _amount(rng)
     body = {"channel": "card", "amount": str(amount), "card": VISA_OK, "billing_address": BILLING_ADDRESS}
-    if _create(client, order, body) in (201, 202):
-        if client.wait_for_status(order.merchant_order_no, {"succeeded"}) == "succeeded":
-            _refund(client, order, (amount / 4).quantize(Decimal("0.01")), "1")
+    if (
+        _create(client, order, body) in (201, 202)
+        and client.wait_for_status(order.merchant_order_no, {"succeeded"}) == "succeeded"
+    ):
+        _refund(client, order, (amount / 4).quantize(Decimal("0.01")), "1")
 
 
 def card_three_ds(outcome: str) -> Callable:

@@ -15,6 +15,7 @@ against the sandbox (``verify.py``) and prints the table. Exit status 1 on any m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -147,7 +148,8 @@ class Chaos:
         }
         for fraction, name in PROCESS_FAULTS:
             with self._progress:
-                self._progress.wait_for(lambda: self._done >= max(1, int(self.orders * fraction)))
+                target = max(1, int(self.orders * fraction))
+                self._progress.wait_for(lambda target=target: self._done >= target)
             self.say(f"  fault: {name}")
             actions[name]()
             self.faults[name] += 1
@@ -174,10 +176,9 @@ class Chaos:
     def _monitor(self) -> None:
         next_line = 0.0
         while not self._stop_monitor.is_set():
-            try:
+            # The sandbox or the database is being restarted; look again.
+            with contextlib.suppress(requests.RequestException, OSError, ValueError):
                 self.observe()
-            except (requests.RequestException, OSError, ValueError):
-                pass  # the sandbox or the database is being restarted; look again
             if time.monotonic() >= next_line:
                 self.say(self.progress_line())
                 next_line = time.monotonic() + 15
@@ -244,7 +245,8 @@ class Chaos:
         self.faults.update(self.sandbox_fired())
         requests.delete(f"{stack.sandbox_url}/sandbox/faults", timeout=10).raise_for_status()
         self.say(
-            f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most {self.drain_seconds:.0f}s)"
+            f"Driven in {time.monotonic() - self.started:.0f}s; faults cleared, draining (at most "
+            f"{self.drain_seconds:.0f}s)"
         )
         drain_started = time.monotonic()
         self._stop_monitor.set()

@@ -21,7 +21,7 @@ def _list_queries(client, page_size):
 
 def test_order_list_costs_the_same_queries_for_any_page_size(account, api_key):
     """Listing 2 or 40 orders, each with refunds, takes the same number of queries."""
-    for n in range(40):
+    for _ in range(40):
         order = OrderFactory(account=account, status=OrderStatus.SUCCEEDED, paid_amount=Decimal("10.00"))
         RefundFactory(order=order, account=account, amount=Decimal("1.00"))
     client = APIClient()

@@ -151,8 +151,8 @@ def test_timeline_finds_the_refund_calls_of_a_paid_order(admin_client, account, 
 
     call = GatewayCall.objects.get(merchant_order_no=refund.merchant_order_no)
     assert (
-        f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} {refund.merchant_order_no}</a>'
-        in timeline
+        f'<a href="{reverse("admin:payments_gatewaycall_change", args=[call.pk])}">{call.method} '
+        f"{refund.merchant_order_no}</a>" in timeline
     )
 
 
@@ -244,7 +244,7 @@ def test_capture_tip_and_void_each_need_their_own_permission(client, account, sa
     capture_page = client.get(_action_url(order, "capture")).content.decode()
     captured = client.post(_action_url(order, "capture"), {"amount": "12.00"})
 
-    assert 'href="/admin/payments/order/%d/actions/capture/"' % order.pk in page
+    assert f'href="/admin/payments/order/{order.pk}/actions/capture/"' in page
     assert "/actions/void/" not in page
     assert "at most 20.00 USD can be captured." in capture_page
     assert captured.status_code == 302

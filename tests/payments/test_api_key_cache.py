@@ -1,4 +1,5 @@
-"""API keys are verified from a per-process cache; a wrong secret, a revocation and a deactivated account are still refused."""
+"""API keys are verified from a per-process cache; a wrong secret, a revocation and a deactivated account are still
+refused."""
 
 from rest_framework.test import APIClient
 

@@ -262,7 +262,10 @@ def test_gateway_unreachable_answers_503_and_keeps_nothing_but_the_call_audit(ap
     assert response.status_code == 503
     assert response.json()["error"] == {
         "code": "gateway_unavailable",
-        "message": "CodePay could not be reached; the order was not sent; nothing was kept. Retry, with the same merchant_order_no if you like.",
+        "message": (
+            "CodePay could not be reached; the order was not sent; nothing was kept. "
+            "Retry, with the same merchant_order_no if you like."
+        ),
         "details": {"merchant_order_no": "DOWN-1"},
     }
     assert not Order.objects.filter(merchant_order_no="DOWN-1").exists()

@@ -48,9 +48,14 @@ def opened(now: datetime) -> list[tuple[str, date]]:
 
 def paid_terminal_sale(account, sandbox_control, amount="10.00", terminal_sn=TERMINAL_SN):
     order = order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal(amount), currency="USD",
-        description="Lunch", terminal_sn=terminal_sn,
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal(amount),
+        currency="USD",
+        description="Lunch",
+        terminal_sn=terminal_sn,
+    ).obj
     sandbox_control.pay(order.merchant_order_no)
     return order
 

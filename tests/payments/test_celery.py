@@ -217,9 +217,14 @@ def test_reconcile_due_on_a_real_worker_resolves_an_unknown_order(
     """reconcile_due.delay() goes through Redis to a worker, which finds an order whose create timed out."""
     sandbox_control.fault(fault="timeout_after_create", method="wisehub.cloud.pay.order", seconds=3)
     order = order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("8.00"), currency="USD",
-        description="Sandwich", terminal_sn="WPYB002248000865",
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal("8.00"),
+        currency="USD",
+        description="Sandwich",
+        terminal_sn="WPYB002248000865",
+    ).obj
     assert order.status == OrderStatus.UNKNOWN
     sandbox_control.pay(order.merchant_order_no)
     Order.objects.filter(pk=order.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
@@ -242,9 +247,14 @@ def test_batch_schedule_on_a_real_worker_records_and_sends_the_close(
 ):
     """run_due_batch_schedules.delay() records today's close and enqueues close_batch on commit, which sends it."""
     order = order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("6.00"), currency="USD",
-        description="Soup", terminal_sn="WPYB002248000865",
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal("6.00"),
+        currency="USD",
+        description="Soup",
+        terminal_sn="WPYB002248000865",
+    ).obj
     sandbox_control.pay(order.merchant_order_no)
     # Due a minute ago (well inside the catch-up window), on a schedule saved long before.
     due_at = timezone.now() - timedelta(minutes=1)

@@ -48,7 +48,8 @@ GENERIC = "The service's CodePay configuration is incomplete or wrong; the opera
 
 
 def test_unreadable_private_key_file_is_named_for_the_operator(api, settings, caplog):
-    """A key file that cannot be read: the log and the failed order name the setting and path; the client does not see them."""
+    """A key file that cannot be read: the log and the failed order name the setting and path; the client does not
+    see them."""
     settings.CODEPAY_PRIVATE_KEY = ""
     settings.CODEPAY_PRIVATE_KEY_FILE = "/nonexistent/app.pem"
     gateway_clients_reset()
@@ -71,7 +72,8 @@ def test_garbage_private_key_is_named_without_echoing_it(api, settings, caplog):
     assert response.status_code == 500
     assert response.json()["error"]["message"] == GENERIC
     assert (
-        "CodePay misconfigured: Merchant account 'default': The app private key is not a readable unencrypted PEM RSA key "
+        "CodePay misconfigured: Merchant account 'default': The app private key is not a readable unencrypted "
+        "PEM RSA key "
         "(PKCS#8 or PKCS#1)." in caplog.messages
     )
     assert "c2VjcmV0" not in response.text + " ".join(caplog.messages)

@@ -167,7 +167,7 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(api, api_key):
     [
         ("1e30", "amount"),
         ("99999999999999999999", "amount"),
-        ("１２.３４", "amount"),
+        ("１２.３４", "amount"),  # noqa: RUF001 (full-width digits are the hostile input)
         ("1_000", "amount"),
         ("1E-2", "amount"),
     ],

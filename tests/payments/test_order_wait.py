@@ -110,7 +110,8 @@ def test_waiting_on_an_unknown_order_or_without_a_key_is_refused_at_once(api_key
 
 
 def test_under_wsgi_waits_beyond_the_per_process_share_answer_at_once(api, live_server, api_key):
-    """Served by the threaded WSGI server, more than WSGI_MAX_WAITERS concurrent waits do not hold threads: the rest answer at once."""
+    """Served by the threaded WSGI server, more than WSGI_MAX_WAITERS concurrent waits do not hold threads: the
+    rest answer at once."""
     from payments.services.waits import WSGI_MAX_WAITERS
 
     number = api.post("/api/v1/orders/", json=TERMINAL_ORDER).json()["merchant_order_no"]
@@ -134,7 +135,8 @@ def test_under_wsgi_waits_beyond_the_per_process_share_answer_at_once(api, live_
 
 
 def test_without_redis_the_wait_looks_at_the_database_each_second(api, live_server, api_key, sandbox_control, settings):
-    """With no Redis (make run's filesystem broker) a wait still answers once the order is paid, by looking every second."""
+    """With no Redis (make run's filesystem broker) a wait still answers once the order is paid, by looking every
+    second."""
     settings.CELERY_BROKER_URL = "filesystem://"
     settings.ORDER_WAIT_REDIS_URL = ""
     number = api.post("/api/v1/orders/", json=TERMINAL_ORDER).json()["merchant_order_no"]

@@ -20,9 +20,13 @@ TERMINAL_SN = "WPYB002248000865"
 
 def _sale(merchant_order_no: str) -> dict:
     return {
-        "channel": "terminal", "amount": "10.00", "currency": "USD", "description": "Flat white",
-        "terminal_sn": TERMINAL_SN, "merchant_order_no": merchant_order_no,
-    }  # fmt: skip
+        "channel": "terminal",
+        "amount": "10.00",
+        "currency": "USD",
+        "description": "Flat white",
+        "terminal_sn": TERMINAL_SN,
+        "merchant_order_no": merchant_order_no,
+    }
 
 
 def test_creating_a_terminal_sale_through_the_api_costs_at_most_six_queries(
@@ -56,9 +60,15 @@ def _due(order: Order) -> Order:
 
 def _terminal_order(account, merchant_order_no: str) -> Order:
     return order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("10.00"), currency="USD",
-        description="Flat white", terminal_sn=TERMINAL_SN, merchant_order_no=merchant_order_no,
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal("10.00"),
+        currency="USD",
+        description="Flat white",
+        terminal_sn=TERMINAL_SN,
+        merchant_order_no=merchant_order_no,
+    ).obj
 
 
 def test_reconciling_a_waiting_order_costs_two_queries(account, django_assert_num_queries):
@@ -78,10 +88,17 @@ def test_reconciling_an_order_the_gateway_never_received_costs_three_queries(
     """Unknown to the gateway within the grace period: the audit row, the start of the grace, the next check."""
     now = timezone.now()
     order = Order.objects.create(
-        account=account, merchant_order_no="QR-LOST", channel=Channel.TERMINAL, status=OrderStatus.UNKNOWN,
-        currency="USD", amount=Decimal("10.00"), description="lost", terminal_sn=TERMINAL_SN,
-        expires_at=now + timedelta(minutes=5), next_check_at=now - timedelta(seconds=1),
-    )  # fmt: skip
+        account=account,
+        merchant_order_no="QR-LOST",
+        channel=Channel.TERMINAL,
+        status=OrderStatus.UNKNOWN,
+        currency="USD",
+        amount=Decimal("10.00"),
+        description="lost",
+        terminal_sn=TERMINAL_SN,
+        expires_at=now + timedelta(minutes=5),
+        next_check_at=now - timedelta(seconds=1),
+    )
     order = Order.objects.select_related("account").get(pk=order.pk)
 
     with django_assert_num_queries(3):

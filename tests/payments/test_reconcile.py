@@ -85,7 +85,8 @@ def status_moves(order: Order) -> list[tuple[str, str, str]]:
 
 
 def test_open_order_checks_back_off_from_seconds_to_minutes(account):
-    """Each check of a still-open order counts an attempt and waits longer before the next: 10 s, 20 s, 40 s ... 30 min."""
+    """Each check of a still-open order counts an attempt and waits longer before the next: 10 s, 20 s, 40 s ... 30
+    min."""
     order = terminal_order(account)
     assert (order.status, order.check_attempts) == (OrderStatus.PENDING, 0)
     first_due = order.next_check_at
@@ -163,7 +164,8 @@ def test_unknown_order_the_gateway_never_received_fails_once_the_grace_from_the_
 
 
 def test_expired_terminal_order_is_closed_at_the_gateway_and_marked_expired(account, sandbox_control, settings):
-    """A terminal order still waiting after its expiry and grace is closed with wisehub.cloud.pay.close, then expired."""
+    """A terminal order still waiting after its expiry and grace is closed with wisehub.cloud.pay.close, then
+    expired."""
     order = terminal_order(account)
     now = timezone.now()
     make_expired(order, now, settings)

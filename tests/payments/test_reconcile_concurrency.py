@@ -83,9 +83,14 @@ def test_a_pass_out_of_time_hands_its_claimed_rows_back(account):
     """Rows claimed by a pass that runs out of time are due again at once, not after the lease."""
     for _ in range(3):
         order_create(
-            account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("5.00"), currency="USD",
-            description="Tea", terminal_sn="WPYB002248000865",
-        )  # fmt: skip
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("5.00"),
+            currency="USD",
+            description="Tea",
+            terminal_sn="WPYB002248000865",
+        )
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
 
@@ -127,11 +132,16 @@ def test_a_chunk_stops_starting_checks_once_its_claim_is_chunk_seconds_old(accou
     each order is checked exactly once."""
     pks = sorted(
         order_create(
-            account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("5.00"), currency="USD",
-            description="Tea", terminal_sn="WPYB002248000865",
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("5.00"),
+            currency="USD",
+            description="Tea",
+            terminal_sn="WPYB002248000865",
         ).obj.pk
         for _ in range(3)
-    )  # fmt: skip
+    )
     leases_at_each_check = []
 
     def slow_throttle():

@@ -101,9 +101,14 @@ def test_a_reconcile_pass_waits_for_the_shared_limiter_before_each_query(
     """Six due orders at 2 queries per second: the pass sends one query per slot, 0.5 s apart on the injected clock."""
     for _ in range(6):
         order_create(
-            account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("3.00"), currency="USD",
-            description="Bagel", terminal_sn="WPYB002248000865",
-        )  # fmt: skip
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("3.00"),
+            currency="USD",
+            description="Bagel",
+            terminal_sn="WPYB002248000865",
+        )
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
     fake = FakeTime(1_700_000_000.0)

@@ -92,7 +92,8 @@ def test_nothing_stays_unknown_when_the_gateway_never_signs_its_errors(api, acco
 
 
 def test_an_unsigned_not_found_within_the_grace_period_changes_nothing(api, settings, unsigned_errors):
-    """Right after a create, "not found" can be transient: unsigned and within the grace period, the order stays unknown."""
+    """Right after a create, "not found" can be transient: unsigned and within the grace period, the order stays
+    unknown."""
     settings.CODEPAY_UNKNOWN_GRACE_SECONDS = 900
     api.post(
         "/api/v1/orders/",

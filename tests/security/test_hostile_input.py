@@ -321,7 +321,10 @@ def test_a_method_the_path_does_not_take_is_a_json_405(api):
 
 def test_a_duplicate_key_in_a_body_is_refused(api):
     """{"amount": "1.00", "amount": "100.00"}: 400 naming the key; nothing created."""
-    body = '{"channel": "terminal", "amount": "1.00", "amount": "100.00", "currency": "USD", "description": "x", "terminal_sn": "T1"}'
+    body = (
+        '{"channel": "terminal", "amount": "1.00", "amount": "100.00", "currency": "USD", "description": "x", '
+        '"terminal_sn": "T1"}'
+    )
     response = api.post("/api/v1/orders/", data=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert error_of(response)["message"] == "The key 'amount' appears twice in one object; send each key once."
@@ -362,7 +365,8 @@ def test_unknown_fields_in_a_card_or_an_action_body_are_refused(api):
             "merchant_order_no=X",
             {
                 "merchant_order_no": [
-                    "Unknown query parameter; this list takes: status, channel, store_no, terminal_sn, created_after, created_before, cursor, page_size."
+                    "Unknown query parameter; this list takes: status, channel, store_no, terminal_sn, "
+                    "created_after, created_before, cursor, page_size."
                 ]
             },
         ),

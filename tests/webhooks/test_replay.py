@@ -49,7 +49,8 @@ def test_replay_command_applies_a_conflict_once_the_order_is_corrected(gateway, 
         "Replayed 1 deliveries; 1 changed status.",
     ]
     assert second == [
-        f"#{delivery.pk} RPL-1: applied (unchanged) [unchanged] replayed: unchanged: trans_status 2 from the notification",
+        f"#{delivery.pk} RPL-1: applied (unchanged) [unchanged] replayed: unchanged: trans_status 2 from the "
+        "notification",
         "Replayed 1 deliveries; 0 changed status.",
     ]
     order.refresh_from_db()
@@ -114,7 +115,8 @@ def test_replay_verifies_again_deliveries_rejected_for_their_key_once_it_is_fixe
     assert lines == [
         f"#{first.pk} KEY-1: rejected -> applied [applied] applied: trans_status 2 from the notification",
         f"#{second.pk} KEY-1: rejected -> duplicate another copy of this notification was already applied",
-        f"#{forged.pk} KEY-1: rejected (unchanged) still not verified: the signature verifies with no gateway key of the account",
+        f"#{forged.pk} KEY-1: rejected (unchanged) still not verified: the signature verifies with no gateway "
+        "key of the account",
         "Replayed 3 deliveries; 2 changed status.",
     ]
     assert list(

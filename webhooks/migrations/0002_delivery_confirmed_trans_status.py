@@ -22,7 +22,10 @@ class Migration(migrations.Migration):
             model_name="notificationdelivery",
             name="raw_body",
             field=models.BinaryField(
-                help_text="The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 KiB if rejected)."
+                help_text=(
+                    "The body byte for byte; when truncated, its first CODEPAY_NOTIFICATION_MAX_BYTES (4 "
+                    "KiB if rejected)."
+                )
             ),
         ),
     ]

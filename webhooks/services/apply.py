@@ -50,6 +50,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
@@ -179,7 +180,8 @@ class _FirstHand:
 
 
 class _Replay:
-    """``notification_replay_apply``: one extra look that leaves the status, the schedule and a settled record as they were."""
+    """``notification_replay_apply``: one extra look that leaves the status, the schedule and a settled record as
+    they were."""
 
     def refusal(self, delivery: NotificationDelivery) -> ApplyOutcome | None:
         return None
@@ -261,8 +263,10 @@ def settled_copy(delivery: NotificationDelivery) -> tuple[int | None, int | None
     return next(iter(_settled_copies(delivery).order_by().values_list("order_id", "refund_id")[:1]), None)
 
 
-def _gateway_client(account: MerchantAccount) -> CodePayClient:
+def _gateway_client(account: MerchantAccount | None) -> CodePayClient:
     """The account's client, taking its turn on the gateway rate limit every worker shares."""
+    if account is None:  # a delivery is applied only once matched to an account
+        raise ValueError("a notification delivery without a merchant account cannot query the gateway")
     return gateway_client_for(account, throttle=gateway_rate_limiter())
 
 
@@ -284,6 +288,7 @@ def _gateway_state(
     if _settled_copy_exists(delivery):
         return None, False
     client = _gateway_client(delivery.account)
+    info: OrderInfo | RefundInfo
     if is_refund:
         info = client.query_refund(merchant_order_no=target.merchant_order_no)
     else:
@@ -302,7 +307,7 @@ def _apply_locked(
     confirmed: bool,
 ) -> ApplyOutcome:
     is_refund = isinstance(target, Refund)
-    order_id = target.order_id if is_refund else target.pk
+    order_id = target.order_id if isinstance(target, Refund) else target.pk
     now = timezone.now()
     # The order's row lock orders every delivery about this order (and its refunds) one after another.
     with order_locked(order_id=order_id):
@@ -318,10 +323,11 @@ def _apply_locked(
                 return ApplyOutcome(locked.pk, locked.status, locked.result, message)
             return _finish(locked, ProcessingStatus.DUPLICATE, now=now, message=DUPLICATE_MESSAGE)
 
+        # _gateway_state answers a refund with a RefundInfo and an order with an OrderInfo.
         if is_refund:
-            result = refund_apply_gateway_state(refund_id=target.pk, info=info, source=SOURCE)
+            result = refund_apply_gateway_state(refund_id=target.pk, info=cast(RefundInfo, info), source=SOURCE)
         else:
-            result = order_apply_gateway_state(order_id=order_id, info=info, source=SOURCE)
+            result = order_apply_gateway_state(order_id=order_id, info=cast(OrderInfo, info), source=SOURCE)
         status = _RESULT_STATUS[result]
         message = _result_message(delivery, info, result, confirmed=confirmed)
         notified, answered = delivery.trans_status, info.trans_status

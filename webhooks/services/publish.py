@@ -21,6 +21,7 @@ after its grace period. A publish that succeeds late only makes an apply run twi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -114,7 +115,10 @@ class _Publisher:
             try:
                 producer = self._current_producer(apply_notification.app)
                 apply_notification.apply_async(
-                    args=[delivery_id], countdown=countdown or None, producer=producer, retry=False
+                    args=(delivery_id,),
+                    countdown=countdown or None,  # type: ignore[arg-type]  # Celery takes None: no countdown
+                    producer=producer,
+                    retry=False,
                 )
             except Exception as exc:  # kombu, redis, socket errors: any failure means "not queued"
                 self._close()
@@ -145,10 +149,9 @@ class _Publisher:
 
     def _close(self) -> None:
         if self._connection is not None:
-            try:
+            # Closing a broken connection may fail too; it is dropped either way.
+            with contextlib.suppress(Exception):
                 self._connection.release()
-            except Exception:  # closing a broken connection may fail too; it is dropped either way
-                pass
         self._connection = self._producer = None
 
 
@@ -188,7 +191,8 @@ def apply_task_publish(delivery_id: int, *, countdown: float = 0) -> bool:
     """
     apply_notification = _apply_task()
     if apply_notification.app.conf.task_always_eager:
-        apply_notification.apply_async(args=[delivery_id], countdown=countdown or None)
+        # Celery takes None for "no countdown"; its stubs say float only.
+        apply_notification.apply_async(args=(delivery_id,), countdown=countdown or None)  # type: ignore[arg-type]
         return True
     return apply_task_submit(delivery_id, countdown=countdown)
 

@@ -10,11 +10,11 @@ never waits for the broker, and a delivery whose task was not queued (or got los
 periodic sweep (``webhooks.services.sweep``) through ``next_attempt_at``. Nothing is deleted; failures are
 retried with backoff and then parked ("unmatched", "dead") for an operator, who can replay them.
 
-Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST
-to the notify_url, and a body that did not verify is evidence, not news. Its first 4 KiB show what it was;
-a longer one is cut and flagged truncated, and its parsed payload is not kept (only the identifying fields). A genuine notification
-is about 1 KiB, so one rejected for a key problem is still whole, and a replay verifies it again once an
-operator has fixed the key (``webhooks.services.replay``). Valid deliveries keep their whole body.
+Why rejected deliveries keep at most ``REJECTED_BODY_MAX_BYTES`` (4 KiB) of their body: anyone can POST to the
+notify_url, and a body that did not verify is evidence, not news. Its first 4 KiB show what it was; a longer
+one is cut and flagged truncated, and its parsed payload is not kept (only the identifying fields). A genuine
+notification is about 1 KiB, so one rejected for a key problem is still whole, and a replay verifies it again
+once an operator has fixed the key (``webhooks.services.replay``). Valid deliveries keep their whole body.
 
 A copy of a message already settled (``settled_copy``, see ``webhooks.services.apply``) is recorded as
 "duplicate" here and never reaches the worker: the gateway re-posts until it reads "success".
@@ -64,7 +64,7 @@ HEADER_VALUE_MAX_CHARS = 512
 # each one (received_at, source, verdict) without body or headers, so a flood costs rows of fixed size.
 REJECTED_FULL_PER_SOURCE_PER_MINUTE = 20
 
-_HTTP_STATUS = {
+_HTTP_STATUS: dict[str, int] = {
     Verification.VALID: 200,
     Verification.TOO_LARGE: 413,
     Verification.SOURCE_NOT_ALLOWED: 403,

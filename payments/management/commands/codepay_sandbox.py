@@ -4,8 +4,8 @@
 The sandbox accepts the one app configured in settings: its public key is derived from our own private
 key (``CODEPAY_PRIVATE_KEY`` or ``CODEPAY_PRIVATE_KEY_FILE``), so the service signs with the key it would
 use against CodePay. The gateway's own key pair is the sandbox's; its private key is a PEM file named by
-the ``CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE`` setting (development only; ``make run`` generates it). The matching public key is printed at start, ready for
-``CODEPAY_GATEWAY_PUBLIC_KEY``.
+the ``CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE`` setting (development only; ``make run`` generates it). The
+matching public key is printed at start, ready for ``CODEPAY_GATEWAY_PUBLIC_KEY``.
 
 ``--state-dir`` (default: the ``CODEPAY_SANDBOX_STATE_DIR`` setting) keeps every transaction on disk, so
 a sandbox that is stopped or killed and started again knows every order it knew, as the real gateway
@@ -42,7 +42,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--state-dir",
             default=None,
-            help="Folder for the sandbox's transactions on disk (default: CODEPAY_SANDBOX_STATE_DIR; empty: memory only).",
+            help=(
+                "Folder for the sandbox's transactions on disk (default: CODEPAY_SANDBOX_STATE_DIR; empty: "
+                "memory only)."
+            ),
         )
 
     def handle(self, *args, host: str, port: int, notification_schedule_scale: float, state_dir: str | None, **options):

@@ -31,7 +31,8 @@ def _write_dev_keys() -> None:
     for private_path, public_path in pairs:
         if not private_path:
             raise CommandError(
-                "devserver needs CODEPAY_PRIVATE_KEY_FILE and CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE (see the Makefile)."
+                "devserver needs CODEPAY_PRIVATE_KEY_FILE and CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE (see the "
+                "Makefile)."
             )
         private_file = Path(private_path)
         if not private_file.exists():
@@ -100,7 +101,8 @@ class Command(BaseCommand):
                     f"  API docs   {base}/api/docs/",
                     f"  Admin      {base}/admin/   (make manage ARGS=createsuperuser to get a login)",
                     f"  Webhooks   {base}/webhooks/codepay/",
-                    f"  Sandbox    http://127.0.0.1:{sandbox_port}/sandbox/calls  (control API: POST /sandbox/orders/<no>/pay)",
+                    f"  Sandbox    http://127.0.0.1:{sandbox_port}/sandbox/calls  (control API: POST "
+                    "/sandbox/orders/<no>/pay)",
                     "  API key (export it for the README demo):",
                     f"export API_KEY={key}",
                     "",

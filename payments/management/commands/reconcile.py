@@ -25,7 +25,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--all",
             action="store_true",
-            help="Check every open order and refund once, not only those due (a row another worker is checking is left to it).",
+            help=(
+                "Check every open order and refund once, not only those due (a row another worker is checking "
+                "is left to it)."
+            ),
         )
         parser.add_argument(
             "--since", help="Only rows created since then: a duration (30m, 2h, 7d) or an ISO date/date-time."

@@ -11,9 +11,17 @@ from payments.services.accounts import api_key_create
 from tests.payments.test_celery import celery_worker, wait_until  # noqa: F401 (fixture)
 
 EVENT_TYPES = [
-    "order.succeeded", "order.failed", "order.cancelled", "order.expired", "order.authorized", "order.captured",
-    "order.conflict", "refund.succeeded", "refund.failed", "endpoint.disabled",
-]  # fmt: skip
+    "order.succeeded",
+    "order.failed",
+    "order.cancelled",
+    "order.expired",
+    "order.authorized",
+    "order.captured",
+    "order.conflict",
+    "refund.succeeded",
+    "refund.failed",
+    "endpoint.disabled",
+]
 
 
 def test_an_endpoint_is_registered_with_a_secret_shown_once(api):
@@ -87,8 +95,16 @@ def test_the_openapi_document_lists_every_event_with_its_payload(live_server):
 def test_a_real_worker_delivers_the_event_queued_on_commit(celery_worker, api, receiver, sandbox_control):  # noqa: F811
     """Paying an order through the API queues the send on commit; a Celery worker on Redis delivers it."""
     secret = api.post("/api/v1/event-endpoints/", json={"url": receiver.url}).json()["secret"]
-    created = api.post("/api/v1/orders/", json={"channel": "terminal", "amount": "5.00", "currency": "USD",
-                                                "description": "Tea", "terminal_sn": "WPYB002248000865"})  # fmt: skip
+    created = api.post(
+        "/api/v1/orders/",
+        json={
+            "channel": "terminal",
+            "amount": "5.00",
+            "currency": "USD",
+            "description": "Tea",
+            "terminal_sn": "WPYB002248000865",
+        },
+    )
     number = created.json()["merchant_order_no"]
     sandbox_control.pay(number)
     assert api.post(f"/api/v1/orders/{number}/sync/").json()["status"] == "succeeded"

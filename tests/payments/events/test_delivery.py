@@ -1,4 +1,5 @@
-"""Outbound events: written with the change, signed, delivered in order per order, retried, given up, disabled, replayed."""
+"""Outbound events: written with the change, signed, delivered in order per order, retried, given up, disabled,
+replayed."""
 
 from __future__ import annotations
 
@@ -34,9 +35,15 @@ SIGNATURE = "CodePay-Signature"
 def paid_order(account, sandbox_control) -> Order:
     number = f"EVT{uuid.uuid4().hex[:12].upper()}"
     order = order_create(
-        account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("12.34"), currency="USD",
-        description="Coffee", merchant_order_no=number, terminal_sn="WPYB002248000865",
-    ).obj  # fmt: skip
+        account=account,
+        api_key=None,
+        channel=Channel.TERMINAL,
+        amount=Decimal("12.34"),
+        currency="USD",
+        description="Coffee",
+        merchant_order_no=number,
+        terminal_sn="WPYB002248000865",
+    ).obj
     sandbox_control.pay(number)
     order_sync(order=order)
     return Order.objects.get(pk=order.pk)
@@ -150,10 +157,21 @@ def test_an_amount_conflict_is_sent_as_order_conflict_with_its_message(account, 
 
     order = OrderFactory(account=account, status=OrderStatus.PENDING, amount=Decimal("10.00"))
     info = OrderInfo(
-        trans_no="T1", merchant_order_no=order.merchant_order_no, trans_type="1", trans_status="2", price_currency="USD",
-        order_amount=Decimal("99.00"), tip_amount=None, cashback_amount=None, trans_amount=None, paid_amount=None,
-        pay_method_id="", terminal_sn="", trans_end_time="", data={},
-    )  # fmt: skip
+        trans_no="T1",
+        merchant_order_no=order.merchant_order_no,
+        trans_type="1",
+        trans_status="2",
+        price_currency="USD",
+        order_amount=Decimal("99.00"),
+        tip_amount=None,
+        cashback_amount=None,
+        trans_amount=None,
+        paid_amount=None,
+        pay_method_id="",
+        terminal_sn="",
+        trans_end_time="",
+        data={},
+    )
     order_apply_gateway_state(order_id=order.pk, info=info, source="test")
 
     assert event_deliveries_send_due() == 1
@@ -186,7 +204,8 @@ def test_a_delivery_failing_past_the_retry_window_is_given_up_and_the_chain_move
 
 
 def test_an_endpoint_that_keeps_failing_is_disabled_and_the_operator_is_told(account, receiver, settings, caplog):
-    """Past the failure thresholds the endpoint is switched off, logged as an error, and endpoint.disabled is sent elsewhere."""
+    """Past the failure thresholds the endpoint is switched off, logged as an error, and endpoint.disabled is sent
+    elsewhere."""
     settings.EVENTS_ENDPOINT_DISABLE_MIN_FAILURES = 2
     settings.EVENTS_ENDPOINT_DISABLE_AFTER_SECONDS = 0
     failing = endpoint_create(account=account, url=receiver.url + "/failing", event_types=["order.failed"])

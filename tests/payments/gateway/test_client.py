@@ -101,7 +101,7 @@ def test_hosted_and_merchant_checkout(client):
         merchant_order_no=number(),
         amount=Decimal("150.34"),
         currency="USD",
-        description="Iphone 16 – déjà vu 日本",
+        description="Iphone 16 – déjà vu 日本",  # noqa: RUF001 (the dash is non-ASCII input on purpose)
         expires=3600,
         return_url="https://shop.example.com/return?x=1&y=2",
         order_detail={"items": [{"name": "x"}]},
@@ -123,7 +123,7 @@ def test_hosted_and_merchant_checkout(client):
 
 def test_authorization_increment_capture_and_cancel(client, sandbox):
     """Pre-auth (trans_type 4), increment, capture under a new number; a second auth is voided."""
-    auth_no, auth_trans_no = paid_sale(client, sandbox, trans_type="4")
+    _auth_no, auth_trans_no = paid_sale(client, sandbox, trans_type="4")
     client.increment_authorization(trans_no=auth_trans_no, amount=Decimal("5.00"), currency="USD")
     with pytest.raises(GatewayDeclined) as too_much:
         client.capture(merchant_order_no=number("C"), trans_no=auth_trans_no, amount=Decimal("25.01"), currency="USD")

@@ -103,7 +103,8 @@ def test_captured_money_is_refunded_and_retipped_through_the_capture_only(codepa
 
 
 def test_a_capture_is_voided_by_its_own_trans_no_until_its_batch_closes(codepay):
-    """pay.cancel on the capture makes a trans_type 7 and releases the authorization; after a batch close it is refused."""
+    """pay.cancel on the capture makes a trans_type 7 and releases the authorization; after a batch close it is
+    refused."""
     auth_trans_no = _authorization(codepay, "AUTH-C7", "30.00")
     capture = codepay.call(Method.CAPTURE, merchant_order_no="CAP-C7", trans_no=auth_trans_no, trans_amount="30.00")
     void = codepay.call(Method.CANCEL_PAYMENT, merchant_order_no="VOID-C7", trans_no=capture.data["trans_no"])

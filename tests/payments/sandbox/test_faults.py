@@ -49,7 +49,7 @@ def test_timeout_after_create_fault_creates_the_order_then_times_the_caller_out(
         codepay.send_signed(Method.CHECKOUT, timeout=0.2, merchant_order_no="SLOW-1", **checkout)
 
     assert codepay.query("SLOW-1")["trans_status"] == "9"
-    assert [c["fault"] for c in codepay.control("GET", "calls").json()["calls"]][0] == "timeout_after_create"
+    assert next(c["fault"] for c in codepay.control("GET", "calls").json()["calls"]) == "timeout_after_create"
 
 
 def test_unsigned_errors_fault_sends_error_answers_without_sign_and_leaves_success_signed(codepay):

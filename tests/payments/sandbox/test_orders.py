@@ -155,7 +155,7 @@ def test_hosted_checkout_answers_a_pay_url_that_serves_the_payment_page(codepay)
         price_currency="USD",
         order_amount="150.34",
         expires="3600",
-        description="Iphone 16 – déjà vu",
+        description="Iphone 16 – déjà vu",  # noqa: RUF001 (the dash is non-ASCII input on purpose)
         order_detail='{"items":[{"name":"Iphone 16","quantity":1}]}',
         return_url="https://shop.example.com/return?x=1&y=2",
     )

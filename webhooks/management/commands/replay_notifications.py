@@ -14,6 +14,7 @@ A delivery rejected for its key or signature is verified again from its stored b
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -50,7 +51,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
         self.verbosity = options["verbosity"]
-        selection = {"delivery_ids": ids or None, "statuses": statuses, "since": since_at}
+        selection: dict[str, Any] = {"delivery_ids": ids or None, "statuses": statuses, "since": since_at}
         total = notification_replay_candidates(**selection).count()
         if not total:
             self.stdout.write("No deliveries to replay.")
