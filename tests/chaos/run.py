@@ -309,6 +309,7 @@ class Chaos:
         for number in snapshot.orders:
             if number not in driven:
                 mismatches[number] = ["an order nobody drove"]
+        events, story = verify.events_read(database_url=self.stack.database_url)
         return Outcome(
             orders=len(self.driver.orders),
             tally=self.driver.tally,
@@ -324,7 +325,8 @@ class Chaos:
             drained_in=drained_in,
             elapsed=time.monotonic() - self.started,
             events=verify.events_check(
-                database_url=self.stack.database_url,
+                events=events,
+                story=story,
                 received=list(self.receiver.accepted),
                 signature_failures=list(self.receiver.signature_failures),
             ),

@@ -267,12 +267,8 @@ class EventsCheck:
     problems: list[str]
 
 
-def events_check(*, database_url: str, received: list, signature_failures: list[str]) -> EventsCheck:
-    """
-    Every event in the outbox was accepted by the receiver at least once, with the body the outbox holds
-    and a valid signature; per order, the events are exactly those its story implies (one per state
-    change) and their first deliveries arrived oldest first. ``received`` is the receiver's ``accepted``.
-    """
+def events_read(*, database_url: str) -> tuple[list[dict], list[dict]]:
+    """The outbox (oldest first) and the lines of every order's story that imply an event, in story order."""
     with psycopg.connect(database_url, autocommit=True) as db:
         events = _rows(
             db,
@@ -287,6 +283,17 @@ def events_check(*, database_url: str, received: list, signature_failures: list[
             JOIN payments_order o ON o.id = s.order_id
             WHERE s.kind IN ('status_changed', 'refund_status_changed', 'conflict') ORDER BY s.created_at, s.id""",
         )
+    return events, story
+
+
+def events_check(
+    *, events: list[dict], story: list[dict], received: list, signature_failures: list[str]
+) -> EventsCheck:
+    """
+    Every event in the outbox was accepted by the receiver at least once, with the body the outbox holds
+    and a valid signature; per order, the events are exactly those its story implies (one per state
+    change) and their first deliveries arrived oldest first. ``received`` is the receiver's ``accepted``.
+    """
     outbox = {f"evt_{row['id']}": row for row in events}
     problems = [f"event endpoint refused a signature: {failure}" for failure in signature_failures]
     first_arrivals: dict[str, list[int]] = defaultdict(list)
