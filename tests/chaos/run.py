@@ -4,12 +4,14 @@
     python -m tests.chaos.run --orders 1000 --clients 12
 
 Starts the Procfile's processes against a database and a Redis of the run's own and the sandbox gateway
-as a separate process (``stack.py``); arms the sandbox's faults (lost, duplicated, reordered and delayed
-notifications; 5xx, 2 s latency, create answers lost, unsigned error answers) and, as the orders go
-through, kills a Celery worker with SIGKILL, restarts Redis, drops the database connections, restarts the
-web process and kills and restarts the sandbox; drives the orders (``driver.py``); closes the batch;
-clears the faults and lets reconciliation drain for a bounded time; then checks every order and refund
-against the sandbox (``verify.py``) and prints the table. Exit status 1 on any mismatch.
+as a separate process (``stack.py``), and a store system's event endpoint that sometimes fails
+(``receiver.py``), registered through the API; arms the sandbox's faults (lost, duplicated, reordered and
+delayed notifications; 5xx, 2 s latency, create answers lost, unsigned error answers) and, as the orders
+go through, kills a Celery worker with SIGKILL, restarts Redis, drops the database connections, restarts
+the web process and kills and restarts the sandbox; drives the orders (``driver.py``); closes the batch;
+clears the faults and lets reconciliation and event delivery drain for a bounded time; then checks every
+order and refund against the sandbox, and every outbound event against the outbox and the orders'
+stories (``verify.py``), and prints the table. Exit status 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import requests
 from payments.gateway.methods import Method
 from tests.chaos import verify
 from tests.chaos.driver import Driver, StoreSystem, Tally
+from tests.chaos.receiver import EventReceiver
 from tests.chaos.stack import Ports, Stack
 
 CREATE_METHODS = (
@@ -68,7 +71,16 @@ PROCESS_FAULTS = (
     (0.60, "web process restarted"),
     (0.75, "sandbox killed (SIGKILL) and restarted"),
 )
-CONVERGED_LEFTOVERS = ("orders_open", "refunds_open", "operations_unknown", "rows_leased", "notifications_pending")
+CONVERGED_LEFTOVERS = (
+    "orders_open",
+    "refunds_open",
+    "operations_unknown",
+    "rows_leased",
+    "notifications_pending",
+    "event_deliveries_pending",
+)
+# The share of events whose first attempt the receiver fails (HTTP 500 or a dropped connection).
+EVENT_ENDPOINT_FAIL_RATE = 0.05
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Outcome:
     gateway_calls: int
     drained_in: float
     elapsed: float
+    events: verify.EventsCheck
     table: str = ""
     problems: list[str] = field(default_factory=list)
 
@@ -95,6 +108,7 @@ class Outcome:
             len(self.mismatches)
             + len(self.missing_notifications)
             + len(self.creates_twice)
+            + len(self.events.problems)
             + sum(self.leftovers.values())
         )
 
@@ -116,6 +130,7 @@ class Chaos:
         self._progress = threading.Condition()
         self._stop_monitor = threading.Event()
         self.latest_problems: dict[str, list[str]] = {}
+        self.receiver = EventReceiver(fail_rate=EVENT_ENDPOINT_FAIL_RATE, seed=seed)
 
     # --- faults ------------------------------------------------------------------------------------
 
@@ -220,6 +235,7 @@ class Chaos:
         stack.start_worker()
         stack.start_beat()
         api_key = stack.create_api_key()
+        self._register_event_endpoint(api_key)
         stack.supervise()
         self.arm_sandbox_faults()
         run_id = uuid.uuid4().hex[:6].upper()
@@ -259,7 +275,21 @@ class Chaos:
             self.say(self.progress_line() + f" (draining; {_open_summary(snapshot.leftovers)})")
             time.sleep(5)
         drained_in = time.monotonic() - drain_started
+        self.faults.update(self.receiver.faults)
         return self._outcome(snapshot, drained_in)
+
+    def _register_event_endpoint(self, api_key: str) -> None:
+        """The receiver, registered account-wide through the API before any order, so every change has its event."""
+        self.receiver.start()
+        answer = requests.post(
+            f"{self.stack.web_url}/api/v1/event-endpoints/",
+            json={"url": self.receiver.url, "description": "chaos run receiver"},
+            headers={"Authorization": f"Api-Key {api_key}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        self.receiver.secret = answer.json()["secret"]
+        self.say(f"Event endpoint {self.receiver.url} registered")
 
     def _batch_close(self, api_key: str) -> None:
         client = StoreSystem(
@@ -281,6 +311,7 @@ class Chaos:
         for number in snapshot.orders:
             if number not in driven:
                 mismatches[number] = ["an order nobody drove"]
+        events, story = verify.events_read(database_url=self.stack.database_url)
         return Outcome(
             orders=len(self.driver.orders),
             tally=self.driver.tally,
@@ -295,6 +326,12 @@ class Chaos:
             gateway_calls=len(snapshot.calls),
             drained_in=drained_in,
             elapsed=time.monotonic() - self.started,
+            events=verify.events_check(
+                events=events,
+                story=story,
+                received=list(self.receiver.accepted),
+                signature_failures=list(self.receiver.signature_failures),
+            ),
         )
 
 
@@ -331,6 +368,7 @@ def render(outcome: Outcome) -> str:
         ("  orders or refunds differing from the gateway", str(len(outcome.mismatches))),
         ("  delivered notifications not stored", str(len(outcome.missing_notifications))),
         ("  creates sent twice", str(len(outcome.creates_twice))),
+        ("  outbound events missing, doubled, out of order or badly signed", str(len(outcome.events.problems))),
     ]
     rows += [(f"  left {name.replace('_', ' ')}", str(count)) for name, count in outcome.leftovers.items()]
     times = outcome.convergence
@@ -345,6 +383,15 @@ def render(outcome: Outcome) -> str:
     received = sum(statuses.values())
     rows.append(("notifications received", str(received)))
     rows += [(f"  {status}", str(count)) for status, count in sorted(statuses.items())]
+    events = outcome.events
+    rows += [
+        ("outbound events recorded (outbox)", str(events.recorded)),
+        ("  delivered at least once", str(events.delivered)),
+        ("  deliveries accepted by the receiver", str(events.received)),
+        ("  duplicates received (at-least-once)", str(events.duplicates)),
+        ("  signature failures", str(events.signature_failures)),
+        ("  mismatches", str(len(events.problems))),
+    ]
     rows.append(
         (
             "gateway calls (all, per order)",
@@ -371,16 +418,16 @@ def run(
 ) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix="codepay-chaos-"))
     stack = Stack(workdir=workdir, ports=ports, database_url=database_url)
+    chaos = Chaos(stack=stack, orders=orders, clients=clients, drain_seconds=drain_seconds, seed=seed, say=say)
     try:
-        outcome = Chaos(
-            stack=stack, orders=orders, clients=clients, drain_seconds=drain_seconds, seed=seed, say=say
-        ).run()
+        outcome = chaos.run()
         outcome.table = render(outcome)
         details = [f"{number}: {'; '.join(found)}" for number, found in sorted(outcome.mismatches.items())]
-        outcome.problems = details + outcome.missing_notifications + outcome.creates_twice
+        outcome.problems = details + outcome.missing_notifications + outcome.creates_twice + outcome.events.problems
         return outcome
     finally:
         stack.stop_all()
+        chaos.receiver.stop()
         if not keep:
             stack.drop_database()
             shutil.rmtree(workdir, ignore_errors=True)

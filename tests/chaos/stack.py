@@ -139,6 +139,9 @@ class Stack:
             "CODEPAY_NOTIFICATION_RETRY_DELAYS": "1,2,5,10,20,30,60",
             "CODEPAY_NOTIFICATION_SWEEP_GRACE_SECONDS": "10",
             "CODEPAY_NOTIFICATION_SWEEP_LEASE_SECONDS": "30",
+            # Outbound events retry after 1, 2, 5 s (then every 5 s) instead of minutes; the beat's sweep of
+            # due deliveries (every 15 s, installed by setup_schedules) sends them.
+            "EVENTS_RETRY_DELAYS": "1,2,5",
         }
 
     def create_database(self) -> None:
