@@ -58,7 +58,7 @@ def _terminal_order(account, merchant_order_no: str) -> Order:
     return order_create(
         account=account, api_key=None, channel=Channel.TERMINAL, amount=Decimal("10.00"), currency="USD",
         description="Flat white", terminal_sn=TERMINAL_SN, merchant_order_no=merchant_order_no,
-    ).order  # fmt: skip
+    ).obj  # fmt: skip
 
 
 def test_reconciling_a_waiting_order_costs_two_queries(account, django_assert_num_queries):
