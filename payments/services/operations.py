@@ -4,8 +4,16 @@ revoke. Each is stored before it is sent (like an order) and sent outside any tr
 the order (captured, authorized and paid amounts, status) is applied under the order's row lock. An
 operation whose answer is lost stays ``unknown`` and is never resent; the reconciler settles it with
 ``operation_sync``: one with its own merchant_order_no (capture, void) is looked up by that number; the
-others (increment, tip adjustment, close, revoke) by querying the order, whose authorized total, tip or
-status shows whether they acted.
+others (increment, tip adjustment, close, revoke) by querying the transaction they named (FOLLOW_UPS):
+the authorization's total shows an increment, the sale's or, after a capture, the capture's tip shows a tip
+adjustment, the order's status a close or revoke. An operation whose request died before its answer was
+recorded is first looked up once any call must have ended (``_first_check_delay``), not at the longest back-off.
+
+Increments are told apart by the authorization's total: the gateway holding ours plus this increment (or
+plus every unsettled increment) means it acted; ours (or ours plus the others) means it did not. A total
+that none of these explains cannot tell; such an increment stays unknown for the unknown-outcome grace
+period (another increment settling may explain it), then fails with both totals in its reason, so it is
+never unknown forever and staff can see what the gateway holds.
 
 Which transaction each follow-up names comes from ``payments.services.follow_ups`` (the table in
 ``payments.gateway.methods``): after a capture, the tip and the void go to the capture. An authorization
@@ -150,31 +158,46 @@ def operation_sync(*, operation: OrderOperation, client=None, source: str = "syn
 
 
 def _operation_sync_by_order(*, operation: OrderOperation, client, source: str) -> ApplyResult:
-    """Settle an operation without a number of its own by what ``order.query`` shows of the order."""
-    info = client.query_order(merchant_order_no=operation.order.merchant_order_no)
+    """Settle an operation without a number of its own by what ``order.query`` shows of the transaction it
+    named: after a capture a tip adjustment names the capture (FOLLOW_UPS), which holds the tip."""
+    order = operation.order
+    queried = order.merchant_order_no
+    if operation.kind == OperationKind.TIP_ADJUST:
+        queried = follow_up_reference(order=order, action="tip_adjust").merchant_order_no
+    info = client.query_order(merchant_order_no=queried)
     with operation_locked(operation_id=operation.pk, order_id=operation.order_id) as (order, operation):
         if operation.status != OperationStatus.UNKNOWN:
             return ApplyResult.UNCHANGED
         acted = _operation_acted(operation, order, info)
+        message = "settled by order.query"
         if acted is None:
-            return ApplyResult.UNCHANGED
+            if timezone.now() - operation.created_at < timedelta(seconds=settings.CODEPAY_UNKNOWN_GRACE_SECONDS):
+                return ApplyResult.UNCHANGED
+            acted = False
+            totals = (info.trans_amount or Decimal("0"), order.authorized_amount, _unsettled_increments(order))
+            message = "order.query cannot tell: the gateway holds {}, ours {}, unsettled increments {}".format(
+                *(format_amount(total, order.currency) for total in totals)
+            )
         if not acted or operation.kind in (OperationKind.CLOSE, OperationKind.REVOKE):
             # A close or revoke changes nothing of ours here: the order follows the gateway's status
             # through its own checks, like an order closed for any other reason.
             operation.next_check_at = None
             status = OperationStatus.SUCCEEDED if acted else OperationStatus.FAILED
-            operation_finish(operation, status, message="settled by order.query")
+            operation_finish(operation, status, message=message)
             return ApplyResult.APPLIED
     operation_apply_success(operation=operation, trans_no=info.trans_no, source=source)
     return ApplyResult.APPLIED
 
 
 def _operation_acted(operation: OrderOperation, order: Order, info) -> bool | None:
-    """Whether the gateway's view of the order shows the operation's effect; None when it cannot tell yet."""
+    """Whether the gateway's view of the transaction shows the operation's effect; None when it cannot tell."""
     if operation.kind == OperationKind.INCREMENT:
-        if info.trans_amount == order.authorized_amount + _amount_of(operation):
+        # Other increments whose answers were lost may have acted too: the total may include them.
+        added = (info.trans_amount or Decimal("0")) - order.authorized_amount
+        others = _unsettled_increments(order) - _amount_of(operation)
+        if added in (_amount_of(operation), _amount_of(operation) + others):
             return True
-        return False if info.trans_amount == order.authorized_amount else None
+        return False if added in (Decimal("0"), others) else None
     if operation.kind == OperationKind.TIP_ADJUST:
         return info.tip_amount == operation.amount
     # Close and revoke: the order is no longer open at the gateway (closed, or paid and revoked).
@@ -224,14 +247,26 @@ def _create_operation(
         merchant_order_no=merchant_order_no,
         status=OperationStatus.UNKNOWN,
         source=source,
-        next_check_at=next_check_at(len(CHECK_DELAYS_SECONDS) - 1),
+        next_check_at=timezone.now() + _first_check_delay(),
     )
+
+
+def _first_check_delay() -> timedelta:
+    """The first check of an operation stored before it is sent: the first back-off step past the longest a
+    call can take (each of its attempts within the connect and read timeouts), so the reconciler does not
+    race the call, yet one whose request died (connection dropped, process killed) is found in minutes."""
+    longest_call = 3 * (settings.CODEPAY_CONNECT_TIMEOUT + settings.CODEPAY_READ_TIMEOUT)
+    return timedelta(seconds=next(d for d in (*CHECK_DELAYS_SECONDS, longest_call) if d >= longest_call))
 
 
 def _unsettled_operation_total(order: Order, kind: str) -> Decimal:
     return OrderOperation.objects.filter(order=order, kind=kind, status=OperationStatus.UNKNOWN).aggregate(
         total=Sum("amount")
     )["total"] or Decimal("0")
+
+
+def _unsettled_increments(order: Order) -> Decimal:
+    return _unsettled_operation_total(order, OperationKind.INCREMENT)
 
 
 def _total_within_maximum(total: Decimal, *, currency: str, field: str, what: str) -> None:

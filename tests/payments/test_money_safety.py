@@ -1,14 +1,17 @@
 """Money paths that must hold when answers are lost, late, unsigned or surprising."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import requests
 import responses
+from django.utils import timezone
 
 from payments.gateway.errors import GatewayOutcomeUnknown
 from payments.gateway.results import RefundInfo
 from payments.models import IdempotencyRecord, Order, OrderOperation, OrderStatus, RefundStatus
+from payments.services.operations import operation_start
 from payments.services.reconcile import reconciliation_run
 from payments.services.refunds import refund_apply_gateway_state
 from tests.factories import OrderFactory, RefundFactory
@@ -250,3 +253,90 @@ def test_a_tip_adjustment_whose_answer_is_lost_is_settled_by_the_order_query(api
     order = Order.objects.get(merchant_order_no="TIP-LOST")
     assert (order.tip_amount, order.paid_amount) == (Decimal("2.00"), Decimal("12.00"))
     assert OrderOperation.objects.get(order=order).status == "succeeded"
+
+
+def _authorized(api, sandbox_control, number: str) -> None:
+    api.post("/api/v1/orders/", json={**TERMINAL_ORDER, "merchant_order_no": number, "trans_type": "auth"})
+    sandbox_control.pay(number)
+    api.post(f"/api/v1/orders/{number}/sync/")
+
+
+def test_two_increments_whose_answers_are_lost_and_both_acted_both_succeed(api, sandbox_control):
+    """Two increments lost together: the gateway's total shows both, so each is settled succeeded once
+    (the other unsettled increment is counted in), and the authorization holds 10 + 5 + 3."""
+    _authorized(api, sandbox_control, "INC-TWO")
+    sandbox_control.fault(method="pay.incremental.auth", fault="http_500_after", times=2)
+    assert api.post("/api/v1/orders/INC-TWO/increment/", json={"amount": "5.00"}).status_code == 202
+    assert api.post("/api/v1/orders/INC-TWO/increment/", json={"amount": "3.00"}).status_code == 202
+
+    reconciliation_run(due_only=False)
+
+    order = Order.objects.get(merchant_order_no="INC-TWO")
+    assert order.authorized_amount == Decimal("18.00")
+    assert list(order.operations.order_by("pk").values_list("amount", "status")) == [
+        (Decimal("5.00"), "succeeded"),
+        (Decimal("3.00"), "succeeded"),
+    ]
+
+
+def test_an_increment_the_query_cannot_explain_fails_after_the_grace_period_with_the_reason(
+    api, sandbox_control, settings
+):
+    """When the gateway's authorized total differs from ours by neither 0 nor the lost increments (here our
+    total was 1.00 short before the increment), the query cannot tell: the increment stays unknown within
+    the grace period, then fails with the gateway's and our totals in its reason instead of staying unknown."""
+    _authorized(api, sandbox_control, "INC-ODD")
+    sandbox_control.fault(method="pay.incremental.auth", fault="http_500_after", times=1)
+    assert api.post("/api/v1/orders/INC-ODD/increment/", json={"amount": "5.00"}).status_code == 202
+    Order.objects.filter(merchant_order_no="INC-ODD").update(authorized_amount=Decimal("9.00"))
+    operation = OrderOperation.objects.get(order__merchant_order_no="INC-ODD")
+
+    settings.CODEPAY_UNKNOWN_GRACE_SECONDS = 3600
+    reconciliation_run(due_only=False)
+    operation.refresh_from_db()
+    assert operation.status == "unknown"
+
+    settings.CODEPAY_UNKNOWN_GRACE_SECONDS = 0
+    reconciliation_run(due_only=False)
+
+    operation.refresh_from_db()
+    assert (operation.status, operation.next_check_at) == ("failed", None)
+    assert operation.gateway_message == (
+        "order.query cannot tell: the gateway holds 15.00, ours 9.00, unsettled increments 5.00"
+    )
+    assert Order.objects.get(merchant_order_no="INC-ODD").authorized_amount == Decimal("9.00")
+
+
+def test_a_tip_adjustment_after_a_capture_whose_answer_is_lost_is_settled_by_the_capture_query(api, sandbox_control):
+    """After a capture the tip lives on the capture (docs/protocol.md, "Follow-ups"): a tip adjustment
+    whose answer was lost is settled by querying the capture, so one that acted ends succeeded."""
+    _authorized(api, sandbox_control, "TIP-CAPTURED")
+    assert api.post("/api/v1/orders/TIP-CAPTURED/capture/", json={"amount": "8.00"}).status_code == 200
+    sandbox_control.fault(method="pay.tip.adjust", fault="http_500_after", times=1)
+    assert api.post("/api/v1/orders/TIP-CAPTURED/tip/", json={"tip_amount": "2.00"}).status_code == 202
+
+    reconciliation_run(due_only=False)
+
+    order = Order.objects.get(merchant_order_no="TIP-CAPTURED")
+    assert (order.tip_amount, order.captured_amount, order.paid_amount) == (
+        Decimal("2.00"),
+        Decimal("8.00"),
+        Decimal("10.00"),
+    )
+    assert OrderOperation.objects.get(order=order, kind="tip_adjust").status == "succeeded"
+
+
+def test_an_operation_left_unknown_by_a_request_that_died_is_checked_within_minutes(api, sandbox_control):
+    """An operation is stored before it is sent; if the request dies before recording the answer (the
+    database connection dropped, the process killed), its first check comes once any call must have
+    ended (minutes), not at the longest back-off (half an hour), and the order's query settles it."""
+    _authorized(api, sandbox_control, "INC-DIED")
+    order = Order.objects.get(merchant_order_no="INC-DIED")
+    operation = operation_start(order=order, kind="increment", amount=Decimal("5.00"))
+
+    reconciliation_run(clock=lambda: timezone.now() + timedelta(minutes=3))
+
+    operation.refresh_from_db()
+    order.refresh_from_db()
+    assert (operation.status, operation.next_check_at) == ("failed", None)
+    assert order.authorized_amount == Decimal("10.00")
