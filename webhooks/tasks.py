@@ -1,8 +1,8 @@
 """
 Celery tasks of the notification receiver: thin wrappers around webhooks.services.
 
-Tasks import the services, never the other way round: the services send ``apply_notification`` by its
-registered name (``APPLY_TASK``).
+Tasks import the services; the one service that sends ``apply_notification`` imports it when it first
+sends it (``webhooks.services.publish``), so neither module needs the other to load first.
 
 Both take ids (JSON arguments), are acknowledged late and are idempotent: running one twice, or at the
 same time as the sweep, changes nothing the second time. Retries of a delivery are scheduled by the

@@ -718,6 +718,7 @@ class Bench:
                 "record",
                 "--subprocesses",
                 "--nonblocking",
+                *(["--gil"] if self.args.profile_cpu else []),
                 "--rate",
                 "100",
                 "--format",
@@ -808,7 +809,7 @@ def profile_summary(path: Path, *, top: int = 25) -> str:
     """The functions holding the most busy samples of a py-spy raw profile (inclusive), under our code and libraries."""
     inclusive: dict[str, int] = {}
     busy = 0
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         if not count.isdigit() or any(frame.startswith(IDLE_FRAMES) for frame in frames[-1:]):
@@ -860,6 +861,11 @@ def main() -> None:
     parser.add_argument("--reconcile-orders", type=int, default=10_000)
     parser.add_argument("--only", nargs="*", default=["create", "intake", "ack", "memory", "reconcile"])
     parser.add_argument("--profile", type=Path, help="Sample the web workers with py-spy into this folder.")
+    parser.add_argument(
+        "--profile-cpu",
+        action="store_true",
+        help="With --profile: sample only threads holding the GIL (Python CPU time, no waiting).",
+    )
     parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     parser.add_argument("--section", default="make bench", help="Where in docs/benchmarks.md the figures go.")
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 """
 Handing stored deliveries to the Celery worker without making the sender wait for the broker.
 
-The apply task is sent by its registered name (``APPLY_TASK``) through the Celery app: ``webhooks.tasks``
-imports these services and nothing here imports ``webhooks.tasks``, so imports flow one way.
+The apply task is imported from ``webhooks.tasks`` when first sent, not looked up in the Celery app's
+registry: a web process never runs the worker's task discovery, so there the registry does not hold it.
 
 Why a queue and one publisher thread per process: the receiver answers as soon as the delivery row is
 committed; publishing the apply task is a convenience on top (the periodic sweep applies any delivery
@@ -33,8 +33,6 @@ from celery import Task
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from codepay_service.celery import app as celery_app
-
 from .. import conf
 from ..models import PENDING_STATUSES, NotificationDelivery
 
@@ -44,12 +42,15 @@ QUEUE_SIZE = 10_000
 # After a failed publish: no new attempt for this long; deliveries arriving meanwhile are made due at once.
 BROKER_RETRY_SECONDS = 5.0
 _BATCH = 500
-# Registered by ``webhooks.tasks``; looked up by name so that services never import the tasks module.
+# The apply task's name, given by ``webhooks.tasks``.
 APPLY_TASK = "webhooks.tasks.apply_notification"
 
 
 def _apply_task() -> Task:
-    return celery_app.tasks[APPLY_TASK]
+    # Imported here, not at the top: ``webhooks.tasks`` imports these services.
+    from webhooks.tasks import apply_notification
+
+    return apply_notification
 
 
 class _Publisher:

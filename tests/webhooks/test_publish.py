@@ -1,0 +1,54 @@
+"""The apply task reaches the broker from a web process, where nothing but the WSGI application is loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+# What gunicorn does: load the WSGI application (Django set up, no Celery task discovery), then receive.
+PUBLISH_AS_A_WEB_PROCESS = """
+import base64, json, sys, time
+
+import redis
+
+from codepay_service.wsgi import application  # noqa: F401
+from django.conf import settings
+from webhooks.services.publish import APPLY_TASK, apply_task_publish
+
+loaded_before = "webhooks.tasks" in sys.modules
+handed = apply_task_publish(int(sys.argv[1]))
+broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+deadline = time.monotonic() + 10
+found = None
+while found is None and time.monotonic() < deadline:
+    for raw in broker.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == APPLY_TASK:
+            found = {"task": message["headers"]["task"], "args": json.loads(base64.b64decode(message["body"]))[0]}
+    time.sleep(0.05)
+print(json.dumps({"loaded_before": loaded_before, "handed": handed, "found": found}))
+"""
+
+
+def test_a_web_process_publishes_the_apply_task_to_the_broker():
+    """Before, the web process looked the task up in a registry only the worker fills: every delivery waited
+    for the sweep, and every intake logged a traceback."""
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "codepay_service.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", PUBLISH_AS_A_WEB_PROCESS, "424242"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {
+        "loaded_before": False,
+        "handed": True,
+        "found": {"task": "webhooks.tasks.apply_notification", "args": [424242]},
+    }
