@@ -8,6 +8,7 @@ lives in memory only. It is never part of a representation, an error message or 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
@@ -359,7 +360,26 @@ class TipSerializer(StrictInputSerializer):
         return parse_money_fields(attrs, self.context["currency"], ("tip_amount",), allow_zero=True)
 
 
-class RefundSerializer(serializers.ModelSerializer):
+class ReadModelSerializer(serializers.ModelSerializer):
+    """
+    A read-only ``ModelSerializer`` whose fields are built from the model once per class, then copied.
+
+    Why: DRF builds a ``ModelSerializer``'s fields from the model's metadata for every instance, and for the
+    order that was a quarter of a create's CPU (docs/benchmarks.md). What it builds depends only on the
+    class (``Meta`` and the declared fields), so the built set is kept on the class and each instance gets
+    a deep copy, the way DRF already copies declared fields. Two threads building it at once build the same.
+    """
+
+    def get_fields(self):
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built = built
+        return copy.deepcopy(built)
+
+
+class RefundSerializer(ReadModelSerializer):
     orig_merchant_order_no = serializers.CharField(source="order.merchant_order_no", read_only=True)
     amount = MoneyField()
 
@@ -381,7 +401,7 @@ class RefundSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OperationSerializer(serializers.ModelSerializer):
+class OperationSerializer(ReadModelSerializer):
     amount = serializers.SerializerMethodField()
 
     class Meta:
@@ -405,7 +425,7 @@ class OperationSerializer(serializers.ModelSerializer):
         return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(ReadModelSerializer):
     amount = MoneyField()
     tip_amount = MoneyField()
     cashback_amount = MoneyField()
@@ -515,7 +535,7 @@ class GatewayAmountField(serializers.Field):
         return f"{amount:f}"
 
 
-class BatchCloseSerializer(serializers.ModelSerializer):
+class BatchCloseSerializer(ReadModelSerializer):
     total_amount = GatewayAmountField(allow_null=True)
 
     class Meta:

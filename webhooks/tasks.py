@@ -22,7 +22,7 @@ from codepay_service.tasks import CodePayTask
 
 from .models import NotificationDelivery
 from .services import notification_apply, notification_apply_later, notifications_apply_due
-from .services.publish import APPLY_TASK
+from .services.publish import APPLY_MANY_TASK, APPLY_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,21 @@ logger = logging.getLogger(__name__)
 @shared_task(base=CodePayTask, name=APPLY_TASK, soft_time_limit=120, time_limit=150)
 def apply_notification(delivery_id: int) -> str:
     """Apply one stored delivery; schedule its next attempt when it could not be applied yet."""
+    return _apply(delivery_id)
+
+
+@shared_task(base=CodePayTask, name=APPLY_MANY_TASK, soft_time_limit=240, time_limit=300)
+def apply_notifications(delivery_ids: list[int]) -> list[str]:
+    """
+    Apply the deliveries a web process received together, one after another, each as ``apply_notification``.
+
+    One message for a burst spares a publish per delivery on the receiving side. A delivery this task does
+    not reach (time limit, lost worker) stays due, and the sweep applies it.
+    """
+    return [_apply(delivery_id) for delivery_id in delivery_ids]
+
+
+def _apply(delivery_id: int) -> str:
     try:
         outcome = notification_apply(delivery_id=delivery_id)
     except NotificationDelivery.DoesNotExist:

@@ -218,9 +218,12 @@ def gateway_client_for(account: MerchantAccount, *, throttle=None) -> CodePayCli
     with _clients_lock:
         client = _clients.get(cache_key)
     if client is None:
-        client = _build_client(account)
+        # Built under the lock: loading a private key costs milliseconds of CPU, and a new process's
+        # threads all ask at once.
         with _clients_lock:
-            _clients[cache_key] = client
+            client = _clients.get(cache_key)
+            if client is None:
+                client = _clients[cache_key] = _build_client(account)
     if throttle is None:
         return client
     return client.with_throttle(throttle)

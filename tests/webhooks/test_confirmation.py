@@ -177,7 +177,7 @@ def test_notification_about_a_capture_of_unknown_outcome_settles_it(gateway, san
     A capture whose call timed out stays "unknown". The sandbox's notification about it carries the
     capture's own merchant_order_no and is settled through order.query by that number: the capture
     succeeds, the order is succeeded with 10.00 captured, the delivery "applied" and pointing at the order.
-    A copy arriving afterwards is recorded as "duplicate" at intake and never applied.
+    A copy arriving afterwards is recorded as "duplicate" without a query and never applied.
     """
     order = terminal_order(sandbox_account, "PREAUTH-1", trans_type=TransType.AUTH)
     sandbox_control.pay("PREAUTH-1")
@@ -207,10 +207,10 @@ def test_notification_about_a_capture_of_unknown_outcome_settles_it(gateway, san
     )
     assert (delivery.order_id, _order_queries(operation.merchant_order_no)) == (order.pk, 1)
 
-    # A copy of the applied delivery is recognised at intake: "duplicate", never applied again.
+    # A copy of the applied delivery is a "duplicate" before anything is asked: never applied again.
     gateway.post(bytes(delivery.raw_body), content_type=delivery.content_type)
     [_, copy] = deliveries_for(operation.merchant_order_no, 2)
-    assert notification_apply(delivery_id=copy.pk).message == "already processed"
+    assert notification_apply(delivery_id=copy.pk).message == "another copy of this notification was already applied"
     copy.refresh_from_db()
     assert (copy.status, copy.order_id, _order_queries(operation.merchant_order_no)) == ("duplicate", order.pk, 1)
 

@@ -15,7 +15,7 @@ import redis
 
 from codepay_service.wsgi import application  # noqa: F401
 from django.conf import settings
-from webhooks.services.publish import APPLY_TASK, apply_task_publish
+from webhooks.services.publish import APPLY_MANY_TASK, apply_task_publish
 
 loaded_before = "webhooks.tasks" in sys.modules
 handed = apply_task_publish(int(sys.argv[1]))
@@ -25,7 +25,7 @@ found = None
 while found is None and time.monotonic() < deadline:
     for raw in broker.lrange("celery", 0, -1):
         message = json.loads(raw)
-        if message["headers"]["task"] == APPLY_TASK:
+        if message["headers"]["task"] == APPLY_MANY_TASK:
             found = {"task": message["headers"]["task"], "args": json.loads(base64.b64decode(message["body"]))[0]}
     time.sleep(0.05)
 print(json.dumps({"loaded_before": loaded_before, "handed": handed, "found": found}))
@@ -50,5 +50,23 @@ def test_a_web_process_publishes_the_apply_task_to_the_broker():
     assert outcome == {
         "loaded_before": False,
         "handed": True,
-        "found": {"task": "webhooks.tasks.apply_notification", "args": [424242]},
+        "found": {"task": "webhooks.tasks.apply_notifications", "args": [[424242]]},
     }
+
+
+def test_deliveries_received_together_go_out_sixteen_to_a_message_by_countdown():
+    """40 new deliveries and 3 retries due in 5 s: three messages of 16, 16 and 8, and one of the retries."""
+    from webhooks.services.publish import TASK_DELIVERIES, _chunks
+
+    batch = [(delivery_id, 0.0) for delivery_id in range(1, 41)] + [(101, 5.0), (102, 5.0), (103, 5.0)]
+
+    chunks = _chunks(batch)
+
+    assert TASK_DELIVERIES == 16
+    assert [[delivery_id for delivery_id, _ in chunk] for chunk in chunks] == [
+        list(range(1, 17)),
+        list(range(17, 33)),
+        list(range(33, 41)),
+        [101, 102, 103],
+    ]
+    assert [{countdown for _, countdown in chunk} for chunk in chunks] == [{0.0}, {0.0}, {0.0}, {5.0}]

@@ -211,6 +211,10 @@ def _attempt(delivery_id: int, pass_: _Pass) -> ApplyOutcome:
         return refused
 
     now = timezone.now()
+    if pass_ is _FIRST_HAND:
+        duplicate = _duplicate_settle(delivery, now=now)
+        if duplicate is not None:
+            return duplicate
     NotificationDelivery.objects.filter(pk=delivery_id).update(attempts=F("attempts") + 1, last_attempt_at=now)
     delivery.attempts += 1
     try:
@@ -257,10 +261,34 @@ def _settled_copy_exists(delivery: NotificationDelivery) -> bool:
     return _settled_copies(delivery).exists()
 
 
-def settled_copy(delivery: NotificationDelivery) -> tuple[int | None, int | None] | None:
-    """At intake: the (order_id, refund_id) of a settled copy of this delivery's message, or None."""
+def _duplicate_settle(delivery: NotificationDelivery, *, now: datetime) -> ApplyOutcome | None:
+    """
+    A copy of a message already settled (the gateway re-posts until it reads "success"): recorded as
+    "duplicate", pointing where the settled copy points, before the order is looked up or locked. A
+    settled copy stays settled, so nothing under the order's lock could decide otherwise; the update only
+    takes a delivery still pending, so a copy settled meanwhile by another worker is left as it is.
+    """
     # Any one copy will do: no ORDER BY, which would walk the primary key instead of the fingerprint index.
-    return next(iter(_settled_copies(delivery).order_by().values_list("order_id", "refund_id")[:1]), None)
+    found = next(iter(_settled_copies(delivery).order_by().values_list("order_id", "refund_id")[:1]), None)
+    if found is None:
+        return None
+    order_id, refund_id = found
+    taken = NotificationDelivery.objects.filter(pk=delivery.pk, status__in=PENDING_STATUSES).update(
+        status=ProcessingStatus.DUPLICATE,
+        status_message=DUPLICATE_MESSAGE,
+        order_id=order_id,
+        refund_id=refund_id,
+        processed_at=now,
+        next_attempt_at=None,
+        last_error="",
+        last_traceback="",
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+    )
+    if not taken:
+        delivery.refresh_from_db(fields=["status", "result"])
+        return ApplyOutcome(delivery.pk, delivery.status, delivery.result, ALREADY_PROCESSED)
+    return ApplyOutcome(delivery.pk, ProcessingStatus.DUPLICATE, delivery.result, DUPLICATE_MESSAGE)
 
 
 def _gateway_client(account: MerchantAccount | None) -> CodePayClient:
