@@ -32,6 +32,7 @@ from django.db.models.signals import post_delete, post_save
 
 from codepay_service.errors import Misconfigured, NotFound, ValidationFailed
 from codepay_service.instruments import GATEWAY_CALL_SECONDS
+from codepay_service.rows import row_insert
 from payments.gateway import signing
 from payments.gateway.client import CallRecord, CodePayClient
 from payments.gateway.errors import GatewayConfigurationError
@@ -187,19 +188,21 @@ def merchant_account_effective(account: MerchantAccount) -> MerchantAccount:
 
 def _record_gateway_call(account_id: int, record: CallRecord) -> None:
     GATEWAY_CALL_SECONDS.labels(method=record.method, outcome=record.outcome).observe(record.duration_ms / 1000)
-    GatewayCall.objects.create(
-        account_id=account_id,
-        method=record.method,
-        merchant_order_no=record.merchant_order_no,
-        outcome=record.outcome,
-        http_status=record.http_status,
-        gateway_code=record.gateway_code[:16],
-        gateway_message=record.gateway_message[:255],
-        psn=record.psn,
-        duration_ms=record.duration_ms,
-        request=record.request,
-        response=record.response,
-        created_at=record.started_at,
+    row_insert(
+        GatewayCall(
+            account_id=account_id,
+            method=record.method,
+            merchant_order_no=record.merchant_order_no,
+            outcome=record.outcome,
+            http_status=record.http_status,
+            gateway_code=record.gateway_code[:16],
+            gateway_message=record.gateway_message[:255],
+            psn=record.psn,
+            duration_ms=record.duration_ms,
+            request=record.request,
+            response=record.response,
+            created_at=record.started_at,
+        )
     )
 
 

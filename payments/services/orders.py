@@ -28,6 +28,7 @@ from codepay_service.errors import (
     Misconfigured,
 )
 from codepay_service.instruments import CONFLICTS
+from codepay_service.rows import row_insert
 from payments.events.services import event_record
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
@@ -92,7 +93,7 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
     in_transaction = transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if in_transaction else contextlib.nullcontext():
-            MerchantOrderNumber.objects.create(account=account, merchant_order_no=merchant_order_no, kind=kind)
+            row_insert(MerchantOrderNumber(account=account, merchant_order_no=merchant_order_no, kind=kind))
     except IntegrityError:
         raise DuplicateMerchantOrderNo(
             f"merchant_order_no '{merchant_order_no}' is already used for this merchant account; send a new one.",
@@ -120,15 +121,17 @@ def order_event(
     event_record(order=order, refund=refund, kind=kind, from_status=from_status, to_status=to_status, message=message)
     if kind == "status_changed" and to_status not in ORDER_OPEN_STATUSES:
         order_settled_publish_on_commit(order_id=order.pk)
-    OrderEvent.objects.create(
-        order=order,
-        refund=refund,
-        kind=kind,
-        source=source,
-        message=message[:255],
-        from_status=from_status,
-        to_status=to_status,
-        data=data or {},
+    row_insert(
+        OrderEvent(
+            order=order,
+            refund=refund,
+            kind=kind,
+            source=source,
+            message=message[:255],
+            from_status=from_status,
+            to_status=to_status,
+            data=data or {},
+        )
     )
 
 
@@ -166,7 +169,7 @@ def order_create(
     # latency-bound): the number, the order, its event. An order that cannot be stored gives its number back.
     merchant_order_no_reserve(account=account, merchant_order_no=merchant_order_no, kind="order")
     try:
-        order = Order.objects.create(
+        order = Order(
             account=account,
             api_key=api_key,
             merchant_order_no=merchant_order_no,
@@ -188,6 +191,7 @@ def order_create(
             expires_at=now + timedelta(seconds=expires_in),
             next_check_at=next_check_at(0, now=now),
         )
+        row_insert(order)
     except BaseException:
         MerchantOrderNumber.objects.filter(account=account, merchant_order_no=merchant_order_no).delete()
         raise
