@@ -251,6 +251,8 @@ CODEPAY_READ_TIMEOUT = env.float("CODEPAY_READ_TIMEOUT", default=20.0)
 # takes effect within this time; in the process that saved it, at once).
 CODEPAY_PROCESS_CACHE_SECONDS = env.float("CODEPAY_PROCESS_CACHE_SECONDS", default=5.0)
 CODEPAY_MAX_QPS = env.float("CODEPAY_MAX_QPS", default=20.0)
+# Threads of one reconciliation pass: a check mostly waits for the gateway (payments.services.reconcile).
+CODEPAY_RECONCILE_THREADS = env.int("CODEPAY_RECONCILE_THREADS", default=4)
 # Notifications: confirm every final result (closed, paid, cancelled) by a signed query before applying it.
 CODEPAY_CONFIRM_NOTIFICATIONS = env.bool("CODEPAY_CONFIRM_NOTIFICATIONS", default=True)
 CODEPAY_NOTIFICATION_MAX_BYTES = env.int("CODEPAY_NOTIFICATION_MAX_BYTES", default=65536)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from codepay_service.tasks import CodePayTask
@@ -21,7 +22,7 @@ from payments.models import BatchClose
 from payments.ratelimit import gateway_rate_limiter
 from payments.services.batches import batch_close_attempt, batch_closes_claim_due, batch_schedules_open_due
 from payments.services.idempotency import idempotency_purge_expired
-from payments.services.reconcile import reconciliation_run
+from payments.services.reconcile import reconciliation_run_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ RECONCILE_PASS_SECONDS = 8
 @shared_task(base=CodePayTask, soft_time_limit=45, time_limit=60)
 def reconcile_due() -> dict:
     """One reconciliation pass over the due orders, refunds and operations, paced by the shared gateway limiter."""
-    report = reconciliation_run(throttle=gateway_rate_limiter(), max_seconds=RECONCILE_PASS_SECONDS)
+    report = reconciliation_run_parallel(
+        threads=settings.CODEPAY_RECONCILE_THREADS, throttle=gateway_rate_limiter(), max_seconds=RECONCILE_PASS_SECONDS
+    )
     if report.changes or report.errors:
         logger.info("reconcile pass", extra=report.as_dict())
     return report.as_dict()

@@ -30,11 +30,15 @@ Decisions:
   first "not found" (``order_mark_not_found`` keeps that first time; any answer that finds the order
   clears it).
 - **Expiry** of orders nobody paid is its own policy (``payments.services.expiry``); each check applies it.
+- **Threads.** A check spends most of its time waiting for the gateway's answer, so one pass runs in
+  ``CODEPAY_RECONCILE_THREADS`` threads (``reconciliation_run_parallel``), each claiming its own chunks
+  exactly as separate workers do; the shared limiter still paces them all together.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +46,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
@@ -89,6 +93,8 @@ SOURCE = "reconcile"
 LEASE = timedelta(minutes=6)
 CHUNK_SECONDS = 120.0
 CHUNK_SIZE = 25
+# After a stop, how long the caller waits for its threads to finish the check each one is in.
+STOP_JOIN_SECONDS = 10.0
 OPERATION_OPEN_STATUSES = frozenset({OperationStatus.UNKNOWN})
 
 Throttle = Callable[[], None]
@@ -382,13 +388,16 @@ def reconciliation_run(
     chunk_seconds: float = CHUNK_SECONDS,
     on_change: Callable[[StatusChange], None] | None = None,
     on_checked: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ReconcileReport:
     """
     Check the orders, refunds and operations due when the pass starts (every open one with ``due_only=False``), a
     chunk at a time, until none is left or ``max_seconds`` have passed. Safe to run in any number of
     processes at once: each row is claimed by one of them. ``on_checked`` is called after each row checked
-    (a progress bar), ``on_change`` for each status it changed.
+    (a progress bar), ``on_change`` for each status it changed. Once ``stop`` is set, no further check starts
+    and the rows not reached are handed back.
     """
+    stopped = stop.is_set if stop is not None else _never
     report = ReconcileReport()
     pass_deadline = None if max_seconds is None else time.monotonic() + max_seconds
     # Rows rescheduled during this pass are due later than its start, so a pass always ends.
@@ -399,7 +408,7 @@ def reconciliation_run(
         for model in cursors:
             if model in exhausted:
                 continue
-            if pass_deadline is not None and time.monotonic() >= pass_deadline:
+            if stopped() or (pass_deadline is not None and time.monotonic() >= pass_deadline):
                 return report
             ids, lease_until = CLAIMS[model](
                 now=clock(),
@@ -424,6 +433,7 @@ def reconciliation_run(
                 deadline=chunk_deadline,
                 on_change=on_change,
                 on_checked=on_checked,
+                stopped=stopped,
             )
             if last_checked is not None:
                 # A walk over every open row (due_only=False) goes on after the last row checked, so the rows
@@ -432,7 +442,57 @@ def reconciliation_run(
     return report
 
 
-def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on_change, on_checked) -> int | None:
+def _never() -> bool:
+    return False
+
+
+def reconciliation_run_parallel(*, threads: int, **options) -> ReconcileReport:
+    """
+    ``reconciliation_run`` in ``threads`` threads at once (see "Threads" above), their reports added up.
+
+    Each thread claims its own rows and closes its own database connection. When Celery's soft time limit
+    stops the caller, every thread stops starting checks and hands its unchecked rows back.
+    """
+    if threads <= 1:
+        return reconciliation_run(**options)
+    stop = threading.Event()
+    reports: list[ReconcileReport] = []
+    failures: list[BaseException] = []
+
+    def one_pass() -> None:
+        try:
+            reports.append(reconciliation_run(stop=stop, **options))
+        except BaseException as exc:  # raised again in the caller's thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=one_pass, name=f"reconcile-{n}", daemon=True) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except SoftTimeLimitExceeded:
+        stop.set()
+        for worker in workers:
+            worker.join(STOP_JOIN_SECONDS)
+        raise
+    if failures:
+        raise failures[0]
+    total = ReconcileReport()
+    for report in reports:
+        total.orders_checked += report.orders_checked
+        total.refunds_checked += report.refunds_checked
+        total.operations_checked += report.operations_checked
+        total.errors += report.errors
+        total.changes.extend(report.changes)
+    return total
+
+
+def _run_chunk(
+    model, ids, lease_until, report, *, throttle, clock, deadline, on_change, on_checked, stopped=_never
+) -> int | None:
     """
     Check the claimed rows in id order, starting none after ``deadline`` but the first, hand back the rest,
     and answer the id of the last row checked (None: none was).
@@ -443,7 +503,7 @@ def _run_chunk(model, ids, lease_until, report, *, throttle, clock, deadline, on
     last_checked = None
     for index, row in enumerate(rows):
         # The first row is always checked, so every claim makes progress and a pass always ends.
-        if index > 0 and time.monotonic() >= deadline:
+        if index > 0 and (time.monotonic() >= deadline or stopped()):
             _release(model, [r.pk for r in rows[index:]], lease_until=lease_until)
             break
         last_checked = row.pk

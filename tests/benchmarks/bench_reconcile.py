@@ -5,12 +5,16 @@ Benchmark: one reconciliation pass over many due orders, against the in-process 
     python tests/benchmarks/bench_reconcile.py --orders 2000 --workers 2 --qps 0
 
 It sets Django up itself, creates its own database (``<DATABASE_URL name>_bench``, dropped at the end),
-starts the sandbox gateway on a free port with the published test keys, and seeds both sides:
+and seeds both sides:
 
 - our side with ``bulk_create`` (orders ``pending`` and due, their merchant_order_no reservations);
-- the sandbox's side through its Python state (``SandboxState.add`` / ``pay``), because creating orders
-  through the client costs a signed HTTP round trip each; the rate of that path is measured on a small
-  sample and printed, so the choice can be checked.
+- the sandbox's side through its Python state (``SandboxState.add`` / ``pay``) kept on disk, because
+  creating orders through the client costs a signed HTTP round trip each; the rate of that path is
+  measured on a small sample and printed, so the choice can be checked.
+
+Then the sandbox runs as its own process (``manage.py codepay_sandbox --state-dir``) with the published
+test keys, as a gateway is another machine: in this process its signing would share the interpreter lock
+with the pass. The pass runs in ``CODEPAY_RECONCILE_THREADS`` threads (4), as the periodic task runs it.
 
 The mix: 60 % paid at the gateway (the pass moves them to succeeded), 30 % still waiting (rescheduled),
 10 % never received by the gateway (E04111, kept unknown within the grace period). Reported: orders per
@@ -25,7 +29,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -49,7 +57,12 @@ VECTORS = json.loads((ROOT / "tests" / "fixtures" / "test-vectors.json").read_te
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=1, help="Passes running at once, each in its own thread.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Passes running at once, each in its own thread (default: CODEPAY_RECONCILE_THREADS, as the task).",
+    )
     parser.add_argument("--qps", type=float, default=0.0, help="Shared Redis rate limit; 0: none.")
     parser.add_argument(
         "--client-sample", type=int, default=200, help="Orders created through the client to time that path."
@@ -64,24 +77,29 @@ def main() -> None:
 
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"{settings.DATABASES['default']['NAME']}_bench"
     old_name = settings.DATABASES["default"]["NAME"]
+    if args.workers is None:
+        args.workers = settings.CODEPAY_RECONCILE_THREADS
     db_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     print(f"database {db_name} created and migrated")
-    sandbox = start_sandbox()
+    state_dir = Path(tempfile.mkdtemp(prefix="codepay-bench-sandbox-"))
+    sandbox = start_sandbox(state_dir)
     try:
         configure(settings, sandbox.base_url, args.qps)
-        run(args, sandbox)
+        run(args, sandbox, state_dir)
     finally:
         sandbox.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
         if not args.keep_db:
             connection.creation.destroy_test_db(old_name, verbosity=0)
             print(f"database {db_name} dropped")
 
 
-def start_sandbox():
+def start_sandbox(state_dir: Path):
     from payments.gateway import signing
     from payments.sandbox.server import SandboxApp, SandboxGateway
 
     return SandboxGateway(
+        state_dir=str(state_dir),
         gateway_private_key=signing.load_private_key(VECTORS["gateway_private_key_pem"]),
         apps=[
             SandboxApp(
@@ -183,7 +201,41 @@ def seed(account, sandbox, count: int) -> dict[str, int]:
     return mix
 
 
-def run(args, sandbox) -> None:
+class SandboxProcess:
+    """The sandbox as its own process on the seeded state, until ``stop()``."""
+
+    def __init__(self, state_dir: Path, port: int):
+        (state_dir / "app.pem").write_text(VECTORS["app_private_key_pem"])
+        (state_dir / "gateway.pem").write_text(VECTORS["gateway_private_key_pem"])
+        env = {
+            **os.environ,
+            "CODEPAY_APP_ID": APP_ID,
+            "CODEPAY_MERCHANT_NO": MERCHANT_NO,
+            "CODEPAY_PRIVATE_KEY": "",
+            "CODEPAY_PRIVATE_KEY_FILE": str(state_dir / "app.pem"),
+            "CODEPAY_SANDBOX_GATEWAY_PRIVATE_KEY_FILE": str(state_dir / "gateway.pem"),
+            "CODEPAY_BASIC_AUTH_USER": "",
+            "CODEPAY_BASIC_AUTH_PASSWORD": "",
+            "LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "manage.py", "codepay_sandbox", "--port", str(port), "--state-dir", str(state_dir)]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox process did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def run(args, sandbox, state_dir: Path) -> None:
     from django.db import connection
 
     from payments.models import GatewayCall, Order
@@ -201,6 +253,10 @@ def run(args, sandbox) -> None:
     mix = seed(account, sandbox, args.orders)
     seeded_in = time.perf_counter() - started
     connection.close()
+    # The seeded state is on disk: the same port now answers from a process of its own.
+    port = int(sandbox.base_url.rsplit(":", 1)[1].split("/")[0])
+    sandbox.stop()
+    gateway = SandboxProcess(state_dir, port)
 
     throttle = gateway_rate_limiter() if args.qps > 0 else None
     results, errors = [], []
@@ -231,6 +287,7 @@ def run(args, sandbox) -> None:
         for thread in threads:
             thread.join()
     elapsed = time.perf_counter() - started
+    gateway.stop()
     if errors:
         raise errors[0]
 

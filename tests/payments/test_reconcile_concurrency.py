@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from payments.models import Channel, GatewayCall, Order
 from payments.services.orders import order_create
-from payments.services.reconcile import LEASE, orders_claim_due, reconciliation_run
+from payments.services.reconcile import LEASE, orders_claim_due, reconciliation_run, reconciliation_run_parallel
 from tests.factories import OrderFactory
 
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
@@ -182,3 +182,52 @@ def test_a_soft_time_limit_stops_the_pass_and_hands_the_unchecked_rows_back(acco
         (1, now + timedelta(seconds=10), None),
         (0, now - timedelta(seconds=1), None),
     ]
+
+
+def test_a_pass_in_four_threads_checks_every_due_order_once_and_adds_up_one_report(transactional_db, account):
+    """20 due orders, chunks of 3, four threads: 20 checked in one report, one query each, and more than one
+    thread did part of the work (each holds its first chunk until another has claimed one)."""
+    orders = [
+        order_create(
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("5.00"),
+            currency="USD",
+            description=f"Order {n}",
+            terminal_sn="WPYB002248000865",
+        ).obj
+        for n in range(20)
+    ]
+    now = timezone.now()
+    Order.objects.update(next_check_at=now - timedelta(seconds=1))
+    threads_seen: set[str] = set()
+    two_started = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+
+    def throttle():
+        with lock:
+            first = threading.current_thread().name not in threads_seen
+            threads_seen.add(threading.current_thread().name)
+        if first and len(threads_seen) <= 2:
+            two_started.wait()
+
+    report = reconciliation_run_parallel(threads=4, throttle=throttle, clock=lambda: now, chunk_size=3)
+
+    assert (report.orders_checked, report.errors) == (20, 0)
+    assert len(threads_seen) >= 2 and all(name.startswith("reconcile-") for name in threads_seen)
+    queries = GatewayCall.objects.filter(method="order.query").values_list("merchant_order_no", flat=True)
+    assert sorted(queries) == sorted(order.merchant_order_no for order in orders)
+    assert set(Order.objects.values_list("check_attempts", flat=True)) == {1}
+
+
+def test_one_thread_is_the_plain_pass(transactional_db, account):
+    """threads=1 runs in the caller's thread: nothing to join, the same report."""
+    order = OrderFactory(account=account, status="pending", next_check_at=timezone.now() - timedelta(seconds=1))
+    seen: list[str] = []
+
+    report = reconciliation_run_parallel(threads=1, throttle=lambda: seen.append(threading.current_thread().name))
+
+    assert (report.orders_checked, seen) == (1, [threading.current_thread().name])
+    order.refresh_from_db()
+    assert order.check_attempts == 1
