@@ -101,6 +101,11 @@ def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: st
         ) from None
 
 
+def merchant_order_no_release(*, account_id: int, merchant_order_no: str) -> None:
+    """Give a number back. Only for a row that never reached the gateway, so that its retry may use it again."""
+    MerchantOrderNumber.objects.filter(account_id=account_id, merchant_order_no=merchant_order_no).delete()
+
+
 def order_event(
     order: Order,
     *,
@@ -193,7 +198,7 @@ def order_create(
         )
         row_insert(order)
     except BaseException:
-        MerchantOrderNumber.objects.filter(account=account, merchant_order_no=merchant_order_no).delete()
+        merchant_order_no_release(account_id=account.pk, merchant_order_no=merchant_order_no)
         raise
     order_event(
         order,
@@ -332,9 +337,7 @@ def _record_create_failure(order: Order, exc: GatewayError | Misconfigured) -> N
         )
         with transaction.atomic():
             Order.objects.filter(pk=order.pk).delete()
-            MerchantOrderNumber.objects.filter(
-                account_id=order.account_id, merchant_order_no=order.merchant_order_no
-            ).delete()
+            merchant_order_no_release(account_id=order.account_id, merchant_order_no=order.merchant_order_no)
         raise client_error(
             exc,
             action="order",

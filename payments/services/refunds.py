@@ -31,7 +31,7 @@ from payments.gateway.methods import ORDER_NOT_FOUND_CODE, Target
 from payments.gateway.money import format_amount
 from payments.gateway.results import RefundInfo
 from payments.locks import order_locked, refund_locked
-from payments.models import ApiKey, MerchantOrderNumber, Order, Refund, RefundStatus
+from payments.models import ApiKey, Order, Refund, RefundStatus
 from payments.services.accounts import gateway_client_for
 from payments.services.checks import next_check_at
 from payments.services.follow_ups import follow_up_reference
@@ -39,6 +39,7 @@ from payments.services.gateway_errors import client_error, failure_reason
 from payments.services.orders import (
     ApplyResult,
     merchant_order_no_generate,
+    merchant_order_no_release,
     merchant_order_no_reserve,
     order_event,
     order_refunds_reserved,
@@ -120,9 +121,7 @@ def order_refund(
         # Nothing left this machine: forget the refund and its number so the same request can be retried.
         with transaction.atomic():
             Refund.objects.filter(pk=refund.pk).delete()
-            MerchantOrderNumber.objects.filter(
-                account_id=order.account_id, merchant_order_no=refund.merchant_order_no
-            ).delete()
+            merchant_order_no_release(account_id=order.account_id, merchant_order_no=refund.merchant_order_no)
         raise client_error(
             exc,
             action="refund",
