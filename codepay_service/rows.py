@@ -7,16 +7,24 @@ row of about thirty columns, that compilation cost more CPU than verifying the d
 value with the field's own ``pre_save`` and ``get_db_prep_save`` (defaults, ``auto_now_add``, JSON and
 binary adaptation behave as in ``save()``), and sets the primary key from ``RETURNING``.
 
-What it does not do, on purpose: send ``pre_save``/``post_save`` signals, or validate. Use it only for
-models no signal listens to (the receiver's delivery rows); a test keeps it equal to ``save()``.
+``rows_insert_together`` inserts several new rows in one statement (data-modifying ``WITH`` clauses): one
+round trip and one commit instead of one each, and all of them or none. A row may take an earlier row's
+new primary key as a foreign key (an order's first event takes the order's id). ``row_update_then_insert``
+does a conditional UPDATE and, only if it took the row, the INSERT that records it, in one statement.
+
+What neither does, on purpose: send ``pre_save``/``post_save`` signals, or validate. Use them only for
+models no signal listens to; tests keep them equal to ``save()`` and assert that no signal listens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import Field, Model, QuerySet
+from django.db.models.sql import UpdateQuery
 
 
 @cache
@@ -39,3 +47,101 @@ def row_insert(instance: Model) -> None:
         (instance.pk,) = cursor.fetchone()
     instance._state.adding = False
     instance._state.db = connection.alias
+
+
+# A row of ``rows_insert_together``: the model, then (foreign key field name, index of the earlier row whose new
+# primary key it takes) for each link.
+_Shape = tuple[tuple[type[Model], tuple[tuple[str, int], ...]], ...]
+
+
+@cache
+def _statement_together(shape: _Shape) -> tuple[str, tuple[tuple[Field, ...], ...]]:
+    quote = connection.ops.quote_name
+    clauses, fields_per_row = [], []
+    for index, (model, links) in enumerate(shape):
+        meta = model._meta
+        linked = dict(links)
+        fields = tuple(field for field in meta.concrete_fields if field is not meta.pk)
+        values = []
+        for field in fields:
+            if field.name in linked:
+                earlier = shape[linked[field.name]][0]._meta.pk
+                values.append(f"(SELECT {quote(earlier.column)} FROM row_{linked[field.name]})")
+            else:
+                values.append("%s")
+        columns = ", ".join(quote(field.column) for field in fields)
+        clauses.append(
+            f"row_{index} AS (INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(values)}) "
+            f"RETURNING {quote(meta.pk.column)})"
+        )
+        fields_per_row.append(tuple(field for field in fields if field.name not in linked))
+    selects = ", ".join(
+        f"(SELECT {quote(model._meta.pk.column)} FROM row_{index})" for index, (model, _) in enumerate(shape)
+    )
+    return f"WITH {', '.join(clauses)} SELECT {selects}", tuple(fields_per_row)
+
+
+def rows_insert_together(rows: Sequence[Model], *, links: dict[int, dict[str, int]] | None = None) -> None:
+    """
+    INSERT ``rows`` (new, primary keys generated) in one statement and set their primary keys.
+
+    ``links`` maps a row's index to {foreign key field name: index of an earlier row}: that field takes the
+    earlier row's new primary key (``{2: {"order": 1}}``). A failure of any row inserts none of them.
+    """
+    links = links or {}
+    shape = tuple((type(row), tuple(sorted(links.get(index, {}).items()))) for index, row in enumerate(rows))
+    sql, fields_per_row = _statement_together(shape)
+    params = [
+        field.get_db_prep_save(field.pre_save(row, True), connection)
+        for row, fields in zip(rows, fields_per_row, strict=True)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = cursor.fetchone()
+    for index, (row, key) in enumerate(zip(rows, keys, strict=True)):
+        row.pk = key
+        for name, earlier in links.get(index, {}).items():
+            setattr(row, name, rows[earlier])
+        row._state.adding = False
+        row._state.db = connection.alias
+
+
+def row_update_then_insert(queryset: QuerySet, values: dict[str, Any], row: Model, *, link: str) -> bool:
+    """
+    In one statement: UPDATE the row ``queryset`` selects with ``values`` (as ``queryset.update(**values)``)
+    and, only if it took a row, INSERT ``row`` with its foreign key ``link`` pointing at it. True when the
+    update took a row (and ``row`` is stored, its primary key set).
+
+    For a conditional move and its record (``WHERE status = 'unknown'`` and the status change's event):
+    the UPDATE's row lock and condition, and the event written only with the change, in one round trip
+    and one commit instead of two.
+    """
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    update_sql, update_params = query.get_compiler(connection.alias).as_sql()
+    meta, target = row._meta, queryset.model._meta
+    quote = connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if field is not meta.pk and field.name != link]
+    linked = meta.get_field(link)
+    columns = ", ".join(quote(field.column) for field in [*fields, linked])
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"WITH updated AS ({update_sql} RETURNING {quote(target.pk.column)}) "
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+        f"SELECT {placeholders}, updated.{quote(target.pk.column)} FROM updated "
+        f"RETURNING {quote(meta.pk.column)}, {quote(linked.column)}"
+    )
+    params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*update_params, *params])
+        inserted = cursor.fetchall()
+    if len(inserted) != 1:
+        if inserted:  # more than one row updated: the caller's queryset was not about one row
+            raise ValueError(f"row_update_then_insert updated {len(inserted)} rows; it takes one")
+        return False
+    row.pk, linked_id = inserted[0]
+    setattr(row, linked.attname, linked_id)
+    row._state.adding = False
+    row._state.db = connection.alias
+    return True

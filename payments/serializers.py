@@ -8,10 +8,10 @@ lives in memory only. It is never part of a representation, an error message or 
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import re
+import threading
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -110,7 +110,34 @@ def validate_merchant_order_no(value: str) -> str:
     return value
 
 
-class StrictInputSerializer(serializers.Serializer):
+_bound_fields = threading.local()
+
+
+class FieldsBoundOnce:
+    """
+    Serializer fields built and bound once per serializer class and thread, instead of for every instance.
+
+    Why: DRF builds a serializer's fields anew for every instance (from the model's metadata for a
+    ``ModelSerializer``, by deep copy of the declared ones otherwise) and binds each to it. For an order
+    created through the API, building the input's fields and the answer's cost a third of the request's CPU
+    (docs/benchmarks.md). What they hold depends only on the class, and nothing here keeps per-request state
+    on a field: validation and representation take the data as arguments, and the ``validate`` methods that
+    read ``initial_data`` or ``context`` run on the request's own serializer, not on its fields. So each
+    thread keeps one bound set per class, bound to a template instance of that class, and every instance
+    of the class in that thread uses it. Per thread, so that no two requests ever share a field at once.
+    """
+
+    @property
+    def fields(self):
+        by_class = _bound_fields.__dict__.setdefault("by_class", {})
+        fields = by_class.get(type(self))
+        if fields is None:
+            template = type(self)()
+            fields = by_class[type(self)] = super(FieldsBoundOnce, template).fields  # type: ignore[misc]
+        return fields
+
+
+class StrictInputSerializer(FieldsBoundOnce, serializers.Serializer):
     """
     A request body that takes only its declared fields: an unknown one is a 400 naming it, with the
     closest known name, instead of being dropped (``tip_ammount`` would create an order without a tip).
@@ -360,26 +387,7 @@ class TipSerializer(StrictInputSerializer):
         return parse_money_fields(attrs, self.context["currency"], ("tip_amount",), allow_zero=True)
 
 
-class ReadModelSerializer(serializers.ModelSerializer):
-    """
-    A read-only ``ModelSerializer`` whose fields are built from the model once per class, then copied.
-
-    Why: DRF builds a ``ModelSerializer``'s fields from the model's metadata for every instance, and for the
-    order that was a quarter of a create's CPU (docs/benchmarks.md). What it builds depends only on the
-    class (``Meta`` and the declared fields), so the built set is kept on the class and each instance gets
-    a deep copy, the way DRF already copies declared fields. Two threads building it at once build the same.
-    """
-
-    def get_fields(self):
-        cls = type(self)
-        built = cls.__dict__.get("_fields_built")
-        if built is None:
-            built = super().get_fields()
-            cls._fields_built = built
-        return copy.deepcopy(built)
-
-
-class RefundSerializer(ReadModelSerializer):
+class RefundSerializer(FieldsBoundOnce, serializers.ModelSerializer):
     orig_merchant_order_no = serializers.CharField(source="order.merchant_order_no", read_only=True)
     amount = MoneyField()
 
@@ -401,7 +409,7 @@ class RefundSerializer(ReadModelSerializer):
         read_only_fields = fields
 
 
-class OperationSerializer(ReadModelSerializer):
+class OperationSerializer(FieldsBoundOnce, serializers.ModelSerializer):
     amount = serializers.SerializerMethodField()
 
     class Meta:
@@ -425,7 +433,7 @@ class OperationSerializer(ReadModelSerializer):
         return None if operation.amount is None else format_amount(operation.amount, operation.order.currency)
 
 
-class OrderSerializer(ReadModelSerializer):
+class OrderSerializer(FieldsBoundOnce, serializers.ModelSerializer):
     amount = MoneyField()
     tip_amount = MoneyField()
     cashback_amount = MoneyField()
@@ -535,7 +543,7 @@ class GatewayAmountField(serializers.Field):
         return f"{amount:f}"
 
 
-class BatchCloseSerializer(ReadModelSerializer):
+class BatchCloseSerializer(FieldsBoundOnce, serializers.ModelSerializer):
     total_amount = GatewayAmountField(allow_null=True)
 
     class Meta:

@@ -13,13 +13,14 @@ import contextlib
 import enum
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Model, Sum
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -28,7 +29,7 @@ from codepay_service.errors import (
     Misconfigured,
 )
 from codepay_service.instruments import CONFLICTS
-from codepay_service.rows import row_insert
+from codepay_service.rows import row_insert, row_update_then_insert, rows_insert_together
 from payments.events.services import event_record
 from payments.gateway.client import CardDetails
 from payments.gateway.errors import (
@@ -84,17 +85,36 @@ def merchant_order_no_generate() -> str:
     return f"CP{timezone.now():%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}"
 
 
-def merchant_order_no_reserve(*, account: MerchantAccount, merchant_order_no: str, kind: str) -> None:
+# The unique constraints that refuse a number already used: the reservation's, and the order's and refund's own.
+_NUMBER_TAKEN = frozenset(
+    {"merchant_order_no_unique_per_account", "order_merchant_order_no_unique", "refund_merchant_order_no_unique"}
+)
+
+
+def merchant_order_no_reserve(
+    *,
+    account: MerchantAccount,
+    merchant_order_no: str,
+    kind: str,
+    together: Sequence[Model] = (),
+    links: dict[int, dict[str, int]] | None = None,
+) -> None:
     """
-    Take a number for this account; raises DuplicateMerchantOrderNo if anything already used it. Inside a
-    transaction the insert gets a savepoint, so a refusal leaves the caller's transaction usable; outside
-    one it is a statement on its own, atomic without the savepoint's round trips.
+    Take a number for this account, and store the new rows that use it (``together``) in the same statement:
+    all of them or none. ``links`` (indexes into ``together``) lets a row take an earlier one's new primary key.
+    Raises DuplicateMerchantOrderNo if anything already used the number. Inside a transaction the insert
+    gets a savepoint, so a refusal leaves the caller's transaction usable; outside one it is a statement on
+    its own, atomic without the savepoint's round trips.
     """
+    number = MerchantOrderNumber(account=account, merchant_order_no=merchant_order_no, kind=kind)
+    shifted = {index + 1: {name: earlier + 1 for name, earlier in row.items()} for index, row in (links or {}).items()}
     in_transaction = transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if in_transaction else contextlib.nullcontext():
-            row_insert(MerchantOrderNumber(account=account, merchant_order_no=merchant_order_no, kind=kind))
-    except IntegrityError:
+            rows_insert_together([number, *together], links=shifted)
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) not in _NUMBER_TAKEN:
+            raise
         raise DuplicateMerchantOrderNo(
             f"merchant_order_no '{merchant_order_no}' is already used for this merchant account; send a new one.",
             details={"merchant_order_no": ["Already used for this merchant account."]},
@@ -127,16 +147,40 @@ def order_event(
     if kind == "status_changed" and to_status not in ORDER_OPEN_STATUSES:
         order_settled_publish_on_commit(order_id=order.pk)
     row_insert(
-        OrderEvent(
-            order=order,
-            refund=refund,
+        order_event_row(
+            order,
             kind=kind,
             source=source,
-            message=message[:255],
+            message=message,
             from_status=from_status,
             to_status=to_status,
-            data=data or {},
+            data=data,
+            refund=refund,
         )
+    )
+
+
+def order_event_row(
+    order: Order,
+    *,
+    kind: str,
+    source: str,
+    message: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    data: dict | None = None,
+    refund=None,
+) -> OrderEvent:
+    """The ``OrderEvent`` row of one line of the order's story, not yet stored."""
+    return OrderEvent(
+        order=order,
+        refund=refund,
+        kind=kind,
+        source=source,
+        message=message[:255],
+        from_status=from_status,
+        to_status=to_status,
+        data=data or {},
     )
 
 
@@ -170,42 +214,43 @@ def order_create(
     merchant_order_no = merchant_order_no or merchant_order_no_generate()
     now = timezone.now()
 
-    # Three single-statement writes, no transaction around them (each is atomic on its own, and a create is
-    # latency-bound): the number, the order, its event. An order that cannot be stored gives its number back.
-    merchant_order_no_reserve(account=account, merchant_order_no=merchant_order_no, kind="order")
-    try:
-        order = Order(
-            account=account,
-            api_key=api_key,
-            merchant_order_no=merchant_order_no,
-            channel=channel,
-            trans_type=trans_type,
-            status=OrderStatus.UNKNOWN,
-            currency=currency,
-            amount=amount,
-            tip_amount=tip_amount,
-            cashback_amount=cashback_amount,
-            description=description,
-            attach=attach,
-            store_no=store_no,
-            terminal_sn=terminal_sn,
-            pay_scenario=pay_scenario,
-            pay_method_id=pay_method_id,
-            options=options,
-            expires_in=expires_in,
-            expires_at=now + timedelta(seconds=expires_in),
-            next_check_at=next_check_at(0, now=now),
-        )
-        row_insert(order)
-    except BaseException:
-        merchant_order_no_release(account_id=account.pk, merchant_order_no=merchant_order_no)
-        raise
-    order_event(
+    order = Order(
+        account=account,
+        api_key=api_key,
+        merchant_order_no=merchant_order_no,
+        channel=channel,
+        trans_type=trans_type,
+        status=OrderStatus.UNKNOWN,
+        currency=currency,
+        amount=amount,
+        tip_amount=tip_amount,
+        cashback_amount=cashback_amount,
+        description=description,
+        attach=attach,
+        store_no=store_no,
+        terminal_sn=terminal_sn,
+        pay_scenario=pay_scenario,
+        pay_method_id=pay_method_id,
+        options=options,
+        expires_in=expires_in,
+        expires_at=now + timedelta(seconds=expires_in),
+        next_check_at=next_check_at(0, now=now),
+    )
+    # "created" implies no outbound event and wakes no waiting client: its row is all ``order_event`` would write.
+    created = order_event_row(
         order,
         kind="created",
         source="api",
         to_status=OrderStatus.UNKNOWN,
         message=f"{channel} order stored before sending",
+    )
+    # The number, the order and its first event in one statement (one round trip, one commit): all or none.
+    merchant_order_no_reserve(
+        account=account,
+        merchant_order_no=merchant_order_no,
+        kind="order",
+        together=[order, created],
+        links={1: {"order": 0}},
     )
 
     try:
@@ -240,7 +285,7 @@ def order_create(
 
 def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str], trans_status: str) -> bool:
     """
-    The common answer to a create, applied in one conditional UPDATE and then its event: the gateway took
+    The common answer to a create, applied in one statement, a conditional UPDATE and its event: the gateway took
     the order and it waits for payment. The UPDATE's ``WHERE status = 'unknown'`` takes the row lock and
     checks the transition in the database, so nothing that moved the order meanwhile (a notification, the
     reconciler) is overwritten; then False, and the caller applies the answer under ``select_for_update``
@@ -261,9 +306,9 @@ def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str
         "status": to_status,
         "updated_at": timezone.now(),
     }
-    if not Order.objects.filter(pk=order.pk, status=OrderStatus.UNKNOWN).update(**fields):
-        return False
-    order_event(
+    # A move to pending implies no outbound event and wakes no waiting client (``order_event``): the
+    # update and its event row are the whole change, in one statement.
+    moved = order_event_row(
         order,
         kind="status_changed",
         source="api",
@@ -271,6 +316,10 @@ def _record_create_answer_unknown_to_pending(order: Order, answer: dict[str, str
         to_status=to_status,
         message="gateway accepted the order",
     )
+    if not row_update_then_insert(
+        Order.objects.filter(pk=order.pk, status=OrderStatus.UNKNOWN), fields, moved, link="order"
+    ):
+        return False
     for name, value in fields.items():
         setattr(order, name, value)
     return True

@@ -529,6 +529,9 @@ def _run_chunk(
             logger.exception("reconcile: unexpected error", extra={"merchant_order_no": row.merchant_order_no})
             report.errors += 1
             change = None
+            # A connection the database dropped (a restart, a failover) would fail every row after this one
+            # until the pass ends, leaving each leased: the next row connects afresh instead.
+            connection.close_if_unusable_or_obsolete()
         if on_checked is not None:
             on_checked()
         if change is not None:
