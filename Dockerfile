@@ -23,7 +23,7 @@ WORKDIR /app
 # The worker and beat run the same image with another command (docker-compose.yml); the health check is the
 # web service's, so it is declared there.
 # Owned by root and read-only to the service user: the code cannot be changed by the process running it.
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY codepay_service ./codepay_service
 COPY payments ./payments
 COPY webhooks ./webhooks

@@ -143,3 +143,21 @@ def test_collectstatic_runs_as_the_image_build_runs_it_and_gathers_the_offline_s
     )
     assert (tmp_path / "drf_spectacular_sidecar" / "swagger-ui-dist" / "swagger-ui-bundle.js").is_file()
     assert (tmp_path / "admin" / "css" / "base.css").is_file()
+
+
+def test_gunicorn_reads_its_settings_file_from_the_working_directory_and_the_image_has_it():
+    """The web process freezes the loaded application's objects out of garbage collection (gunicorn.conf.py):
+    gunicorn finds the file on its own where the Procfile and the image start it, and the image copies it."""
+    printed = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "--print-config", "codepay_service.wsgi:application"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    settings = dict(re.findall(r"^(\w+)\s+= (.*)$", printed, re.M))
+
+    assert settings["config"] == "./gunicorn.conf.py"
+    assert settings["post_worker_init"] == "<post_worker_init()>"
+    assert re.search(r"^COPY .*\bgunicorn\.conf\.py\b.* \./$", DOCKERFILE, re.M)
+    assert re.search(r"^WORKDIR /app$", DOCKERFILE, re.M)
