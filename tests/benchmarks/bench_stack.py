@@ -695,7 +695,8 @@ class Bench:
         rate = float(re.search(r"= (\d+) orders/s", line).group(1))
         self.results.append(
             (
-                f"reconciliation of {self.args.reconcile_orders:,} due orders, rate limit lifted",
+                f"reconciliation of {self.args.reconcile_orders:,} due orders, rate limit lifted "
+                "(the pass's threads as configured, the sandbox a process of its own)",
                 f"{seconds:.1f} s ({rate:.0f} orders/s, {per_order:.2f} queries per order)",
                 "",
                 "",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -146,3 +151,40 @@ def test_an_update_and_its_record_in_one_statement_only_when_the_update_takes_th
 
 def _without(row: dict, *names: str) -> dict:
     return {key: value for key, value in row.items() if key not in names}
+
+
+def test_on_sqlite_the_helpers_store_the_same_through_the_orm(tmp_path):
+    """``make run`` keeps its data in SQLite, where neither data-modifying WITH nor psycopg exist."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": "sqlite-check",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.codepay_service.rows_on_sqlite"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {
+        "vendor": "sqlite",
+        "orders": [["SQ-1", "pending"]],
+        "numbers": 1,
+        "events": [
+            [report["events"][0][0], "created", "unknown"],
+            [report["events"][0][0], "status_changed", "pending"],
+        ],
+        "event_linked": True,
+        "duplicate": "refused",
+        "moved": [True, False],
+        "check_attempts": 1,
+        "next_check_set": True,
+        "delivery_stored": True,
+    }
