@@ -1,5 +1,5 @@
 """
-One-row INSERT for hot paths, with the statement built once per model instead of per row.
+The writes of the hot paths as single statements, built once per model instead of per row.
 
 Why: Django's ``Model.save()`` compiles its INSERT anew for every row. On the notification receiver, a
 row of about thirty columns, that compilation cost more CPU than verifying the delivery's RSA signature
@@ -28,12 +28,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from django.db import connection, transaction
 from django.db.models import Field, Model, QuerySet
 from django.db.models.sql import UpdateQuery
+
+
+def _column(field: Field) -> str:
+    """The field's quoted column (every concrete field has one; the stubs allow None)."""
+    assert field.column is not None
+    return connection.ops.quote_name(field.column)
+
+
+def _concrete(model: type[Model], name: str) -> Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), f"{model.__name__}.{name} is not a concrete field"
+    return field
 
 
 def _postgresql() -> bool:
@@ -47,17 +59,18 @@ def server_bound_cursor():
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+        # Private, but it is how Django wraps each of its own cursors (query logging, error translation).
+        return connection._prepare_cursor(psycopg.Cursor(connection.connection))  # type: ignore[attr-defined]
 
 
 @cache
 def _statement(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
     meta = model._meta
     fields = tuple(field for field in meta.concrete_fields if field is not meta.pk)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(_column(field) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {quote(meta.pk.column)}"
+    table = connection.ops.quote_name(meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {_column(meta.pk)}"
     return sql, fields
 
 
@@ -92,17 +105,17 @@ def _statement_together(shape: _Shape) -> tuple[str, tuple[tuple[Field, ...], ..
         for field in fields:
             if field.name in linked:
                 earlier = shape[linked[field.name]][0]._meta.pk
-                values.append(f"(SELECT {quote(earlier.column)} FROM row_{linked[field.name]})")
+                values.append(f"(SELECT {_column(earlier)} FROM row_{linked[field.name]})")
             else:
                 values.append("%s")
-        columns = ", ".join(quote(field.column) for field in fields)
+        columns = ", ".join(_column(field) for field in fields)
         clauses.append(
             f"row_{index} AS (INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(values)}) "
-            f"RETURNING {quote(meta.pk.column)})"
+            f"RETURNING {_column(meta.pk)})"
         )
         fields_per_row.append(tuple(field for field in fields if field.name not in linked))
     selects = ", ".join(
-        f"(SELECT {quote(model._meta.pk.column)} FROM row_{index})" for index, (model, _) in enumerate(shape)
+        f"(SELECT {_column(model._meta.pk)} FROM row_{index})" for index, (model, _) in enumerate(shape)
     )
     return f"WITH {', '.join(clauses)} SELECT {selects}", tuple(fields_per_row)
 
@@ -144,7 +157,8 @@ def row_update_then_insert(queryset: QuerySet, values: dict[str, Any], row: Mode
     """
     In one statement: UPDATE the row ``queryset`` selects with ``values`` (as ``queryset.update(**values)``)
     and, only if it took a row, INSERT ``row`` with its foreign key ``link`` pointing at it. True when the
-    update took a row (and ``row`` is stored, its primary key set).
+    update took a row (and ``row`` is stored, its primary key set). ``queryset`` must select at most one
+    row: filter it by primary key.
 
     For a conditional move and its record (``WHERE status = 'unknown'`` and the status change's event):
     the UPDATE's row lock and condition, and the event written only with the change, in one round trip
@@ -158,23 +172,23 @@ def row_update_then_insert(queryset: QuerySet, values: dict[str, Any], row: Mode
             # The queryset's own condition is checked again by the UPDATE.
             if not selected or not queryset.filter(pk=selected[0]).update(**values):
                 return False
-            setattr(row, row._meta.get_field(link).attname, selected[0])
+            setattr(row, _concrete(type(row), link).attname, selected[0])
             row.save(force_insert=True)
         return True
-    query = queryset.query.chain(UpdateQuery)
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
     query.add_update_values(values)
     update_sql, update_params = query.get_compiler(connection.alias).as_sql()
     meta, target = row._meta, queryset.model._meta
     quote = connection.ops.quote_name
     fields = [field for field in meta.concrete_fields if field is not meta.pk and field.name != link]
-    linked = meta.get_field(link)
-    columns = ", ".join(quote(field.column) for field in [*fields, linked])
+    linked = _concrete(type(row), link)
+    columns = ", ".join(_column(field) for field in [*fields, linked])
     placeholders = ", ".join(["%s"] * len(fields))
     sql = (
-        f"WITH updated AS ({update_sql} RETURNING {quote(target.pk.column)}) "
+        f"WITH updated AS ({update_sql} RETURNING {_column(target.pk)}) "
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "
-        f"SELECT {placeholders}, updated.{quote(target.pk.column)} FROM updated "
-        f"RETURNING {quote(meta.pk.column)}, {quote(linked.column)}"
+        f"SELECT {placeholders}, updated.{_column(target.pk)} FROM updated "
+        f"RETURNING {_column(meta.pk)}, {_column(linked)}"
     )
     params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
     with server_bound_cursor() as cursor:
