@@ -37,6 +37,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -46,7 +47,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
@@ -549,8 +550,11 @@ def _run_chunk(
             report.errors += 1
             change = None
             # A connection the database dropped (a restart, a failover) would fail every row after this one
-            # until the pass ends, leaving each leased: the next row connects afresh instead.
+            # until the pass ends, leaving each leased: the next row connects afresh instead, and this row,
+            # whose next check could not be written, is handed back rather than held until its lease ends.
             connection.close_if_unusable_or_obsolete()
+            with contextlib.suppress(DatabaseError):
+                _release(model, [row.pk], lease_until=lease_until)
         if on_checked is not None:
             on_checked()
         if change is not None:

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection
@@ -231,3 +232,46 @@ def test_one_thread_is_the_plain_pass(transactional_db, account):
     assert (report.orders_checked, seen) == (1, [threading.current_thread().name])
     order.refresh_from_db()
     assert order.check_attempts == 1
+
+
+def test_a_dropped_database_connection_costs_one_row_and_hands_it_back(transactional_db, account):
+    """
+    The database drops the pass's connection while it checks the first of six due orders (as a restart
+    or failover would): that row fails and, its next check unwritten, is handed back at once instead of
+    staying leased for LEASE; the five others are checked on a fresh connection, and so is the first,
+    claimed again by the same pass.
+    """
+    orders = [
+        order_create(
+            account=account,
+            api_key=None,
+            channel=Channel.TERMINAL,
+            amount=Decimal("5.00"),
+            currency="USD",
+            description=f"Order {n}",
+            terminal_sn="WPYB002248000865",
+        ).obj
+        for n in range(6)
+    ]
+    now = timezone.now()
+    Order.objects.update(next_check_at=now - timedelta(seconds=1))
+    dropped = []
+
+    def drop_the_connection_once():
+        if dropped:
+            return
+        dropped.append(connection.connection.info.backend_pid)
+        params = connection.settings_dict
+        with psycopg.connect(
+            dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"], autocommit=True
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [dropped[0]])
+
+    report = reconciliation_run(throttle=drop_the_connection_once, clock=lambda: now, chunk_size=6)
+
+    assert (report.orders_checked, report.errors) == (7, 1)
+    assert set(Order.objects.values_list("check_attempts", "check_leased_until")) == {(1, None)}
+    assert sorted(
+        GatewayCall.objects.filter(method="order.query", outcome="ok").values_list("merchant_order_no", flat=True)
+    ) == sorted(order.merchant_order_no for order in orders)
+    assert connection.connection.info.backend_pid != dropped[0]
