@@ -52,7 +52,7 @@ from django.db.models import Case, F, Model, Q, Value, When
 from django.utils import timezone
 
 from codepay_service.errors import Misconfigured
-from codepay_service.rows import server_bound_cursor
+from codepay_service.rows import on_postgresql, server_bound_cursor
 from payments.gateway.errors import GatewayError, is_order_not_found
 from payments.gateway.methods import OPEN_TRANS_STATUSES, TransStatus
 from payments.models import (
@@ -214,7 +214,7 @@ def _release(model, ids: list[int], *, lease_until: datetime) -> None:
 def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetime) -> None:
     """Count the check, set the next one and end the lease; a row that became final keeps no next check."""
     following = next_check_at(attempts + 1, now=now)
-    if connection.vendor != "postgresql":  # SQLite, make run's embedded default: the same through the ORM
+    if not on_postgresql():  # SQLite, make run's embedded default: the same through the ORM
         model.objects.filter(pk=pk).update(
             check_attempts=F("check_attempts") + 1,
             check_leased_until=None,
@@ -222,7 +222,7 @@ def _schedule_next(model, open_statuses, pk: int, *, attempts: int, now: datetim
         )
         return
     with server_bound_cursor() as cursor:
-        cursor.execute(_schedule_statement(model), [list(open_statuses), next_check_at(attempts + 1, now=now), pk])
+        cursor.execute(_schedule_statement(model), [list(open_statuses), following, pk])
 
 
 @cache

@@ -225,7 +225,7 @@ def _attempt(delivery_id: int, pass_: _Pass) -> ApplyOutcome:
             return _record_retry(delivery, pass_, unmatched=True, error=UNMATCHED_ERROR)
         if isinstance(target, OrderOperation):
             return _operation_settle(delivery, target, pass_)
-        info, confirmed = _gateway_state(delivery, target)
+        info, confirmed = _gateway_state(delivery, target, copies_looked_for=pass_ is _FIRST_HAND)
         return _apply_locked(delivery, target, info, pass_, confirmed=confirmed)
     except SoftTimeLimitExceeded:
         # The task's time is up, not a failure of this delivery: it stays due, and the task stops.
@@ -303,7 +303,7 @@ def _query_method(target: Order | Refund) -> str:
 
 
 def _gateway_state(
-    delivery: NotificationDelivery, target: Order | Refund
+    delivery: NotificationDelivery, target: Order | Refund, *, copies_looked_for: bool
 ) -> tuple[OrderInfo | RefundInfo | None, bool]:
     """
     What to apply: a signed query's answer for a final result, else the notification itself; None (nothing
@@ -313,7 +313,8 @@ def _gateway_state(
     is_refund = isinstance(target, Refund)
     if not conf.confirm_notifications() or delivery.trans_status in OPEN_TRANS_STATUSES:
         return (RefundInfo if is_refund else OrderInfo).from_data(delivery.payload or {}), False
-    if _settled_copy_exists(delivery):
+    # A first-hand attempt has just looked for a settled copy (``_duplicate_settle``); a replay has not.
+    if not copies_looked_for and _settled_copy_exists(delivery):
         return None, False
     client = _gateway_client(delivery.account)
     info: OrderInfo | RefundInfo
