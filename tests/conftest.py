@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +173,31 @@ def sandbox_control(sandbox):
     control = Control()
     yield control
     requests.delete(f"{sandbox.base_url}/sandbox/faults", timeout=10)
+
+
+# --- SQLite, make run's embedded database ------------------------------------------------------------
+
+
+def run_on_fresh_sqlite(module: str, folder: Path) -> tuple[dict, str]:
+    """
+    Run ``python -m module`` against a new SQLite database in ``folder`` (the module migrates it) and answer
+    the JSON it printed last and its stderr; fails with the stderr's end if the module failed.
+    """
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": "sqlite-check",
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr

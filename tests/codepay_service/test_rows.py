@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -17,6 +12,7 @@ from django.utils import timezone
 
 from codepay_service.rows import row_insert, row_update_then_insert, rows_insert_together
 from payments.models import GatewayCall, MerchantOrderNumber, Order, OrderEvent
+from tests.conftest import run_on_fresh_sqlite
 from tests.factories import MerchantAccountFactory, OrderFactory
 from webhooks.models import NotificationDelivery, ProcessingStatus
 
@@ -155,24 +151,8 @@ def _without(row: dict, *names: str) -> dict:
 
 def test_on_sqlite_the_helpers_store_the_same_through_the_orm(tmp_path):
     """``make run`` keeps its data in SQLite, where neither data-modifying WITH nor psycopg exist."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_SECRET_KEY": "sqlite-check",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.codepay_service.rows_on_sqlite"],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report, _ = run_on_fresh_sqlite("tests.codepay_service.rows_on_sqlite", tmp_path)
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
         "vendor": "sqlite",
         "orders": [["SQ-1", "pending"]],

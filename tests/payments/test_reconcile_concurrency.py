@@ -22,10 +22,9 @@ from tests.factories import OrderFactory
 pytestmark = pytest.mark.usefixtures("sandbox_reset")
 
 
-def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional_db, account):
-    """Two passes run in parallel threads (own database connections) over 12 due orders, 3 per claim: each
-    order is queried exactly once, and both workers did part of the work at the same time."""
-    orders = [
+def _terminal_orders(account, count: int) -> list[Order]:
+    """``count`` terminal sales of 5.00 USD created through the service (the gateway answers each)."""
+    return [
         order_create(
             account=account,
             api_key=None,
@@ -35,8 +34,14 @@ def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional
             description=f"Order {n}",
             terminal_sn="WPYB002248000865",
         ).obj
-        for n in range(12)
+        for n in range(count)
     ]
+
+
+def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional_db, account):
+    """Two passes run in parallel threads (own database connections) over 12 due orders, 3 per claim: each
+    order is queried exactly once, and both workers did part of the work at the same time."""
+    orders = _terminal_orders(account, 12)
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
 
@@ -82,16 +87,7 @@ def test_two_workers_claim_disjoint_due_orders_and_check_each_once(transactional
 
 def test_a_pass_out_of_time_hands_its_claimed_rows_back(account):
     """Rows claimed by a pass that runs out of time are due again at once, not after the lease."""
-    for _ in range(3):
-        order_create(
-            account=account,
-            api_key=None,
-            channel=Channel.TERMINAL,
-            amount=Decimal("5.00"),
-            currency="USD",
-            description="Tea",
-            terminal_sn="WPYB002248000865",
-        )
+    _terminal_orders(account, 3)
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
 
@@ -131,18 +127,7 @@ def test_a_chunk_stops_starting_checks_once_its_claim_is_chunk_seconds_old(accou
     """An --all pass over three orders not yet due, one chunk of three, each check slower than chunk_seconds:
     every check starts on a fresh lease (the chunk hands the rest back and the walk claims them again), and
     each order is checked exactly once."""
-    pks = sorted(
-        order_create(
-            account=account,
-            api_key=None,
-            channel=Channel.TERMINAL,
-            amount=Decimal("5.00"),
-            currency="USD",
-            description="Tea",
-            terminal_sn="WPYB002248000865",
-        ).obj.pk
-        for _ in range(3)
-    )
+    pks = sorted(order.pk for order in _terminal_orders(account, 3))
     leases_at_each_check = []
 
     def slow_throttle():
@@ -188,18 +173,7 @@ def test_a_soft_time_limit_stops_the_pass_and_hands_the_unchecked_rows_back(acco
 def test_a_pass_in_four_threads_checks_every_due_order_once_and_adds_up_one_report(transactional_db, account):
     """20 due orders, chunks of 3, four threads: 20 checked in one report, one query each, and more than one
     thread did part of the work (each holds its first chunk until another has claimed one)."""
-    orders = [
-        order_create(
-            account=account,
-            api_key=None,
-            channel=Channel.TERMINAL,
-            amount=Decimal("5.00"),
-            currency="USD",
-            description=f"Order {n}",
-            terminal_sn="WPYB002248000865",
-        ).obj
-        for n in range(20)
-    ]
+    orders = _terminal_orders(account, 20)
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
     threads_seen: set[str] = set()
@@ -241,18 +215,7 @@ def test_a_dropped_database_connection_costs_one_row_and_hands_it_back(transacti
     staying leased for LEASE; the five others are checked on a fresh connection, and so is the first,
     claimed again by the same pass.
     """
-    orders = [
-        order_create(
-            account=account,
-            api_key=None,
-            channel=Channel.TERMINAL,
-            amount=Decimal("5.00"),
-            currency="USD",
-            description=f"Order {n}",
-            terminal_sn="WPYB002248000865",
-        ).obj
-        for n in range(6)
-    ]
+    orders = _terminal_orders(account, 6)
     now = timezone.now()
     Order.objects.update(next_check_at=now - timedelta(seconds=1))
     dropped = []

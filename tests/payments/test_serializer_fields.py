@@ -5,12 +5,12 @@ instance still answers for its own object and its own data, in any thread, one r
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 from payments import serializers
 from payments.models import Order, OrderStatus
 from tests.factories import OrderFactory, RefundFactory
+from tests.webhooks.conftest import run_in_threads
 
 VALID_TERMINAL_ORDER = {
     "channel": "terminal",
@@ -19,27 +19,6 @@ VALID_TERMINAL_ORDER = {
     "description": "Coffee",
     "terminal_sn": "WPYB002248000865",
 }
-
-
-def _in_threads(count: int, target) -> list:
-    results: list = [None] * count
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        try:
-            start.wait(10)
-            results[index] = target(index)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
-    return results
 
 
 def test_orders_in_two_currencies_serialized_at_once_in_four_threads_each_answer_for_their_own(db):
@@ -65,7 +44,7 @@ def test_orders_in_two_currencies_serialized_at_once_in_four_threads_each_answer
             serializers.OrderSerializer(orders[(index + n) % 2]).data == expected[(index + n) % 2] for n in range(100)
         )
 
-    assert _in_threads(4, serialize_many_times) == [True, True, True, True]
+    assert run_in_threads(4, serialize_many_times) == [True, True, True, True]
 
 
 def test_an_invalid_body_leaves_nothing_for_the_next_one_in_the_same_thread():
@@ -100,4 +79,4 @@ def test_valid_and_invalid_bodies_validated_at_once_in_four_threads_each_get_the
             )
         return answers
 
-    assert all(all(answers) for answers in _in_threads(4, validate_many_times))
+    assert all(all(answers) for answers in run_in_threads(4, validate_many_times))

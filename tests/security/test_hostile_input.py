@@ -7,12 +7,8 @@ rejected notification deliveries that store without bound.
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,6 +17,7 @@ from django.views.debug import ExceptionReporter
 
 from payments.gateway.money import amount_maximum
 from payments.models import GatewayCall, IdempotencyRecord, MerchantOrderNumber, Order, OrderStatus
+from tests.conftest import run_on_fresh_sqlite
 from webhooks.models import NotificationDelivery, ProcessingStatus, Verification
 from webhooks.services import HEADERS_MAX_BYTES, REJECTED_BODY_MAX_BYTES, REJECTED_FULL_PER_SOURCE_PER_MINUTE
 
@@ -40,7 +37,6 @@ CARD_ORDER = {
     "card": {"pan": PAN, "holder": "A Customer", "cvv": CVV, "expiry": "1230"},
     "billing_address": {"name": "A Customer", "country": "US", "zip": "10001"},
 }
-REPO = Path(__file__).resolve().parents[2]
 
 
 def nested(depth: int) -> str:
@@ -149,24 +145,7 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_pat
     On SQLite (make run), maxima of USD, JPY, BHD and KWD read back digit for digit, and the order list
     answers 200; a poisoned row is logged and skipped by the list and by reconciliation.
     """
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_SECRET_KEY": "sqlite-check",
-        "DJANGO_ALLOWED_HOSTS": "testserver",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.security.sqlite_money_roundtrip"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report, stderr = run_on_fresh_sqlite("tests.security.sqlite_money_roundtrip", tmp_path)
     assert report["read"] == report["stored"]
     assert report["stored"]["USD"]["paid_amount"] == "9999999999.99"
     assert report["stored"]["BHD"]["paid_amount"] == "999999999.999"
@@ -184,9 +163,9 @@ def test_every_amount_and_sum_at_the_maximum_is_stored_exactly_on_sqlite(tmp_pat
     assert report["poisoned_list"] == ["MAX-BHD", "MAX-JPY", "MAX-KWD", "MAX-USD"]
     assert report["other_detail_status"] == 200
     assert report["reconcile_orders_checked"] == 4
-    assert "unreadable row skipped" in result.stderr
+    assert "unreadable row skipped" in stderr
     # Checked, not only counted: every readable row's check ran to its end on SQLite.
-    assert "reconcile: unexpected error" not in result.stderr
+    assert "reconcile: unexpected error" not in stderr
 
 
 # --- 2. Expired API keys ---------------------------------------------------------------------------------
